@@ -1,0 +1,904 @@
+//! One realm's state: settings, clients, roles, groups, users, sessions and events, built from a
+//! Keycloak realm export (RealmRepresentation). What a real import creates by itself
+//! (`realm-management` and `account` clients and their roles, `offline_access`, `uma_authorization`,
+//! the default-roles role) is created here too when the export leaves it out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::jwt::Keys;
+use crate::profile::{PasswordPolicy, UserProfile};
+
+#[derive(Clone, Debug)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub composites_realm: Vec<String>,
+    pub composites_client: BTreeMap<String, Vec<String>>,
+    /// `None` for a realm role, the clientId for a client role.
+    pub client: Option<String>,
+    pub container_id: String,
+}
+
+impl Role {
+    pub fn is_composite(&self) -> bool {
+        !self.composites_realm.is_empty() || !self.composites_client.is_empty()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "id": self.id, "name": self.name, "composite": self.is_composite(),
+            "clientRole": self.client.is_some(), "containerId": self.container_id,
+        });
+        if let Some(d) = &self.description {
+            v["description"] = json!(d);
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: String,
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub enabled: bool,
+    pub public: bool,
+    pub bearer_only: bool,
+    pub service_accounts: bool,
+    pub direct_grants: bool,
+    /// Extra `aud` values from `oidc-audience-mapper`s.
+    pub audiences: Vec<String>,
+    /// (user attribute, claim name) from `oidc-usermodel-attribute-mapper`s on access tokens.
+    pub attribute_claims: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub parent_id: Option<String>,
+    pub realm_roles: Vec<String>,
+    pub client_roles: BTreeMap<String, Vec<String>>,
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+impl Group {
+    pub fn to_json(&self, brief: bool) -> Value {
+        let mut v = json!({"id": self.id, "name": self.name, "path": self.path, "subGroups": []});
+        if let Some(p) = &self.parent_id {
+            v["parentId"] = json!(p);
+        }
+        if !brief {
+            v["attributes"] = json!(self.attributes);
+            v["realmRoles"] = json!(self.realm_roles);
+            v["clientRoles"] = json!(self.client_roles);
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email_verified: bool,
+    pub enabled: bool,
+    pub created_ms: i64,
+    pub attributes: BTreeMap<String, Vec<String>>,
+    pub password_hash: Option<String>,
+    pub required_actions: Vec<String>,
+    pub realm_roles: BTreeSet<String>,
+    pub client_roles: BTreeMap<String, BTreeSet<String>>,
+    pub groups: BTreeSet<String>,
+    /// Seconds; tokens issued before it are stale ("logout user" bumps it).
+    pub not_before: i64,
+    pub service_account_client_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub ip: String,
+    pub start_ms: i64,
+    pub last_access_ms: i64,
+    /// client uuid → clientId
+    pub clients: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub enabled: bool,
+    pub access_token_lifespan: i64,
+    pub sso_idle: i64,
+    pub sso_max: i64,
+    pub password_policy: PasswordPolicy,
+    pub duplicate_emails_allowed: bool,
+    pub login_with_email_allowed: bool,
+    pub edit_username_allowed: bool,
+    pub verify_profile: bool,
+    pub events_enabled: bool,
+    pub events_expiration: Option<i64>,
+    pub enabled_event_types: Vec<String>,
+    pub events_listeners: Vec<String>,
+    pub admin_events_enabled: bool,
+    pub admin_events_details_enabled: bool,
+    pub admin_events_expiration: Option<i64>,
+    pub default_role: String,
+}
+
+pub struct Realm {
+    pub name: String,
+    pub id: String,
+    pub settings: Settings,
+    pub clients: Vec<Client>,
+    pub realm_roles: BTreeMap<String, Role>,
+    /// clientId → role name → role
+    pub client_roles: BTreeMap<String, BTreeMap<String, Role>>,
+    pub groups: BTreeMap<String, Group>,
+    /// Users keyed by (lowercase) username: listings come out ordered by username for free.
+    pub users: BTreeMap<String, User>,
+    pub ids: HashMap<String, String>,
+    pub emails: HashMap<String, String>,
+    pub sessions: HashMap<String, Session>,
+    pub user_sessions: HashMap<String, BTreeSet<String>>,
+    pub events: Vec<Value>,
+    pub admin_events: Vec<Value>,
+    pub profile: UserProfile,
+    pub clock_offset_ms: i64,
+}
+
+/// Login event types Keycloak saves when `enabledEventTypes` is empty (`saveByDefault=true`).
+const SAVED_BY_DEFAULT: &[&str] = &[
+    "LOGIN",
+    "LOGIN_ERROR",
+    "REGISTER",
+    "REGISTER_ERROR",
+    "LOGOUT",
+    "LOGOUT_ERROR",
+    "CODE_TO_TOKEN",
+    "CODE_TO_TOKEN_ERROR",
+    "CLIENT_LOGIN",
+    "CLIENT_LOGIN_ERROR",
+    "UPDATE_PROFILE",
+    "UPDATE_PROFILE_ERROR",
+    "UPDATE_EMAIL",
+    "UPDATE_PASSWORD",
+    "UPDATE_PASSWORD_ERROR",
+    "UPDATE_CREDENTIAL",
+    "REMOVE_CREDENTIAL",
+    "VERIFY_EMAIL",
+    "VERIFY_PROFILE",
+    "DELETE_ACCOUNT",
+    "DELETE_ACCOUNT_ERROR",
+    "USER_DISABLED_BY_TEMPORARY_LOCKOUT",
+    "USER_DISABLED_BY_PERMANENT_LOCKOUT",
+];
+
+const REALM_MANAGEMENT_ROLES: &[(&str, &[&str])] = &[
+    ("create-client", &[]),
+    ("impersonation", &[]),
+    ("manage-authorization", &[]),
+    ("manage-clients", &[]),
+    ("manage-events", &[]),
+    ("manage-identity-providers", &[]),
+    ("manage-realm", &[]),
+    ("manage-users", &[]),
+    ("query-clients", &[]),
+    ("query-groups", &[]),
+    ("query-realms", &[]),
+    ("query-users", &[]),
+    ("view-authorization", &[]),
+    ("view-clients", &["query-clients"]),
+    ("view-events", &[]),
+    ("view-identity-providers", &[]),
+    ("view-realm", &[]),
+    ("view-users", &["query-users", "query-groups"]),
+];
+
+const ACCOUNT_ROLES: &[(&str, &[&str])] = &[
+    ("delete-account", &[]),
+    ("manage-account", &["manage-account-links"]),
+    ("manage-account-links", &[]),
+    ("manage-consent", &["view-consent"]),
+    ("view-applications", &[]),
+    ("view-consent", &[]),
+    ("view-groups", &[]),
+    ("view-profile", &[]),
+];
+
+pub fn system_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn s(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn b(v: &Value, key: &str, default: bool) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+fn i(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(|x| {
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+    })
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    if let Some(obj) = v.and_then(Value::as_object) {
+        for (k, val) in obj {
+            let vals = match val {
+                Value::String(s) => vec![s.clone()],
+                other => strings(Some(other)),
+            };
+            out.insert(k.clone(), vals);
+        }
+    }
+    out
+}
+
+impl Realm {
+    /// Build a realm from a realm export, under `name` (the export's own name when None).
+    pub fn import(source: &Value, name: Option<&str>, keys: &Keys) -> Result<Realm, String> {
+        let name = name
+            .map(str::to_owned)
+            .or_else(|| s(source, "realm"))
+            .ok_or("the realm export has no \"realm\" name")?;
+        let id = new_id();
+        let default_role = source
+            .pointer("/defaultRole/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("default-roles-{name}"));
+        let attrs = source.get("attributes").cloned().unwrap_or(json!({}));
+        let verify_profile = source
+            .get("requiredActions")
+            .and_then(Value::as_array)
+            .map(|ras| {
+                ras.iter().any(|ra| {
+                    s(ra, "alias").as_deref() == Some("VERIFY_PROFILE") && b(ra, "enabled", true)
+                })
+            })
+            .unwrap_or(true);
+        let settings = Settings {
+            enabled: b(source, "enabled", true),
+            access_token_lifespan: i(source, "accessTokenLifespan").unwrap_or(300),
+            sso_idle: i(source, "ssoSessionIdleTimeout").unwrap_or(1800),
+            sso_max: i(source, "ssoSessionMaxLifespan").unwrap_or(36000),
+            password_policy: PasswordPolicy::parse(
+                source
+                    .get("passwordPolicy")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            ),
+            duplicate_emails_allowed: b(source, "duplicateEmailsAllowed", false),
+            login_with_email_allowed: b(source, "loginWithEmailAllowed", true),
+            edit_username_allowed: b(source, "editUsernameAllowed", false),
+            verify_profile,
+            events_enabled: b(source, "eventsEnabled", false),
+            events_expiration: i(source, "eventsExpiration"),
+            enabled_event_types: strings(source.get("enabledEventTypes")),
+            events_listeners: {
+                let l = strings(source.get("eventsListeners"));
+                if l.is_empty() {
+                    vec!["jboss-logging".into()]
+                } else {
+                    l
+                }
+            },
+            admin_events_enabled: b(source, "adminEventsEnabled", false),
+            admin_events_details_enabled: b(source, "adminEventsDetailsEnabled", false),
+            admin_events_expiration: i(&attrs, "adminEventsExpiration"),
+            default_role: default_role.clone(),
+        };
+        let profile = UserProfile::from_realm_export(source)?;
+        let mut realm = Realm {
+            name,
+            id: id.clone(),
+            settings,
+            clients: Vec::new(),
+            realm_roles: BTreeMap::new(),
+            client_roles: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            users: BTreeMap::new(),
+            ids: HashMap::new(),
+            emails: HashMap::new(),
+            sessions: HashMap::new(),
+            user_sessions: HashMap::new(),
+            events: Vec::new(),
+            admin_events: Vec::new(),
+            profile,
+            clock_offset_ms: 0,
+        };
+        realm.import_clients(source);
+        realm.import_roles(source, &default_role);
+        realm.import_groups(source.get("groups"), None, "");
+        for u in source
+            .get("users")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            realm.import_user(u, keys)?;
+        }
+        Ok(realm)
+    }
+
+    fn import_clients(&mut self, source: &Value) {
+        for c in source
+            .get("clients")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(client_id) = s(c, "clientId") else {
+                continue;
+            };
+            let mut audiences = Vec::new();
+            let mut attribute_claims = Vec::new();
+            for m in c
+                .get("protocolMappers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let cfg = m.get("config").cloned().unwrap_or(json!({}));
+                let in_access = s(&cfg, "access.token.claim").as_deref() != Some("false");
+                match s(m, "protocolMapper").as_deref() {
+                    Some("oidc-audience-mapper") if in_access => {
+                        if let Some(a) = s(&cfg, "included.client.audience")
+                            .or_else(|| s(&cfg, "included.custom.audience"))
+                        {
+                            audiences.push(a);
+                        }
+                    }
+                    Some("oidc-usermodel-attribute-mapper") if in_access => {
+                        if let (Some(attr), Some(claim)) =
+                            (s(&cfg, "user.attribute"), s(&cfg, "claim.name"))
+                        {
+                            attribute_claims.push((attr, claim));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.clients.push(Client {
+                id: s(c, "id").unwrap_or_else(new_id),
+                secret: s(c, "secret"),
+                enabled: b(c, "enabled", true),
+                public: b(c, "publicClient", false),
+                bearer_only: b(c, "bearerOnly", false),
+                service_accounts: b(c, "serviceAccountsEnabled", false),
+                direct_grants: b(c, "directAccessGrantsEnabled", false),
+                audiences,
+                attribute_claims,
+                client_id,
+            });
+        }
+        for (builtin, bearer_only, public) in [
+            ("realm-management", true, false),
+            ("account", false, true),
+            ("admin-cli", false, true),
+        ] {
+            if !self.clients.iter().any(|c| c.client_id == builtin) {
+                self.clients.push(Client {
+                    id: new_id(),
+                    client_id: builtin.into(),
+                    secret: None,
+                    enabled: true,
+                    public,
+                    bearer_only,
+                    service_accounts: false,
+                    direct_grants: builtin == "admin-cli",
+                    audiences: vec![],
+                    attribute_claims: vec![],
+                });
+            }
+        }
+    }
+
+    fn import_roles(&mut self, source: &Value, default_role: &str) {
+        let realm_id = self.id.clone();
+        let parse = |r: &Value, client: Option<&str>, container: &str| -> Option<Role> {
+            let comps = r.get("composites");
+            Some(Role {
+                id: s(r, "id").unwrap_or_else(new_id),
+                name: s(r, "name")?,
+                description: s(r, "description"),
+                composites_realm: strings(comps.and_then(|c| c.get("realm"))),
+                composites_client: string_map(comps.and_then(|c| c.get("client"))),
+                client: client.map(str::to_owned),
+                container_id: container.to_owned(),
+            })
+        };
+        for r in source
+            .pointer("/roles/realm")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(role) = parse(r, None, &realm_id) {
+                self.realm_roles.insert(role.name.clone(), role);
+            }
+        }
+        if let Some(obj) = source.pointer("/roles/client").and_then(Value::as_object) {
+            for (client_id, roles) in obj {
+                let container = self
+                    .client(client_id)
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default();
+                for r in roles.as_array().into_iter().flatten() {
+                    if let Some(role) = parse(r, Some(client_id), &container) {
+                        self.client_roles
+                            .entry(client_id.clone())
+                            .or_default()
+                            .insert(role.name.clone(), role);
+                    }
+                }
+            }
+        }
+        // What Keycloak creates for every realm, unless the export has it already.
+        for (builtin, defs) in [
+            ("realm-management", REALM_MANAGEMENT_ROLES),
+            ("account", ACCOUNT_ROLES),
+        ] {
+            let container = self
+                .client(builtin)
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            let roles = self.client_roles.entry(builtin.into()).or_default();
+            for (name, composites) in defs {
+                roles.entry((*name).into()).or_insert_with(|| Role {
+                    id: new_id(),
+                    name: (*name).into(),
+                    description: Some(format!("${{role_{name}}}")),
+                    composites_realm: vec![],
+                    composites_client: if composites.is_empty() {
+                        BTreeMap::new()
+                    } else {
+                        BTreeMap::from([(
+                            builtin.to_owned(),
+                            composites.iter().map(|c| (*c).to_owned()).collect(),
+                        )])
+                    },
+                    client: Some(builtin.into()),
+                    container_id: container.clone(),
+                });
+            }
+            if builtin == "realm-management" && !roles.contains_key("realm-admin") {
+                let all: Vec<String> = roles.keys().cloned().collect();
+                roles.insert(
+                    "realm-admin".into(),
+                    Role {
+                        id: new_id(),
+                        name: "realm-admin".into(),
+                        description: Some("${role_realm-admin}".into()),
+                        composites_realm: vec![],
+                        composites_client: BTreeMap::from([(builtin.to_owned(), all)]),
+                        client: Some(builtin.into()),
+                        container_id: container.clone(),
+                    },
+                );
+            }
+        }
+        for (name, desc) in [
+            ("offline_access", "${role_offline-access}"),
+            ("uma_authorization", "${role_uma_authorization}"),
+        ] {
+            self.realm_roles.entry(name.into()).or_insert_with(|| Role {
+                id: new_id(),
+                name: name.into(),
+                description: Some(desc.into()),
+                composites_realm: vec![],
+                composites_client: BTreeMap::new(),
+                client: None,
+                container_id: realm_id.clone(),
+            });
+        }
+        self.realm_roles
+            .entry(default_role.to_owned())
+            .or_insert_with(|| Role {
+                id: new_id(),
+                name: default_role.to_owned(),
+                description: Some("${role_default-roles}".into()),
+                composites_realm: vec!["offline_access".into(), "uma_authorization".into()],
+                composites_client: BTreeMap::from([(
+                    "account".into(),
+                    vec!["view-profile".into(), "manage-account".into()],
+                )]),
+                client: None,
+                container_id: realm_id.clone(),
+            });
+    }
+
+    fn import_groups(&mut self, groups: Option<&Value>, parent: Option<&str>, parent_path: &str) {
+        for g in groups.and_then(Value::as_array).into_iter().flatten() {
+            let Some(name) = s(g, "name") else { continue };
+            let id = s(g, "id").unwrap_or_else(new_id);
+            let path = format!("{parent_path}/{name}");
+            self.groups.insert(
+                id.clone(),
+                Group {
+                    id: id.clone(),
+                    name,
+                    path: path.clone(),
+                    parent_id: parent.map(str::to_owned),
+                    realm_roles: strings(g.get("realmRoles")),
+                    client_roles: string_map(g.get("clientRoles")),
+                    attributes: string_map(g.get("attributes")),
+                },
+            );
+            self.import_groups(g.get("subGroups"), Some(&id), &path);
+        }
+    }
+
+    fn import_user(&mut self, u: &Value, keys: &Keys) -> Result<(), String> {
+        let username = s(u, "username")
+            .ok_or("a user in the realm export has no username")?
+            .to_lowercase();
+        let password = u
+            .get("credentials")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| s(c, "type").as_deref().unwrap_or("password") == "password")
+            .and_then(|c| s(c, "value"));
+        let groups = strings(u.get("groups"))
+            .iter()
+            .filter_map(|p| self.group_by_path(p).map(|g| g.id.clone()))
+            .collect();
+        let mut realm_roles: BTreeSet<String> = strings(u.get("realmRoles")).into_iter().collect();
+        if realm_roles.is_empty() {
+            realm_roles.insert(self.settings.default_role.clone());
+        }
+        let user = User {
+            id: s(u, "id").unwrap_or_else(new_id),
+            email: s(u, "email").map(|e| e.to_lowercase()),
+            first_name: s(u, "firstName"),
+            last_name: s(u, "lastName"),
+            email_verified: b(u, "emailVerified", false),
+            enabled: b(u, "enabled", false),
+            created_ms: i(u, "createdTimestamp").unwrap_or_else(system_now_ms),
+            attributes: string_map(u.get("attributes")),
+            password_hash: password.map(|p| keys.hash_password(&p)),
+            required_actions: strings(u.get("requiredActions")),
+            realm_roles,
+            client_roles: string_map(u.get("clientRoles"))
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect(),
+            groups,
+            not_before: i(u, "notBefore").unwrap_or(0),
+            service_account_client_id: s(u, "serviceAccountClientId"),
+            username,
+        };
+        self.insert_user(user);
+        Ok(())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        system_now_ms() + self.clock_offset_ms
+    }
+
+    pub fn now_s(&self) -> i64 {
+        self.now_ms() / 1000
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+
+    pub fn client_by_uuid(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+
+    pub fn group_by_path(&self, path: &str) -> Option<&Group> {
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        self.groups.values().find(|g| g.path == path)
+    }
+
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.ids.get(id).and_then(|u| self.users.get(u))
+    }
+
+    pub fn user_mut(&mut self, id: &str) -> Option<&mut User> {
+        let username = self.ids.get(id)?;
+        self.users.get_mut(username)
+    }
+
+    pub fn user_by_username_or_email(&self, login: &str) -> Option<&User> {
+        let login = login.to_lowercase();
+        self.users.get(&login).or_else(|| {
+            if self.settings.login_with_email_allowed {
+                self.emails.get(&login).and_then(|id| self.user(id))
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn insert_user(&mut self, user: User) {
+        self.ids.insert(user.id.clone(), user.username.clone());
+        if let Some(e) = &user.email {
+            self.emails.insert(e.clone(), user.id.clone());
+        }
+        self.users.insert(user.username.clone(), user);
+    }
+
+    /// Replace a user's record, keeping the username and email indexes right.
+    pub fn replace_user(&mut self, user: User) {
+        if let Some(old) = self.remove_user_record(&user.id) {
+            debug_assert_eq!(old.id, user.id);
+        }
+        self.insert_user(user);
+    }
+
+    fn remove_user_record(&mut self, id: &str) -> Option<User> {
+        let username = self.ids.remove(id)?;
+        let user = self.users.remove(&username)?;
+        if let Some(e) = &user.email {
+            if self.emails.get(e).is_some_and(|owner| owner == id) {
+                self.emails.remove(e);
+            }
+        }
+        Some(user)
+    }
+
+    pub fn delete_user(&mut self, id: &str) -> Option<User> {
+        let user = self.remove_user_record(id)?;
+        self.end_user_sessions(id);
+        Some(user)
+    }
+
+    pub fn end_user_sessions(&mut self, user_id: &str) {
+        if let Some(sids) = self.user_sessions.remove(user_id) {
+            for sid in sids {
+                self.sessions.remove(&sid);
+            }
+        }
+    }
+
+    pub fn end_session(&mut self, sid: &str) -> Option<Session> {
+        let session = self.sessions.remove(sid)?;
+        if let Some(set) = self.user_sessions.get_mut(&session.user_id) {
+            set.remove(sid);
+        }
+        Some(session)
+    }
+
+    /// The session if it is still alive under the realm's idle and max lifetimes; an expired one
+    /// is removed, as Keycloak's expiration does.
+    pub fn live_session(&mut self, sid: &str) -> Option<&mut Session> {
+        let now = self.now_ms();
+        let (idle, max) = (self.settings.sso_idle * 1000, self.settings.sso_max * 1000);
+        let expired = {
+            let s = self.sessions.get(sid)?;
+            now > s.last_access_ms + idle || now > s.start_ms + max
+        };
+        if expired {
+            self.end_session(sid);
+            return None;
+        }
+        self.sessions.get_mut(sid)
+    }
+
+    pub fn session_expiry_s(&self, session: &Session) -> i64 {
+        let idle = session.last_access_ms / 1000 + self.settings.sso_idle;
+        let max = session.start_ms / 1000 + self.settings.sso_max;
+        idle.min(max)
+    }
+
+    pub fn create_session(&mut self, user_id: &str, client: &Client, ip: &str) -> String {
+        let now = self.now_ms();
+        let sid = new_id();
+        self.sessions.insert(
+            sid.clone(),
+            Session {
+                id: sid.clone(),
+                user_id: user_id.to_owned(),
+                ip: ip.to_owned(),
+                start_ms: now,
+                last_access_ms: now,
+                clients: BTreeMap::from([(client.id.clone(), client.client_id.clone())]),
+            },
+        );
+        self.user_sessions
+            .entry(user_id.to_owned())
+            .or_default()
+            .insert(sid.clone());
+        sid
+    }
+
+    /// Effective roles: direct and group roles, composites expanded.
+    /// Returns realm role names and clientId → client role names.
+    pub fn effective_roles(
+        &self,
+        user: &User,
+    ) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+        let mut realm: BTreeSet<String> = BTreeSet::new();
+        let mut clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut todo: Vec<(Option<String>, String)> =
+            user.realm_roles.iter().map(|r| (None, r.clone())).collect();
+        for (c, names) in &user.client_roles {
+            todo.extend(names.iter().map(|n| (Some(c.clone()), n.clone())));
+        }
+        for gid in &user.groups {
+            let mut next = Some(gid.clone());
+            while let Some(g) = next.and_then(|id| self.groups.get(&id)) {
+                todo.extend(g.realm_roles.iter().map(|r| (None, r.clone())));
+                for (c, names) in &g.client_roles {
+                    todo.extend(names.iter().map(|n| (Some(c.clone()), n.clone())));
+                }
+                next = g.parent_id.clone();
+            }
+        }
+        while let Some((client, name)) = todo.pop() {
+            let role = match &client {
+                None => {
+                    if !realm.insert(name.clone()) {
+                        continue;
+                    }
+                    self.realm_roles.get(&name)
+                }
+                Some(c) => {
+                    if !clients.entry(c.clone()).or_default().insert(name.clone()) {
+                        continue;
+                    }
+                    self.client_roles.get(c).and_then(|m| m.get(&name))
+                }
+            };
+            if let Some(role) = role {
+                todo.extend(role.composites_realm.iter().map(|r| (None, r.clone())));
+                for (c, names) in &role.composites_client {
+                    todo.extend(names.iter().map(|n| (Some(c.clone()), n.clone())));
+                }
+            }
+        }
+        (realm, clients)
+    }
+
+    /// The user as the admin API shows it. `access` reflects what the caller may do.
+    pub fn user_json(&self, u: &User, brief: bool, can_manage: bool) -> Value {
+        let mut v = Map::new();
+        v.insert("id".into(), json!(u.id));
+        v.insert("username".into(), json!(u.username));
+        if let Some(x) = &u.first_name {
+            v.insert("firstName".into(), json!(x));
+        }
+        if let Some(x) = &u.last_name {
+            v.insert("lastName".into(), json!(x));
+        }
+        if let Some(x) = &u.email {
+            v.insert("email".into(), json!(x));
+        }
+        v.insert("emailVerified".into(), json!(u.email_verified));
+        let attrs = self.profile.visible_attributes(&u.attributes);
+        if !brief && !attrs.is_empty() {
+            v.insert("attributes".into(), json!(attrs));
+        }
+        v.insert("createdTimestamp".into(), json!(u.created_ms));
+        v.insert("enabled".into(), json!(u.enabled));
+        if !brief {
+            v.insert("totp".into(), json!(false));
+            if let Some(c) = &u.service_account_client_id {
+                v.insert("serviceAccountClientId".into(), json!(c));
+            }
+            v.insert("disableableCredentialTypes".into(), json!([]));
+            v.insert("requiredActions".into(), json!(u.required_actions));
+            v.insert("notBefore".into(), json!(u.not_before));
+        }
+        v.insert(
+            "access".into(),
+            json!({"manageGroupMembership": can_manage, "view": true, "mapRoles": can_manage,
+                   "impersonate": false, "manage": can_manage}),
+        );
+        Value::Object(v)
+    }
+
+    fn event_saved(&self, kind: &str) -> bool {
+        if !self.settings.events_enabled {
+            return false;
+        }
+        if self.settings.enabled_event_types.is_empty() {
+            SAVED_BY_DEFAULT.contains(&kind)
+        } else {
+            self.settings.enabled_event_types.iter().any(|t| t == kind)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn login_event(
+        &mut self,
+        kind: &str,
+        client_id: Option<&str>,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        ip: &str,
+        error: Option<&str>,
+        details: Value,
+    ) {
+        if !self.event_saved(kind) {
+            return;
+        }
+        let mut e = json!({"id": new_id(), "time": self.now_ms(), "type": kind, "realmId": self.id, "ipAddress": ip});
+        for (k, v) in [
+            ("clientId", client_id),
+            ("userId", user_id),
+            ("sessionId", session_id),
+            ("error", error),
+        ] {
+            if let Some(v) = v {
+                e[k] = json!(v);
+            }
+        }
+        if details.as_object().is_some_and(|d| !d.is_empty()) {
+            e["details"] = details;
+        }
+        self.events.push(e);
+    }
+
+    pub fn admin_event(
+        &mut self,
+        auth: &AuthDetails,
+        operation: &str,
+        resource_type: &str,
+        path: &str,
+        representation: Option<Value>,
+    ) {
+        if !self.settings.admin_events_enabled {
+            return;
+        }
+        let mut e = json!({
+            "id": new_id(), "time": self.now_ms(), "realmId": self.id,
+            "authDetails": {"realmId": self.id, "clientId": auth.client_uuid, "userId": auth.user_id, "ipAddress": auth.ip},
+            "operationType": operation, "resourceType": resource_type, "resourcePath": path,
+        });
+        if self.settings.admin_events_details_enabled {
+            if let Some(rep) = representation {
+                e["representation"] = json!(rep.to_string());
+            }
+        }
+        self.admin_events.push(e);
+    }
+}
+
+/// Who made an admin call, for admin events.
+#[derive(Clone, Debug, Default)]
+pub struct AuthDetails {
+    pub client_uuid: String,
+    pub user_id: String,
+    pub ip: String,
+}
