@@ -127,6 +127,28 @@ fn default_body(status: u16) -> Value {
 struct CloneRequest {
     name: String,
     from: Option<String>,
+    /// RFC 7386 JSON merge patch applied to the source export (e.g. `{"eventsEnabled": false}`).
+    patch: Option<Value>,
+}
+
+/// RFC 7386: objects merge recursively, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,7 +203,15 @@ pub fn handle(emu: &Emulator, req: &Req, rest: &[&str]) -> Response {
             let Some(source) = from.as_deref().and_then(|f| emu.realm(f)) else {
                 return json_response(404, &json!({"error": "source realm not found"}));
             };
-            match emu.add_realm(Arc::clone(&source.source), Some(&body.name), false) {
+            let export = match &body.patch {
+                None => Arc::clone(&source.source),
+                Some(patch) => {
+                    let mut export = (*source.source).clone();
+                    merge_patch(&mut export, patch);
+                    Arc::new(export)
+                }
+            };
+            match emu.add_realm(export, Some(&body.name), false) {
                 Ok(name) => with_header(
                     json_response(201, &json!({"realm": name})),
                     "location",
@@ -327,7 +357,18 @@ fn bulk_users(emu: &Emulator, req: &Req, name: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::{glob, merge_patch};
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_merges_objects_and_replaces_the_rest() {
+        let mut v = json!({"a": {"b": 1, "c": 2}, "d": [1], "e": 1});
+        merge_patch(
+            &mut v,
+            &json!({"a": {"b": 5, "c": null}, "d": [2], "f": true}),
+        );
+        assert_eq!(v, json!({"a": {"b": 5}, "d": [2], "e": 1, "f": true}));
+    }
 
     #[test]
     fn glob_matches_stars_across_slashes() {

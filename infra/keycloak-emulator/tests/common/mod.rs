@@ -77,6 +77,11 @@ async fn into_resp(r: reqwest::Response) -> Resp {
 
 /// A fresh realm cloned from the demo realm, with a name unique to this test.
 pub async fn realm() -> Kc {
+    realm_with(json!({})).await
+}
+
+/// Like `realm`, with a JSON merge patch applied to the demo realm export first.
+pub async fn realm_with(patch: Value) -> Kc {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "t{}-{}",
@@ -92,7 +97,7 @@ pub async fn realm() -> Kc {
         .raw(
             Method::POST,
             "/_emulator/realms",
-            Some(json!({"name": name, "from": "demo"})),
+            Some(json!({"name": name, "from": "demo", "patch": patch})),
         )
         .await;
     assert_eq!(r.status(), 201, "{}", r.text);
