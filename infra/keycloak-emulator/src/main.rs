@@ -63,8 +63,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(addr);
+    // Tests start it with --port 0 and read the real port from this line.
     println!(
-        "keycloak-emulator listening on http://{addr} (realms: {})",
+        "keycloak-emulator listening on http://{bound} (realms: {})",
         emu.realm_names().join(", ")
     );
     let shutdown = async {

@@ -1,0 +1,63 @@
+# keycloak-user-sync: local stack, tests and tools. `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+TOOLS      := $(VENV)/.installed
+COMPAT     := tests/compat
+NPM_TOOLS  := $(COMPAT)/node_modules/.installed
+EMULATOR   := target/debug/keycloak-emulator
+
+.PHONY: help tools build up down status test lint unit compat stack-test clean
+
+help:
+	@echo "make up      start moto (DynamoDB, Secrets Manager) and the Keycloak emulator on loopback"
+	@echo "make down    stop them"
+	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite"
+	@echo "make tools   install the pinned tools into .venv and $(COMPAT)/node_modules"
+
+# Pinned Python tools (moto server, cargo-lambda, SAM CLI, pytest); reinstalled when the pins change.
+$(TOOLS): infra/local/requirements.txt infra/local/constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		-r infra/local/requirements.txt -c infra/local/constraints.txt
+	touch $@
+
+# Pinned npm packages of the compatibility suite (Keycloak's official admin client).
+$(NPM_TOOLS): $(COMPAT)/package.json $(COMPAT)/package-lock.json
+	cd $(COMPAT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools: $(TOOLS) $(NPM_TOOLS)
+
+build:
+	cargo build --workspace
+
+up: $(TOOLS) build
+	$(PY) infra/local/stack.py up
+
+down:
+	python3 infra/local/stack.py down
+
+status:
+	python3 infra/local/stack.py status
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --workspace
+
+compat: $(NPM_TOOLS) build
+	cd $(COMPAT) && KEYCLOAK_EMULATOR_BIN=$(CURDIR)/$(EMULATOR) node --test --test-concurrency=2
+
+stack-test: $(TOOLS) build
+	$(VENV)/bin/pytest -q tests/stack
+
+test: tools lint build unit compat stack-test
+
+clean:
+	rm -rf target $(VENV) $(COMPAT)/node_modules .dev

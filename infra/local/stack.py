@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Start, check and stop the local stack on loopback: moto (DynamoDB + Secrets Manager) and the
+Keycloak emulator, then create the table and the client secret in moto.
+
+    stack.py up | down | status | env
+
+Ports and names come from the environment (defaults in brackets): KEYCLOAK_PORT [8080],
+MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], KEYCLOAK_SECRET_ID
+[keycloak-user-sync/keycloak-client], DEV_DIR [.dev]. With KEYCLOAK_URL set, no emulator is started
+and that Keycloak is used; its client secret is then read from KEYCLOAK_CLIENT_SECRET.
+Pids and logs go under DEV_DIR. `up` is safe to run twice. No secret is printed.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+DEV = Path(os.environ.get("DEV_DIR", ROOT / ".dev")).resolve()
+KEYCLOAK_PORT = int(os.environ.get("KEYCLOAK_PORT", "8080"))
+MOTO_PORT = int(os.environ.get("MOTO_PORT", "4566"))
+TABLE_NAME = os.environ.get("TABLE_NAME", "keycloak-user-sync")
+SECRET_ID = os.environ.get("KEYCLOAK_SECRET_ID", "keycloak-user-sync/keycloak-client")
+REALM_FILE = ROOT / "infra" / "keycloak" / "realm.json"
+TABLE_FILE = ROOT / "infra" / "local" / "table.json"
+EXTERNAL_KEYCLOAK = os.environ.get("KEYCLOAK_URL")
+EMULATOR_BIN = Path(
+    os.environ.get("KEYCLOAK_EMULATOR_BIN", ROOT / "target" / "debug" / "keycloak-emulator")
+)
+VENV_BIN = ROOT / ".venv" / "bin"
+MOTO_URL = f"http://{HOST}:{MOTO_PORT}"
+
+# moto accepts any credentials; these keep the SDKs from looking for real ones.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ENDPOINT_URL": MOTO_URL,
+}
+
+
+def realm_export():
+    return json.loads(REALM_FILE.read_text())
+
+
+def realm_name():
+    return os.environ.get("KEYCLOAK_REALM") or realm_export()["realm"]
+
+
+def client_id():
+    return os.environ.get("KEYCLOAK_CLIENT_ID", "user-sync")
+
+
+def keycloak_url():
+    return EXTERNAL_KEYCLOAK or f"http://{HOST}:{KEYCLOAK_PORT}"
+
+
+def services():
+    out = {
+        "moto": {
+            "cmd": [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(MOTO_PORT)],
+            "port": MOTO_PORT,
+            "ready": f"{MOTO_URL}/moto-api/",
+            "hint": "MOTO_PORT",
+        }
+    }
+    if not EXTERNAL_KEYCLOAK:
+        out["keycloak"] = {
+            "cmd": [str(EMULATOR_BIN), "--realm", str(REALM_FILE), "--host", HOST,
+                    "--port", str(KEYCLOAK_PORT)],
+            "port": KEYCLOAK_PORT,
+            "ready": f"http://{HOST}:{KEYCLOAK_PORT}/_emulator/health",
+            "hint": "KEYCLOAK_PORT (or KEYCLOAK_URL for a real Keycloak)",
+        }
+    return out
+
+
+def say(msg):
+    print(f"stack: {msg}", flush=True)
+
+
+def fail(msg):
+    print(f"stack: error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def pid_file(name):
+    return DEV / f"{name}.pid"
+
+
+def read_pid(name):
+    try:
+        return int(pid_file(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours would still answer kill(0); check its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def port_taken(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def answers(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(name, svc):
+    pid = read_pid(name)
+    if alive(pid) and answers(svc["ready"]):
+        say(f"{name} already running (pid {pid}) on port {svc['port']}")
+        return
+    if port_taken(svc["port"]):
+        fail(f"port {svc['port']} on {HOST} is taken by another process; "
+             f"stop it or choose another port with {svc['hint']}")
+    if not Path(svc["cmd"][0]).exists():
+        fail(f"{svc['cmd'][0]} is missing: run `make tools` and `cargo build -p keycloak-emulator`")
+    log = open(DEV / f"{name}.log", "ab")
+    proc = subprocess.Popen(svc["cmd"], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+    pid_file(name).write_text(str(proc.pid))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (DEV / f"{name}.log").read_text(errors="replace")[-2000:]
+            fail(f"{name} exited with status {proc.returncode}:\n{tail}")
+        if answers(svc["ready"]):
+            say(f"{name} up (pid {proc.pid}) on http://{HOST}:{svc['port']}")
+            return
+        time.sleep(0.1)
+    fail(f"{name} did not answer on port {svc['port']} within 60 s; see {DEV / (name + '.log')}")
+
+
+def aws(service):
+    import boto3  # from .venv (moto depends on it)
+
+    return boto3.client(service, endpoint_url=MOTO_URL, region_name=REGION,
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def client_secret():
+    if EXTERNAL_KEYCLOAK:
+        secret = os.environ.get("KEYCLOAK_CLIENT_SECRET")
+        if not secret:
+            fail("KEYCLOAK_URL is set: also set KEYCLOAK_CLIENT_SECRET for the secret in moto")
+        return secret
+    for client in realm_export().get("clients", []):
+        if client.get("clientId") == client_id():
+            return client["secret"]
+    fail(f"client {client_id()} not found in {REALM_FILE}")
+
+
+def provision():
+    ddb = aws("dynamodb")
+    spec = json.loads(TABLE_FILE.read_text())
+    ttl_attribute = spec.pop("TimeToLiveAttribute")
+    if TABLE_NAME in ddb.list_tables()["TableNames"]:
+        say(f"table {TABLE_NAME} exists")
+    else:
+        ddb.create_table(TableName=TABLE_NAME, **spec)
+        ddb.get_waiter("table_exists").wait(TableName=TABLE_NAME)
+        ddb.update_time_to_live(TableName=TABLE_NAME, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": ttl_attribute})
+        say(f"table {TABLE_NAME} created")
+    sm = aws("secretsmanager")
+    value = json.dumps({"client_secret": client_secret()})
+    try:
+        sm.create_secret(Name=SECRET_ID, SecretString=value)
+        say(f"secret {SECRET_ID} created")
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=SECRET_ID, SecretString=value)
+        say(f"secret {SECRET_ID} updated")
+
+
+def env_lines():
+    values = dict(AWS_ENV)
+    values.update({
+        "KEYCLOAK_URL": keycloak_url(),
+        "KEYCLOAK_REALM": realm_name(),
+        "KEYCLOAK_CLIENT_ID": client_id(),
+        "KEYCLOAK_SECRET_ID": SECRET_ID,
+        "TABLE_NAME": TABLE_NAME,
+    })
+    return [f"export {k}={v}" for k, v in values.items()]
+
+
+def up():
+    DEV.mkdir(parents=True, exist_ok=True)
+    for name, svc in services().items():
+        start(name, svc)
+    provision()
+    (DEV / "env").write_text("\n".join(env_lines()) + "\n")
+    say(f"Keycloak: {keycloak_url()}/realms/{realm_name()}  moto: {MOTO_URL}  "
+        f"(environment for clients: {DEV / 'env'})")
+
+
+def stop(name):
+    pid = read_pid(name)
+    if not alive(pid):
+        pid_file(name).unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    pid_file(name).unlink(missing_ok=True)
+    say(f"{name} stopped (pid {pid})")
+    return True
+
+
+def down():
+    stopped = [stop(name) for name in ("keycloak", "moto")]
+    if not any(stopped):
+        say("nothing was running")
+
+
+def status():
+    running = True
+    for name, svc in services().items():
+        pid = read_pid(name)
+        ok = alive(pid) and answers(svc["ready"])
+        running &= ok
+        say(f"{name}: {'up (pid %d)' % pid if ok else 'down'}")
+    sys.exit(0 if running else 3)
+
+
+def main():
+    commands = {"up": up, "down": down, "status": status,
+                "env": lambda: print("\n".join(env_lines()))}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        fail(f"usage: {sys.argv[0]} {{{'|'.join(commands)}}}")
+    commands[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()
