@@ -63,10 +63,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(addr);
+    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     // Tests start it with --port 0 and read the real port from this line.
     println!(
         "keycloak-emulator listening on http://{bound} (realms: {})",

@@ -1,5 +1,7 @@
 //! Contract §4.7–§4.9, §5, §6: role mappings, groups, sessions, events and admin authorization.
 
+#![allow(clippy::unwrap_used)] // test crate: a failed unwrap is a failed test
+
 mod common;
 
 use common::{new_user, realm, realm_with};

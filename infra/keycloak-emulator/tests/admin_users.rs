@@ -1,5 +1,7 @@
 //! Contract §4.1–§4.6: the admin users family.
 
+#![allow(clippy::unwrap_used)] // test crate: a failed unwrap is a failed test
+
 mod common;
 
 use common::{new_user, realm};

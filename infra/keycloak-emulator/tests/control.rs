@@ -1,5 +1,7 @@
 //! The `/_emulator/` control API: faults, rate limits, latency, clock, clones, bulk users, stats.
 
+#![allow(clippy::unwrap_used)] // test crate: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Contract §1–§3: token endpoint, refresh, logout, introspection, userinfo, JWKS, discovery.
 
+#![allow(clippy::unwrap_used)] // test crate: a failed unwrap is a failed test
+
 mod common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
