@@ -10,7 +10,7 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build up down status test lint unit compat stack-test clean
+.PHONY: help tools build up down status test lint unit compat stack-test bench-emulator clean
 
 help:
 	@echo "make up      start moto (DynamoDB, Secrets Manager) and the Keycloak emulator on loopback"
@@ -58,6 +58,10 @@ stack-test: $(TOOLS) build
 	$(VENV)/bin/pytest -q tests/stack
 
 test: tools lint build unit compat stack-test
+
+# Emulator speed on one core (figures quoted in infra/keycloak-emulator/README.md).
+bench-emulator:
+	cargo run --release -q -p keycloak-emulator --example loadtest
 
 clean:
 	rm -rf target $(VENV) $(COMPAT)/node_modules .dev

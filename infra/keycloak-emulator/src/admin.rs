@@ -130,10 +130,12 @@ fn read(emu: &Emulator, realm: &Realm, req: &Req, caller: &Caller, rest: &[&str]
             ["users", "count"] => {
                 require(caller.query_users())?;
                 let filter = UserFilter::from_req(req)?;
-                let n = if caller.view_users() {
-                    realm.users.values().filter(|u| filter.matches(u)).count()
-                } else {
+                let n = if !caller.view_users() {
                     0
+                } else if filter.is_unfiltered() {
+                    realm.listing_order().len()
+                } else {
+                    realm.users.values().filter(|u| filter.matches(u)).count()
                 };
                 json_response(200, &json!(n))
             }
@@ -682,6 +684,17 @@ impl UserFilter {
         })
     }
 
+    /// No criteria at all: every user but the service accounts.
+    fn is_unfiltered(&self) -> bool {
+        self.search.is_none()
+            && self.ids.is_none()
+            && self.fields.is_empty()
+            && self.attributes.is_empty()
+            && self.enabled.is_none()
+            && self.email_verified.is_none()
+            && !self.include_service_accounts
+    }
+
     fn matches(&self, u: &User) -> bool {
         if self.enabled.is_some_and(|e| e != u.enabled)
             || self.email_verified.is_some_and(|e| e != u.email_verified)
@@ -779,21 +792,36 @@ fn list_users(realm: &Realm, req: &Req, caller: &Caller) -> Result<Response, Res
     }
     let brief = req.bool_param("briefRepresentation").unwrap_or(false);
     let manage = caller.manage_users();
-    let mut body = String::from("[");
-    for (i, u) in realm
-        .users
-        .values()
-        .filter(|u| filter.matches(u))
-        .skip(first)
-        .take(max)
-        .enumerate()
-    {
+    let mut body = Vec::with_capacity(max.min(1000) * 400);
+    body.push(b'[');
+    let mut write = |i: usize, u: &User| {
         if i > 0 {
-            body.push(',');
+            body.push(b',');
         }
-        body.push_str(&realm.user_json(u, brief, manage).to_string());
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut body, &realm.user_view(u, brief, manage));
+    };
+    if filter.is_unfiltered() {
+        let order = realm.listing_order();
+        let end = first.saturating_add(max).min(order.len());
+        for (i, name) in order.get(first..end).unwrap_or(&[]).iter().enumerate() {
+            if let Some(u) = realm.users.get(name) {
+                write(i, u);
+            }
+        }
+    } else {
+        for (i, u) in realm
+            .users
+            .values()
+            .filter(|u| filter.matches(u))
+            .skip(first)
+            .take(max)
+            .enumerate()
+        {
+            write(i, u);
+        }
     }
-    body.push(']');
+    body.push(b']');
     let mut resp = Response::new(axum::body::Body::from(body));
     resp.headers_mut().insert(
         "content-type",

@@ -117,14 +117,14 @@ impl UserProfile {
             .collect()
     }
 
-    pub fn visible_attributes(
+    pub fn visible_attributes<'a>(
         &self,
-        stored: &BTreeMap<String, Vec<String>>,
-    ) -> BTreeMap<String, Vec<String>> {
+        stored: &'a BTreeMap<String, Vec<String>>,
+    ) -> BTreeMap<&'a str, &'a Vec<String>> {
         stored
             .iter()
             .filter(|(k, _)| self.is_declared(k) || self.admin_may_see_unmanaged())
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str(), v))
             .collect()
     }
 

@@ -6,7 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::jwt::Keys;
 use crate::profile::{PasswordPolicy, UserProfile};
@@ -154,6 +158,49 @@ pub struct Realm {
     pub admin_events: Vec<Value>,
     pub profile: UserProfile,
     pub clock_offset_ms: i64,
+    /// Usernames of the non-service-account users in listing order, rebuilt on demand after a
+    /// change: offset paging (`first=99900`) then costs a slice, not a walk of the whole map.
+    listing: Mutex<Option<Arc<Vec<String>>>>,
+}
+
+/// A user as the admin API renders it, borrowed from the stored record and serialized directly.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView<'a> {
+    id: &'a str,
+    username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    email_verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<BTreeMap<&'a str, &'a Vec<String>>>,
+    created_timestamp: i64,
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    totp: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_account_client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disableable_credential_types: Option<[u8; 0]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required_actions: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<i64>,
+    access: Access,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Access {
+    manage_group_membership: bool,
+    view: bool,
+    map_roles: bool,
+    impersonate: bool,
+    manage: bool,
 }
 
 /// Login event types Keycloak saves when `enabledEventTypes` is empty (`saveByDefault=true`).
@@ -338,6 +385,7 @@ impl Realm {
             admin_events: Vec::new(),
             profile,
             clock_offset_ms: 0,
+            listing: Mutex::new(None),
         };
         realm.import_clients(source);
         realm.import_roles(source, &default_role);
@@ -650,7 +698,22 @@ impl Realm {
         })
     }
 
+    /// Non-service-account usernames in order (what an unfiltered listing pages over).
+    pub fn listing_order(&self) -> Arc<Vec<String>> {
+        let mut cached = self.listing.lock();
+        Arc::clone(cached.get_or_insert_with(|| {
+            Arc::new(
+                self.users
+                    .values()
+                    .filter(|u| u.service_account_client_id.is_none())
+                    .map(|u| u.username.clone())
+                    .collect(),
+            )
+        }))
+    }
+
     pub fn insert_user(&mut self, user: User) {
+        *self.listing.get_mut() = None;
         self.ids.insert(user.id.clone(), user.username.clone());
         if let Some(e) = &user.email {
             self.emails.insert(e.clone(), user.id.clone());
@@ -667,6 +730,7 @@ impl Realm {
     }
 
     fn remove_user_record(&mut self, id: &str) -> Option<User> {
+        *self.listing.get_mut() = None;
         let username = self.ids.remove(id)?;
         let user = self.users.remove(&username)?;
         if let Some(e) = &user.email {
@@ -791,41 +855,41 @@ impl Realm {
     }
 
     /// The user as the admin API shows it. `access` reflects what the caller may do.
+    pub fn user_view<'a>(&'a self, u: &'a User, brief: bool, can_manage: bool) -> UserView<'a> {
+        let attributes = (!brief)
+            .then(|| self.profile.visible_attributes(&u.attributes))
+            .filter(|a| !a.is_empty());
+        UserView {
+            id: &u.id,
+            username: &u.username,
+            first_name: u.first_name.as_deref(),
+            last_name: u.last_name.as_deref(),
+            email: u.email.as_deref(),
+            email_verified: u.email_verified,
+            attributes,
+            created_timestamp: u.created_ms,
+            enabled: u.enabled,
+            totp: (!brief).then_some(false),
+            service_account_client_id: if brief {
+                None
+            } else {
+                u.service_account_client_id.as_deref()
+            },
+            disableable_credential_types: (!brief).then_some([]),
+            required_actions: (!brief).then_some(u.required_actions.as_slice()),
+            not_before: (!brief).then_some(u.not_before),
+            access: Access {
+                manage_group_membership: can_manage,
+                view: true,
+                map_roles: can_manage,
+                impersonate: false,
+                manage: can_manage,
+            },
+        }
+    }
+
     pub fn user_json(&self, u: &User, brief: bool, can_manage: bool) -> Value {
-        let mut v = Map::new();
-        v.insert("id".into(), json!(u.id));
-        v.insert("username".into(), json!(u.username));
-        if let Some(x) = &u.first_name {
-            v.insert("firstName".into(), json!(x));
-        }
-        if let Some(x) = &u.last_name {
-            v.insert("lastName".into(), json!(x));
-        }
-        if let Some(x) = &u.email {
-            v.insert("email".into(), json!(x));
-        }
-        v.insert("emailVerified".into(), json!(u.email_verified));
-        let attrs = self.profile.visible_attributes(&u.attributes);
-        if !brief && !attrs.is_empty() {
-            v.insert("attributes".into(), json!(attrs));
-        }
-        v.insert("createdTimestamp".into(), json!(u.created_ms));
-        v.insert("enabled".into(), json!(u.enabled));
-        if !brief {
-            v.insert("totp".into(), json!(false));
-            if let Some(c) = &u.service_account_client_id {
-                v.insert("serviceAccountClientId".into(), json!(c));
-            }
-            v.insert("disableableCredentialTypes".into(), json!([]));
-            v.insert("requiredActions".into(), json!(u.required_actions));
-            v.insert("notBefore".into(), json!(u.not_before));
-        }
-        v.insert(
-            "access".into(),
-            json!({"manageGroupMembership": can_manage, "view": true, "mapRoles": can_manage,
-                   "impersonate": false, "manage": can_manage}),
-        );
-        Value::Object(v)
+        serde_json::to_value(self.user_view(u, brief, can_manage)).unwrap_or(Value::Null)
     }
 
     fn event_saved(&self, kind: &str) -> bool {
