@@ -35,7 +35,9 @@ fn start_server() -> String {
             let emu = keycloak_emulator::Emulator::from_file(realm).unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
-            keycloak_emulator::serve(listener, emu, std::future::pending()).await.unwrap();
+            keycloak_emulator::serve(listener, emu, std::future::pending())
+                .await
+                .unwrap();
         });
     });
     format!("http://127.0.0.1:{}", rx.recv().unwrap())
@@ -84,16 +86,24 @@ async fn main() {
     let started = Instant::now();
     let r = http
         .post(format!("{base}/_emulator/realms/{realm}/users/bulk"))
-        .json(&json!({"count": USERS, "prefix": "load", "password": "load-password-1",
-                      "attributes": {"organization": ["Acme"], "department": ["Ops"]}}))
+        .json(
+            &json!({"count": USERS, "prefix": "load", "password": "load-password-1",
+                      "attributes": {"organization": ["Acme"], "department": ["Ops"]}}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
     let bulk = started.elapsed();
     let token: Value = http
-        .post(format!("{base}/realms/{realm}/protocol/openid-connect/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "user-sync"), ("client_secret", SECRET)])
+        .post(format!(
+            "{base}/realms/{realm}/protocol/openid-connect/token"
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "user-sync"),
+            ("client_secret", SECRET),
+        ])
         .send()
         .await
         .unwrap()
@@ -104,7 +114,10 @@ async fn main() {
 
     println!("| measurement | result |");
     println!("|---|---|");
-    println!("| bulk-create {USERS} users | {:.2} s |", bulk.as_secs_f64());
+    println!(
+        "| bulk-create {USERS} users | {:.2} s |",
+        bulk.as_secs_f64()
+    );
     for (label, first) in [("first page", 0), ("last page", USERS - 100)] {
         let mut server = Vec::new();
         let mut round = Vec::new();
@@ -120,7 +133,12 @@ async fn main() {
             let body: Value = r.json().await.unwrap();
             round.push(t.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(body.as_array().unwrap().len(), 100);
-            server.push(timing.trim_start_matches("app;dur=").parse::<f64>().unwrap());
+            server.push(
+                timing
+                    .trim_start_matches("app;dur=")
+                    .parse::<f64>()
+                    .unwrap(),
+            );
         }
         println!(
             "| list 100 users, {label} (first={first}) of {USERS}: server time p50 / p99 | {:.3} ms / {:.3} ms |",
@@ -134,7 +152,9 @@ async fn main() {
         );
     }
     let ids: Vec<String> = http
-        .get(format!("{base}/admin/realms/{realm}/users?first=0&max=1000&briefRepresentation=true"))
+        .get(format!(
+            "{base}/admin/realms/{realm}/users?first=0&max=1000&briefRepresentation=true"
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -148,7 +168,10 @@ async fn main() {
     let ids = Arc::new(ids);
     let (h, b, t) = (http.clone(), base.clone(), token.clone());
     let rps = throughput(32, Duration::from_secs(5), move |i| {
-        let url = format!("{b}/admin/realms/{realm}/users/{}", ids[i as usize % ids.len()]);
+        let url = format!(
+            "{b}/admin/realms/{realm}/users/{}",
+            ids[i as usize % ids.len()]
+        );
         let req = h.get(url).bearer_auth(t.clone());
         async move { req.send().await.is_ok_and(|r| r.status() == 200) }
     })
@@ -159,10 +182,17 @@ async fn main() {
         let username = format!("load{:06}", i % USERS as u64);
         let req = h
             .post(format!("{b}/realms/{realm}/protocol/openid-connect/token"))
-            .form(&[("grant_type", "password"), ("client_id", "user-sync"), ("client_secret", SECRET),
-                    ("username", username.as_str()), ("password", "load-password-1")]);
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "user-sync"),
+                ("client_secret", SECRET),
+                ("username", username.as_str()),
+                ("password", "load-password-1"),
+            ]);
         async move { req.send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
-    println!("| password grant (new session, RS256 + HS512 signing), 16 connections | {rps:.0} req/s |");
+    println!(
+        "| password grant (new session, RS256 + HS512 signing), 16 connections | {rps:.0} req/s |"
+    );
 }
