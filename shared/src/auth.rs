@@ -1,0 +1,264 @@
+//! Bearer-token validation in the function (the API Gateway JWT authorizer is a second wall, not
+//! the only one): RS256 only, the key chosen by `kid` among the realm's `use=sig` keys, a JWKS
+//! cached and re-fetched (at most every 30 s) when an unknown `kid` shows up after a key rotation;
+//! `iss`, `exp`, `nbf`, and the audience (`aud` or `azp`) checked with a small leeway.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::keycloak::KeycloakClient;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 30;
+/// An unknown `kid` re-fetches the JWKS at most this often.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why a token was refused. Logged; the client only ever sees 401.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm {0} is not accepted")]
+    Algorithm(String),
+    #[error("no signing key with this kid")]
+    UnknownKey,
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    #[error("wrong audience")]
+    Audience,
+    #[error("not an access token")]
+    NotAccessToken,
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::KeysUnavailable(reason) => {
+                Error::Keycloak(crate::keycloak::KeycloakError::Unavailable { reason })
+            }
+            _ => Error::Unauthenticated,
+        }
+    }
+}
+
+/// The caller of a bearer route, from a validated access token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    pub user_id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub session_id: Option<String>,
+    pub realm_roles: Vec<String>,
+    /// clientId → roles
+    pub client_roles: BTreeMap<String, Vec<String>>,
+    pub expires_at: i64,
+    pub claims: Value,
+}
+
+impl Principal {
+    pub fn has_realm_role(&self, role: &str) -> bool {
+        self.realm_roles.iter().any(|r| r == role)
+    }
+
+    /// Admin routes: `manager` or `admin` (names from config).
+    pub fn require_manager(&self, config: &Config) -> Result<(), Error> {
+        if self.has_realm_role(&config.admin_role) || self.has_realm_role(&config.manager_role) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
+    /// Delete, bulk sync and sync status: `admin` only.
+    pub fn require_admin(&self, config: &Config) -> Result<(), Error> {
+        if self.has_realm_role(&config.admin_role) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
+    fn from_claims(claims: Value) -> Result<Self, AuthError> {
+        let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let client_roles = claims
+            .get("resource_access")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(client, v)| (client.clone(), strings(v.get("roles"))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Principal {
+            user_id: text("sub").ok_or_else(|| AuthError::Invalid("no sub".into()))?,
+            username: text("preferred_username").unwrap_or_default(),
+            email: text("email"),
+            session_id: text("sid"),
+            realm_roles: strings(claims.pointer("/realm_access/roles")),
+            client_roles,
+            expires_at: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
+            claims,
+        })
+    }
+}
+
+struct Keys {
+    by_kid: HashMap<String, Arc<DecodingKey>>,
+    fetched_at: Instant,
+}
+
+pub struct BearerValidator {
+    keycloak: Arc<KeycloakClient>,
+    issuer: String,
+    audiences: Vec<String>,
+    keys: RwLock<Option<Keys>>,
+    fetching: Mutex<()>,
+}
+
+fn signing_keys(set: &JwkSet) -> HashMap<String, Arc<DecodingKey>> {
+    set.keys
+        .iter()
+        .filter(|k| {
+            matches!(
+                k.common.public_key_use,
+                None | Some(PublicKeyUse::Signature)
+            )
+        })
+        .filter(|k| matches!(k.algorithm, AlgorithmParameters::RSA(_)))
+        .filter_map(|k| {
+            let kid = k.common.key_id.clone()?;
+            let key = DecodingKey::from_jwk(k).ok()?;
+            Some((kid, Arc::new(key)))
+        })
+        .collect()
+}
+
+impl BearerValidator {
+    pub fn new(keycloak: Arc<KeycloakClient>, config: &Config) -> Self {
+        BearerValidator {
+            issuer: config.issuer(),
+            audiences: config.jwt_audience.clone(),
+            keycloak,
+            keys: RwLock::new(None),
+            fetching: Mutex::new(()),
+        }
+    }
+
+    /// Fetch the JWKS now (during INIT), so the first request does not wait for it.
+    pub async fn warm_up(&self) -> Result<(), AuthError> {
+        self.refetch(None).await.map(|_| ())
+    }
+
+    /// `Authorization` header value → the caller.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let token = authorization
+            .and_then(|h| {
+                let (scheme, token) = h.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)?;
+        self.validate(token).await
+    }
+
+    pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        let key = match self.cached_key(&kid).await {
+            Some(k) => k,
+            None => self
+                .refetch(Some(&kid))
+                .await?
+                .ok_or(AuthError::UnknownKey)?,
+        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = vec![Algorithm::RS256];
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false; // checked below: Keycloak may put the client in azp only
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
+        let claims = data.claims;
+        if claims.get("typ").and_then(Value::as_str) != Some("Bearer") {
+            return Err(AuthError::NotAccessToken);
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => self.audiences.contains(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| self.audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        let azp_ok = claims
+            .get("azp")
+            .and_then(Value::as_str)
+            .is_some_and(|a| self.audiences.iter().any(|x| x == a));
+        if !(aud_ok || azp_ok) {
+            return Err(AuthError::Audience);
+        }
+        Principal::from_claims(claims)
+    }
+
+    async fn cached_key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.keys
+            .read()
+            .await
+            .as_ref()
+            .and_then(|k| k.by_kid.get(kid).cloned())
+    }
+
+    /// Fetch the JWKS unless it was fetched within the refetch interval (so a flood of tokens
+    /// with made-up `kid`s cannot hammer Keycloak). Returns the key for `kid` if there is one.
+    async fn refetch(&self, kid: Option<&str>) -> Result<Option<Arc<DecodingKey>>, AuthError> {
+        let _one = self.fetching.lock().await;
+        {
+            let keys = self.keys.read().await;
+            if let Some(k) = keys.as_ref() {
+                let found = kid.and_then(|kid| k.by_kid.get(kid).cloned());
+                if found.is_some() || k.fetched_at.elapsed() < JWKS_REFETCH_INTERVAL {
+                    return Ok(found);
+                }
+            }
+        }
+        let set = self
+            .keycloak
+            .jwks()
+            .await
+            .map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
+        let by_kid = signing_keys(&set);
+        let found = kid.and_then(|kid| by_kid.get(kid).cloned());
+        *self.keys.write().await = Some(Keys {
+            by_kid,
+            fetched_at: Instant::now(),
+        });
+        Ok(found)
+    }
+}

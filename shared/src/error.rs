@@ -1,0 +1,336 @@
+//! The one error type of the functions, and its one mapping to an RFC 9457 problem (status, stable
+//! machine `code`, human `title` and `detail`). Handlers return `Ok(response)` for every expected
+//! failure by turning an `Error` into a `Problem` here, nowhere else.
+
+use serde::Serialize;
+
+use crate::keycloak::KeycloakError;
+use crate::store::StoreError;
+
+/// One invalid input field: where and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge { limit: usize },
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("not authenticated")]
+    Unauthenticated,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("precondition required")]
+    PreconditionRequired,
+    #[error(transparent)]
+    Keycloak(#[from] KeycloakError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a client sees: RFC 9457 fields plus a stable `code`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Seconds, sent as the `Retry-After` header (not in the body).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    fn new(
+        status: u16,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            kind: format!("urn:keycloak-user-sync:problem:{code}"),
+            title,
+            status,
+            detail: detail.into(),
+            code,
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+}
+
+impl Error {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Error::Internal(e.to_string())
+    }
+
+    pub fn field(field: &str, message: &str) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// The single mapping from errors to HTTP problems.
+    pub fn to_problem(&self) -> Problem {
+        use KeycloakError as K;
+        match self {
+            Error::Validation(errors) => {
+                let mut p = Problem::new(
+                    400,
+                    "validation_failed",
+                    "Invalid request",
+                    describe(errors),
+                );
+                p.errors = errors.clone();
+                p
+            }
+            Error::BadRequest { code, detail } => {
+                Problem::new(400, code, "Bad request", detail.clone())
+            }
+            Error::UnsupportedMediaType => Problem::new(
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ),
+            Error::PayloadTooLarge { limit } => Problem::new(
+                413,
+                "payload_too_large",
+                "Payload too large",
+                format!("the body may be at most {limit} bytes"),
+            ),
+            Error::InvalidCredentials | Error::Keycloak(K::InvalidCredentials) => Problem::new(
+                401,
+                "invalid_credentials",
+                "Invalid credentials",
+                "the username or password is wrong",
+            ),
+            Error::Unauthenticated => Problem::new(
+                401,
+                "unauthenticated",
+                "Not authenticated",
+                "a valid bearer token is required",
+            ),
+            Error::Keycloak(K::InvalidGrant { .. }) => Problem::new(
+                401,
+                "invalid_token",
+                "Invalid or expired token",
+                "the token is not valid anymore; sign in again",
+            ),
+            Error::Forbidden => Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                "your roles do not allow this",
+            ),
+            Error::Keycloak(K::AccountDisabled) => Problem::new(
+                403,
+                "account_disabled",
+                "Account disabled",
+                "this account is disabled",
+            ),
+            Error::Keycloak(K::AccountNotReady) => Problem::new(
+                403,
+                "account_not_ready",
+                "Account not ready",
+                "this account has pending actions to complete in Keycloak",
+            ),
+            Error::NotFound | Error::Keycloak(K::NotFound) | Error::Store(StoreError::NotFound) => {
+                Problem::new(404, "not_found", "Not found", "no such resource")
+            }
+            Error::Conflict { code, detail } => Problem::new(409, code, "Conflict", detail.clone()),
+            Error::Keycloak(K::UserExists { field }) => {
+                let (code, detail) = match field {
+                    crate::keycloak::ExistsField::Username => {
+                        ("username_taken", "this username is already taken")
+                    }
+                    crate::keycloak::ExistsField::Email => {
+                        ("email_taken", "this email is already used")
+                    }
+                    crate::keycloak::ExistsField::UsernameOrEmail => {
+                        ("user_exists", "this username or email is already used")
+                    }
+                };
+                Problem::new(409, code, "Conflict", detail)
+            }
+            Error::Keycloak(K::Validation { field, key, .. }) => {
+                let mut p = Problem::new(
+                    400,
+                    "validation_failed",
+                    "Invalid request",
+                    format!("{field}: {key}"),
+                );
+                p.errors = vec![FieldError::new(field.clone(), key.clone())];
+                p
+            }
+            Error::Keycloak(K::PasswordPolicy { message }) => {
+                let mut p =
+                    Problem::new(400, "password_policy", "Password rejected", message.clone());
+                p.errors = vec![FieldError::new("password", message.clone())];
+                p
+            }
+            Error::Keycloak(K::BadRequest { message }) => Problem::new(
+                400,
+                "rejected_by_keycloak",
+                "Rejected by Keycloak",
+                message.clone(),
+            ),
+            Error::PreconditionFailed | Error::Store(StoreError::VersionConflict) => Problem::new(
+                412,
+                "precondition_failed",
+                "Precondition failed",
+                "the resource changed since you read it; read it again",
+            ),
+            Error::PreconditionRequired => Problem::new(
+                428,
+                "precondition_required",
+                "Precondition required",
+                "send If-Match with the ETag you read",
+            ),
+            Error::Store(StoreError::InvalidCursor) => Problem::new(
+                400,
+                "invalid_cursor",
+                "Invalid cursor",
+                "the cursor is not one this API gave out",
+            ),
+            Error::Keycloak(K::RateLimited { retry_after }) => {
+                let mut p = Problem::new(
+                    429,
+                    "rate_limited",
+                    "Too many requests",
+                    "Keycloak is rate limiting; retry later",
+                );
+                p.retry_after = Some(retry_after.unwrap_or(1));
+                p
+            }
+            Error::Keycloak(K::Unavailable { .. }) => Problem::new(
+                503,
+                "keycloak_unavailable",
+                "Identity provider unavailable",
+                "Keycloak did not answer; retry later",
+            ),
+            Error::Keycloak(K::SecretUnavailable(_)) => Problem::new(
+                503,
+                "secret_unavailable",
+                "Configuration unavailable",
+                "the service could not read its Keycloak credentials; retry later",
+            ),
+            Error::Store(StoreError::AlreadyExists) => Problem::new(
+                409,
+                "already_exists",
+                "Conflict",
+                "this resource exists already",
+            ),
+            Error::Store(StoreError::Unavailable(_)) => Problem::new(
+                503,
+                "store_unavailable",
+                "Storage unavailable",
+                "the user store did not answer; retry later",
+            ),
+            Error::Keycloak(K::Forbidden | K::Unauthorized | K::InvalidClient | K::Protocol(_)) => {
+                Problem::new(
+                    502,
+                    "keycloak_rejected_service",
+                    "Identity provider refused the service",
+                    "Keycloak refused this service's credentials or answered unexpectedly",
+                )
+            }
+            Error::Store(StoreError::Other(_)) | Error::Internal(_) => Problem::new(
+                500,
+                "internal",
+                "Internal error",
+                "something went wrong on our side",
+            ),
+        }
+    }
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keycloak::ExistsField;
+
+    #[test]
+    fn keycloak_conflicts_map_to_stable_codes() {
+        let p = Error::from(KeycloakError::UserExists {
+            field: ExistsField::Username,
+        })
+        .to_problem();
+        assert_eq!((p.status, p.code), (409, "username_taken"));
+        let p = Error::from(KeycloakError::UserExists {
+            field: ExistsField::Email,
+        })
+        .to_problem();
+        assert_eq!(p.code, "email_taken");
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let p = Error::from(KeycloakError::RateLimited {
+            retry_after: Some(7),
+        })
+        .to_problem();
+        assert_eq!((p.status, p.retry_after), (429, Some(7)));
+    }
+
+    #[test]
+    fn validation_lists_every_field() {
+        let e = Error::Validation(vec![
+            FieldError::new("email", "not an email"),
+            FieldError::new("password", "too short"),
+        ]);
+        let p = e.to_problem();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.detail, "email: not an email; password: too short");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json["type"],
+            "urn:keycloak-user-sync:problem:validation_failed"
+        );
+        assert_eq!(json["errors"][1]["field"], "password");
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_client() {
+        let p = Error::internal("database password=hunter2 rejected").to_problem();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("hunter2"));
+    }
+}

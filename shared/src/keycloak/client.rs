@@ -1,0 +1,818 @@
+//! The HTTP side of the Keycloak client: one connection pool, timeouts, bounded retries with
+//! jittered backoff (honouring `Retry-After`), the service-account token cache, and the client
+//! secret with its rotation retry.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::{classify, Endpoint, KeycloakError};
+use super::types::*;
+use crate::secrets::{ClientSecretCache, Secret};
+
+/// Retry tuning. The defaults suit a Lambda: a few quick retries, never minutes of waiting.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A longer `Retry-After` is not waited out: the caller gets `RateLimited` instead.
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random wait up to `base * 2^attempt`, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Where the client secret comes from.
+pub enum ClientSecret {
+    /// Secrets Manager, cached with a TTL; re-read on `unauthorized_client`.
+    SecretsManager(Arc<ClientSecretCache>),
+    /// A fixed value (tools and tests that have no Secrets Manager).
+    Fixed(Secret),
+}
+
+impl ClientSecret {
+    async fn get(&self) -> Result<Secret, KeycloakError> {
+        match self {
+            ClientSecret::SecretsManager(cache) => cache
+                .get()
+                .await
+                .map_err(|e| KeycloakError::SecretUnavailable(e.to_string())),
+            ClientSecret::Fixed(s) => Ok(s.clone()),
+        }
+    }
+
+    /// A newer secret than `seen`, if there can be one.
+    async fn rotated(&self, seen: &Secret) -> Result<Option<Secret>, KeycloakError> {
+        match self {
+            ClientSecret::SecretsManager(cache) => cache
+                .refresh(seen)
+                .await
+                .map(Some)
+                .map_err(|e| KeycloakError::SecretUnavailable(e.to_string())),
+            ClientSecret::Fixed(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether a request may be sent again when its outcome is unknown (timeout, 5xx).
+/// Requests that were certainly not processed (connection refused, 429) are always retried.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Safety {
+    Idempotent,
+    NotIdempotent,
+}
+
+struct Reply {
+    status: StatusCode,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+struct CachedToken {
+    token: Arc<str>,
+    refresh_at: Instant,
+}
+
+/// The service account's access token, shared by every invocation of a warm instance.
+#[derive(Default)]
+struct TokenCache {
+    current: RwLock<Option<CachedToken>>,
+    /// Single flight: one client-credentials request at a time; the others wait and reuse it.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+/// Refresh this long before the token's expiry, so a token never expires in flight.
+const TOKEN_SKEW: Duration = Duration::from_secs(30);
+
+impl TokenCache {
+    fn fresh(&self) -> Option<Arc<str>> {
+        let guard = self.current.read().ok()?;
+        guard
+            .as_ref()
+            .filter(|c| Instant::now() < c.refresh_at)
+            .map(|c| Arc::clone(&c.token))
+    }
+
+    fn store(&self, token: &str, expires_in: u64) -> Arc<str> {
+        let lifetime = Duration::from_secs(expires_in);
+        let refresh_in = lifetime.checked_sub(TOKEN_SKEW).unwrap_or(lifetime / 2);
+        let token: Arc<str> = token.into();
+        if let Ok(mut guard) = self.current.write() {
+            *guard = Some(CachedToken {
+                token: Arc::clone(&token),
+                refresh_at: Instant::now() + refresh_in,
+            });
+        }
+        token
+    }
+
+    /// Drop the token if it is still the one that was refused.
+    fn invalidate(&self, refused: &str) {
+        if let Ok(mut guard) = self.current.write() {
+            if guard.as_ref().is_some_and(|c| &*c.token == refused) {
+                *guard = None;
+            }
+        }
+    }
+}
+
+pub struct KeycloakClient {
+    http: reqwest::Client,
+    base_url: String,
+    realm: String,
+    client_id: String,
+    secret: ClientSecret,
+    retry: RetryPolicy,
+    sa_token: TokenCache,
+}
+
+fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, KeycloakError> {
+    serde_json::from_slice(body)
+        .map_err(|e| KeycloakError::Protocol(format!("unexpected body: {e}")))
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl KeycloakClient {
+    pub fn new(
+        base_url: &str,
+        realm: &str,
+        client_id: &str,
+        secret: ClientSecret,
+        retry: RetryPolicy,
+    ) -> Result<Self, KeycloakError> {
+        let http = reqwest::Client::builder()
+            .timeout(retry.request_timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent("keycloak-user-sync")
+            .build()
+            .map_err(|e| KeycloakError::Protocol(format!("HTTP client: {e}")))?;
+        Ok(KeycloakClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            realm: realm.to_owned(),
+            client_id: client_id.to_owned(),
+            secret,
+            retry,
+            sa_token: TokenCache::default(),
+        })
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/realms/{}", self.base_url, self.realm)
+    }
+
+    fn oidc_url(&self, endpoint: &str) -> String {
+        format!("{}/protocol/openid-connect/{endpoint}", self.issuer())
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("{}/admin/realms/{}{path}", self.base_url, self.realm)
+    }
+
+    /// Send with retries. Returns any answer that is not a retryable failure.
+    async fn send(
+        &self,
+        safety: Safety,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Reply, KeycloakError> {
+        let mut attempt = 0;
+        loop {
+            let last = attempt >= self.retry.max_retries;
+            match build().header("accept", "application/json").send().await {
+                Err(e) => {
+                    let unsent = e.is_connect();
+                    let retryable = unsent
+                        || (safety == Safety::Idempotent && (e.is_timeout() || e.is_request()));
+                    if retryable && !last {
+                        tracing::warn!(attempt, error = %e.without_url(), "Keycloak request failed; retrying");
+                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(KeycloakError::Unavailable {
+                        reason: e.without_url().to_string(),
+                    });
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let wait = retry_after(resp.headers());
+                        let delay = wait
+                            .map(Duration::from_secs)
+                            .unwrap_or_else(|| self.retry.backoff(attempt));
+                        if !last && delay <= self.retry.max_retry_after {
+                            tracing::warn!(attempt, ?delay, "Keycloak rate limited; waiting");
+                            tokio::time::sleep(delay).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(KeycloakError::RateLimited { retry_after: wait });
+                    }
+                    let transient = matches!(status.as_u16(), 500 | 502 | 503 | 504);
+                    if transient {
+                        if safety == Safety::Idempotent && !last {
+                            tracing::warn!(
+                                attempt,
+                                status = status.as_u16(),
+                                "Keycloak error; retrying"
+                            );
+                            tokio::time::sleep(self.retry.backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(KeycloakError::Unavailable {
+                            reason: format!("HTTP {}", status.as_u16()),
+                        });
+                    }
+                    let location = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let body = resp
+                        .bytes()
+                        .await
+                        .map_err(|e| KeycloakError::Unavailable {
+                            reason: e.without_url().to_string(),
+                        })?
+                        .to_vec();
+                    return Ok(Reply {
+                        status,
+                        location,
+                        body,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A form POST authenticated as this client. An `unauthorized_client` answer makes the secret
+    /// be re-read once (rotation) and the call repeated with the new value.
+    async fn client_form(
+        &self,
+        endpoint_path: &str,
+        endpoint: Endpoint,
+        safety: Safety,
+        form: &[(&str, &str)],
+    ) -> Result<Reply, KeycloakError> {
+        let url = self.oidc_url(endpoint_path);
+        let mut secret = self.secret.get().await?;
+        let mut rotated = false;
+        loop {
+            let reply = self
+                .send(safety, || {
+                    let mut fields: Vec<(&str, &str)> = form.to_vec();
+                    fields.push(("client_id", &self.client_id));
+                    fields.push(("client_secret", secret.expose()));
+                    self.http.post(&url).form(&fields)
+                })
+                .await?;
+            if reply.status.is_success() {
+                return Ok(reply);
+            }
+            let err = classify(endpoint, reply.status.as_u16(), &reply.body);
+            if err == KeycloakError::InvalidClient && !rotated {
+                if let Some(newer) = self.secret.rotated(&secret).await? {
+                    tracing::warn!(
+                        "Keycloak refused the client secret; re-read it from Secrets Manager"
+                    );
+                    secret = newer;
+                    rotated = true;
+                    continue;
+                }
+            }
+            return Err(err);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // OIDC
+
+    /// Resource-owner password grant. Creates a Keycloak session, so it is never retried on an
+    /// unknown outcome.
+    pub async fn password_grant(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<TokenSet, KeycloakError> {
+        let reply = self
+            .client_form(
+                "token",
+                Endpoint::PasswordGrant,
+                Safety::NotIdempotent,
+                &[
+                    ("grant_type", "password"),
+                    ("username", username),
+                    ("password", password),
+                ],
+            )
+            .await?;
+        json(&reply.body)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, KeycloakError> {
+        let reply = self
+            .client_form(
+                "token",
+                Endpoint::RefreshGrant,
+                Safety::Idempotent,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+            .await?;
+        json(&reply.body)
+    }
+
+    pub async fn client_credentials(&self) -> Result<TokenSet, KeycloakError> {
+        let reply = self
+            .client_form(
+                "token",
+                Endpoint::ClientCredentials,
+                Safety::Idempotent,
+                &[("grant_type", "client_credentials")],
+            )
+            .await?;
+        json(&reply.body)
+    }
+
+    /// End the session of a refresh token. Always sends `refresh_token` (without it Keycloak
+    /// answers an HTML page). An already-ended session is a success.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), KeycloakError> {
+        self.client_form(
+            "logout",
+            Endpoint::Logout,
+            Safety::Idempotent,
+            &[("refresh_token", refresh_token)],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Token introspection: `{"active": false}` or the token's claims.
+    pub async fn introspect(&self, token: &str) -> Result<Value, KeycloakError> {
+        let reply = self
+            .client_form(
+                "token/introspect",
+                Endpoint::Introspection,
+                Safety::Idempotent,
+                &[("token", token)],
+            )
+            .await?;
+        json(&reply.body)
+    }
+
+    pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, KeycloakError> {
+        let url = self.oidc_url("certs");
+        let reply = self
+            .send(Safety::Idempotent, || self.http.get(&url))
+            .await?;
+        if !reply.status.is_success() {
+            return Err(KeycloakError::Protocol(format!(
+                "JWKS answered HTTP {}",
+                reply.status
+            )));
+        }
+        json(&reply.body)
+    }
+
+    pub async fn discovery(&self) -> Result<Value, KeycloakError> {
+        let url = format!("{}/.well-known/openid-configuration", self.issuer());
+        let reply = self
+            .send(Safety::Idempotent, || self.http.get(&url))
+            .await?;
+        if !reply.status.is_success() {
+            return Err(KeycloakError::Protocol(format!(
+                "discovery answered HTTP {}",
+                reply.status
+            )));
+        }
+        json(&reply.body)
+    }
+
+    /// Open the connection pool and fill the token cache during INIT, so the first request
+    /// does not pay for them.
+    pub async fn warm_up(&self) -> Result<(), KeycloakError> {
+        self.service_token().await.map(|_| ())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Service-account token
+
+    async fn service_token(&self) -> Result<Arc<str>, KeycloakError> {
+        if let Some(t) = self.sa_token.fresh() {
+            return Ok(t);
+        }
+        let _flight = self.sa_token.refreshing.lock().await;
+        if let Some(t) = self.sa_token.fresh() {
+            return Ok(t);
+        }
+        let tokens = self.client_credentials().await?;
+        Ok(self.sa_token.store(&tokens.access_token, tokens.expires_in))
+    }
+
+    /// An admin call as the service account. A 401 (token expired or revoked early) drops the
+    /// cached token and retries once with a new one.
+    async fn admin<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&B>,
+        safety: Safety,
+    ) -> Result<Reply, KeycloakError> {
+        let url = self.admin_url(path);
+        for attempt in 0..2 {
+            let token = self.service_token().await?;
+            let reply = self
+                .send(safety, || {
+                    let mut req = self.http.request(method.clone(), &url).bearer_auth(&*token);
+                    if !query.is_empty() {
+                        req = req.query(query);
+                    }
+                    if let Some(b) = body {
+                        req = req.json(b);
+                    }
+                    req
+                })
+                .await?;
+            if reply.status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                self.sa_token.invalidate(&token);
+                continue;
+            }
+            if reply.status.is_success() {
+                return Ok(reply);
+            }
+            return Err(classify(
+                Endpoint::Admin,
+                reply.status.as_u16(),
+                &reply.body,
+            ));
+        }
+        Err(KeycloakError::Unauthorized)
+    }
+
+    async fn admin_get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<T, KeycloakError> {
+        let reply = self
+            .admin::<()>(Method::GET, path, query, None, Safety::Idempotent)
+            .await?;
+        json(&reply.body)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Admin: users
+
+    /// Create a user; returns its id, read from `Location`. A POST is not idempotent, so it is
+    /// retried only when Keycloak certainly did not process it (429, connection refused).
+    pub async fn create_user(&self, user: &NewUser) -> Result<String, KeycloakError> {
+        let reply = self
+            .admin(
+                Method::POST,
+                "/users",
+                &[],
+                Some(user),
+                Safety::NotIdempotent,
+            )
+            .await?;
+        reply
+            .location
+            .as_deref()
+            .and_then(|l| l.rsplit('/').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| KeycloakError::Protocol("user created without a Location header".into()))
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<UserRepresentation, KeycloakError> {
+        self.admin_get(&format!("/users/{id}"), &[]).await
+    }
+
+    pub async fn find_user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserRepresentation>, KeycloakError> {
+        let found: Vec<UserRepresentation> = self
+            .admin_get(
+                "/users",
+                &[
+                    ("username".into(), username.to_owned()),
+                    ("exact".into(), "true".into()),
+                    ("briefRepresentation".into(), "false".into()),
+                ],
+            )
+            .await?;
+        Ok(found
+            .into_iter()
+            .find(|u| u.username == username.to_lowercase()))
+    }
+
+    /// One page of users, ordered by username (service accounts excluded by Keycloak).
+    pub async fn list_users(
+        &self,
+        first: u32,
+        max: u32,
+        brief: bool,
+    ) -> Result<Vec<UserRepresentation>, KeycloakError> {
+        self.admin_get(
+            "/users",
+            &[
+                ("first".into(), first.to_string()),
+                ("max".into(), max.to_string()),
+                ("briefRepresentation".into(), brief.to_string()),
+            ],
+        )
+        .await
+    }
+
+    pub async fn count_users(&self) -> Result<u64, KeycloakError> {
+        self.admin_get("/users/count", &[]).await
+    }
+
+    /// GET → merge → PUT of the complete representation: a partial PUT would clear every
+    /// field it leaves out (Keycloak 24+). Returns the user as written.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+    ) -> Result<UserRepresentation, KeycloakError> {
+        let mut rep: Value = self.admin_get(&format!("/users/{id}"), &[]).await?;
+        update.merge_into(&mut rep);
+        self.admin(
+            Method::PUT,
+            &format!("/users/{id}"),
+            &[],
+            Some(&rep),
+            Safety::Idempotent,
+        )
+        .await?;
+        serde_json::from_value(rep).map_err(|e| KeycloakError::Protocol(e.to_string()))
+    }
+
+    pub async fn delete_user(&self, id: &str) -> Result<(), KeycloakError> {
+        self.admin::<()>(
+            Method::DELETE,
+            &format!("/users/{id}"),
+            &[],
+            None,
+            Safety::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn reset_password(
+        &self,
+        id: &str,
+        password: &str,
+        temporary: bool,
+    ) -> Result<(), KeycloakError> {
+        let cred = PasswordCredential::new(password, temporary);
+        self.admin(
+            Method::PUT,
+            &format!("/users/{id}/reset-password"),
+            &[],
+            Some(&cred),
+            Safety::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// End every session of a user and make older tokens stale.
+    pub async fn logout_user(&self, id: &str) -> Result<(), KeycloakError> {
+        self.admin::<()>(
+            Method::POST,
+            &format!("/users/{id}/logout"),
+            &[],
+            None,
+            Safety::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn user_sessions(
+        &self,
+        id: &str,
+    ) -> Result<Vec<UserSessionRepresentation>, KeycloakError> {
+        self.admin_get(&format!("/users/{id}/sessions"), &[]).await
+    }
+
+    pub async fn delete_session(&self, sid: &str) -> Result<(), KeycloakError> {
+        self.admin::<()>(
+            Method::DELETE,
+            &format!("/sessions/{sid}"),
+            &[],
+            None,
+            Safety::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Admin: roles and groups
+
+    pub async fn realm_roles(&self) -> Result<Vec<RoleRepresentation>, KeycloakError> {
+        self.admin_get("/roles", &[("max".into(), "-1".into())])
+            .await
+    }
+
+    pub async fn user_realm_roles(
+        &self,
+        id: &str,
+    ) -> Result<Vec<RoleRepresentation>, KeycloakError> {
+        self.admin_get(&format!("/users/{id}/role-mappings/realm"), &[])
+            .await
+    }
+
+    /// Grant realm roles. Keycloak needs both `id` and `name` of each role; granting a role the
+    /// user has is a no-op there, so this is safe to retry.
+    pub async fn add_realm_roles(
+        &self,
+        id: &str,
+        roles: &[RoleRepresentation],
+    ) -> Result<(), KeycloakError> {
+        let refs: Vec<Value> = roles
+            .iter()
+            .map(|r| serde_json::json!({"id": r.id, "name": r.name}))
+            .collect();
+        self.admin(
+            Method::POST,
+            &format!("/users/{id}/role-mappings/realm"),
+            &[],
+            Some(&refs),
+            Safety::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn remove_realm_roles(
+        &self,
+        id: &str,
+        roles: &[RoleRepresentation],
+    ) -> Result<(), KeycloakError> {
+        let refs: Vec<Value> = roles
+            .iter()
+            .map(|r| serde_json::json!({"id": r.id, "name": r.name}))
+            .collect();
+        self.admin(
+            Method::DELETE,
+            &format!("/users/{id}/role-mappings/realm"),
+            &[],
+            Some(&refs),
+            Safety::Idempotent,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Users holding a realm role directly, one page.
+    pub async fn role_members(
+        &self,
+        role: &str,
+        first: u32,
+        max: u32,
+    ) -> Result<Vec<UserRepresentation>, KeycloakError> {
+        self.admin_get(
+            &format!("/roles/{}/users", encode(role)),
+            &[
+                ("first".into(), first.to_string()),
+                ("max".into(), max.to_string()),
+                ("briefRepresentation".into(), "true".into()),
+            ],
+        )
+        .await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<GroupRepresentation>, KeycloakError> {
+        self.admin_get("/groups", &[("max".into(), "-1".into())])
+            .await
+    }
+
+    pub async fn group_members(
+        &self,
+        group_id: &str,
+        first: u32,
+        max: u32,
+    ) -> Result<Vec<UserRepresentation>, KeycloakError> {
+        self.admin_get(
+            &format!("/groups/{group_id}/members"),
+            &[
+                ("first".into(), first.to_string()),
+                ("max".into(), max.to_string()),
+                ("briefRepresentation".into(), "true".into()),
+            ],
+        )
+        .await
+    }
+
+    pub async fn user_groups(&self, id: &str) -> Result<Vec<GroupRepresentation>, KeycloakError> {
+        self.admin_get(
+            &format!("/users/{id}/groups"),
+            &[("max".into(), "-1".into())],
+        )
+        .await
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Admin: events
+
+    pub async fn admin_events(&self, q: &EventQuery) -> Result<Vec<AdminEvent>, KeycloakError> {
+        self.admin_get("/admin-events", &q.params("resourceTypes"))
+            .await
+    }
+
+    pub async fn user_events(&self, q: &EventQuery) -> Result<Vec<UserEvent>, KeycloakError> {
+        self.admin_get("/events", &q.params("type")).await
+    }
+}
+
+/// Path-segment encoding for names that travel in a URL path (role names).
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let p = RetryPolicy::default();
+        for attempt in 0..10 {
+            let d = p.backoff(attempt);
+            assert!(d <= p.max_delay);
+            assert!(d <= p.base_delay * 2u32.pow(attempt));
+        }
+    }
+
+    #[test]
+    fn role_names_are_path_encoded() {
+        assert_eq!(encode("default-roles-demo"), "default-roles-demo");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn token_cache_refreshes_before_expiry_and_drops_refused_tokens() {
+        let cache = TokenCache::default();
+        cache.store("t1", 300);
+        assert_eq!(cache.fresh().as_deref(), Some("t1"));
+        cache.invalidate("other");
+        assert_eq!(cache.fresh().as_deref(), Some("t1"));
+        cache.invalidate("t1");
+        assert!(cache.fresh().is_none());
+        cache.store("t2", 20); // shorter than the skew: refreshed at half-life
+        assert!(cache.fresh().is_some());
+    }
+}

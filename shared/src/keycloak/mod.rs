@@ -1,0 +1,16 @@
+//! The Keycloak client: OIDC flows (password, refresh, client credentials, logout, introspection,
+//! JWKS, discovery) and the admin API, following `shared/keycloak-contract.md` exactly.
+//!
+//! Own types rather than the `keycloak` crate: that crate generates every admin representation of
+//! one server version (a large compile for the ~10 fields used here), and serializing a
+//! representation with fields the running server does not know is a 400 (contract §0), so the
+//! request bodies here carry only what we set. Responses are read leniently (unknown fields
+//! ignored), so a newer Keycloak keeps working.
+
+mod client;
+mod error;
+mod types;
+
+pub use client::{ClientSecret, KeycloakClient, RetryPolicy};
+pub use error::{classify, Endpoint, ExistsField, KeycloakError};
+pub use types::*;

@@ -1,0 +1,13 @@
+//! What every keycloak-user-sync function shares, organised by domain: `config`, `error` (one
+//! error type, mapped once to problem+json), `secrets`, `keycloak`, `auth`, `store`, `http`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keycloak;
+pub mod secrets;
+pub mod store;
+
+pub use config::Config;
+pub use error::{Error, FieldError, Problem};

@@ -1,0 +1,137 @@
+//! The Keycloak client secret, read from Secrets Manager (`{"client_secret": "..."}`) and cached in
+//! memory with a TTL so a rotation is picked up within minutes; `refresh` re-reads it at once (the
+//! Keycloak client calls it after an `unauthorized_client` answer).
+//!
+//! Why not `aws_secretsmanager_caching`: it depends on `aws-config` with its default features (the
+//! SSO SDKs and credentials-process), which every function binary would then compile and carry,
+//! for what is here one value, a TTL and a forced refresh. The secret value never reaches a log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, RwLock};
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// A secret value that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {id}: {reason}")]
+    Unavailable { id: String, reason: String },
+    #[error("secret {id} is not {{\"client_secret\": \"...\"}}")]
+    Malformed { id: String },
+}
+
+pub struct ClientSecretCache {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+    ttl: Duration,
+    cached: RwLock<Option<(Secret, Instant)>>,
+    /// One read at a time: concurrent callers of a cold or expired cache wait for it.
+    reading: Mutex<()>,
+}
+
+impl ClientSecretCache {
+    pub fn new(
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: impl Into<String>,
+        ttl: Duration,
+    ) -> Self {
+        ClientSecretCache {
+            client,
+            secret_id: secret_id.into(),
+            ttl,
+            cached: RwLock::new(None),
+            reading: Mutex::new(()),
+        }
+    }
+
+    /// The cached value while it is younger than the TTL, else a fresh read.
+    pub async fn get(&self) -> Result<Secret, SecretError> {
+        if let Some(s) = self.fresh().await {
+            return Ok(s);
+        }
+        let _one_reader = self.reading.lock().await;
+        if let Some(s) = self.fresh().await {
+            return Ok(s);
+        }
+        self.read().await
+    }
+
+    /// Read the secret again now, whatever the cache holds. `seen` is the value the caller found
+    /// wanting: if another caller already replaced it, that newer value is returned without a read.
+    pub async fn refresh(&self, seen: &Secret) -> Result<Secret, SecretError> {
+        let _one_reader = self.reading.lock().await;
+        if let Some((current, _)) = self.cached.read().await.as_ref() {
+            if current != seen {
+                return Ok(current.clone());
+            }
+        }
+        self.read().await
+    }
+
+    async fn fresh(&self) -> Option<Secret> {
+        let cached = self.cached.read().await;
+        cached
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(s, _)| s.clone())
+    }
+
+    async fn read(&self) -> Result<Secret, SecretError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| SecretError::Unavailable {
+                id: self.secret_id.clone(),
+                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        let malformed = || SecretError::Malformed {
+            id: self.secret_id.clone(),
+        };
+        let text = out.secret_string().ok_or_else(malformed)?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|_| malformed())?;
+        let secret = value
+            .get("client_secret")
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .ok_or_else(malformed)?;
+        *self.cached.write().await = Some((secret.clone(), Instant::now()));
+        tracing::debug!(secret_id = %self.secret_id, "client secret read from Secrets Manager");
+        Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print_their_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

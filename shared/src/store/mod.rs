@@ -1,0 +1,287 @@
+//! The application's user store: one DynamoDB table (DESIGN §6). Every write that can race another
+//! is conditional (a `version`, or "newer observation wins"), and the same content twice writes
+//! nothing. No password and no token is ever stored: sessions keep a SHA-256 of the refresh token.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | user | `USER#<id>` | `PROFILE` (GSI1: username by first-character shard, GSI2: email likewise) |
+//! | session | `USER#<id>` | `SESSION#<sid>` |
+//! | sync lease / state / run | `SYNC` | `LEASE` / `STATE` / `RUN#<run id>` |
+//! | idempotency record | `IDEMPOTENCY#<hash>` | `REGISTER` |
+
+mod idempotency;
+mod sessions;
+mod sync;
+mod users;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+
+pub use idempotency::{Claim, StoredResponse};
+pub use sessions::{token_hash, Session, SessionEnd};
+pub use sync::{SyncRun, SyncState};
+pub use users::{
+    ApplyOutcome, BusinessAttributes, KeycloakFields, ListQuery, LoginRecord, Page, User,
+    UserStatus,
+};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("the item changed since it was read")]
+    VersionConflict,
+    #[error("the item exists already")]
+    AlreadyExists,
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("DynamoDB unavailable: {0}")]
+    Unavailable(String),
+    #[error("DynamoDB error: {0}")]
+    Other(String),
+}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+];
+
+/// Map an SDK failure (after the SDK's own retries) to a store error.
+pub(crate) fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(text)
+        }
+        SdkError::ServiceError(se)
+            if se
+                .err()
+                .code()
+                .is_some_and(|c| RETRYABLE_CODES.contains(&c)) =>
+        {
+            StoreError::Unavailable(text)
+        }
+        _ => StoreError::Other(text),
+    }
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn user_pk(id: &str) -> String {
+    format!("USER#{id}")
+}
+
+/// Builds an `UpdateExpression` with placeholder names and values.
+#[derive(Default)]
+pub(crate) struct Update {
+    sets: Vec<String>,
+    removes: Vec<String>,
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
+}
+
+impl Update {
+    pub fn name(&mut self, attr: &str) -> String {
+        let key = format!("#{attr}");
+        self.names.insert(key.clone(), attr.to_owned());
+        key
+    }
+
+    pub fn value(&mut self, v: AttributeValue) -> String {
+        let key = format!(":v{}", self.values.len());
+        self.values.insert(key.clone(), v);
+        key
+    }
+
+    pub fn set(&mut self, attr: &str, v: AttributeValue) {
+        let (name, value) = (self.name(attr), self.value(v));
+        self.sets.push(format!("{name} = {value}"));
+    }
+
+    /// `attr = <expr>`, the expression written with placeholders from `name` / `value`.
+    pub fn set_expr(&mut self, attr: &str, expr: String) {
+        let name = self.name(attr);
+        self.sets.push(format!("{name} = {expr}"));
+    }
+
+    pub fn set_opt(&mut self, attr: &str, v: Option<&str>) {
+        match v {
+            Some(v) => self.set(attr, s(v)),
+            None => {
+                let name = self.name(attr);
+                self.removes.push(name);
+            }
+        }
+    }
+
+    pub fn expression(&self) -> String {
+        let mut out = String::new();
+        if !self.sets.is_empty() {
+            out.push_str("SET ");
+            out.push_str(&self.sets.join(", "));
+        }
+        if !self.removes.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str("REMOVE ");
+            out.push_str(&self.removes.join(", "));
+        }
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
+    /// Key of the HMAC that makes list cursors tamper-evident.
+    cursor_key: aws_lc_rs::hmac::Key,
+}
+
+impl Store {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        cursor_key: &[u8],
+    ) -> Self {
+        Store {
+            client,
+            table: table.into(),
+            cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, cursor_key),
+        }
+    }
+
+    /// Write items in batches of 25, re-sending `UnprocessedItems` with backoff until all are in.
+    pub async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| StoreError::Other(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable(format!(
+                            "{} items still unprocessed after {attempt} attempts",
+                            pending.len()
+                        )));
+                    }
+                    let ceiling = Duration::from_millis(50 * (1 << attempt.min(6)));
+                    tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every item matching `filter` (a FilterExpression over `values`), read by a parallel scan
+    /// of `segments` segments.
+    pub(crate) async fn parallel_scan(
+        &self,
+        segments: i32,
+        filter: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut tasks = Vec::new();
+        for segment in 0..segments.max(1) {
+            let client = self.client.clone();
+            let table = self.table.clone();
+            let filter = filter.to_owned();
+            let values = values.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut items = Vec::new();
+                let mut start: Option<Item> = None;
+                loop {
+                    let out = client
+                        .scan()
+                        .table_name(&table)
+                        .segment(segment)
+                        .total_segments(segments.max(1))
+                        .filter_expression(&filter)
+                        .set_expression_attribute_values(Some(values.clone()))
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(sdk_error)?;
+                    items.extend(out.items.unwrap_or_default());
+                    match out.last_evaluated_key {
+                        Some(k) if !k.is_empty() => start = Some(k),
+                        _ => return Ok::<_, StoreError>(items),
+                    }
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.map_err(|e| StoreError::Other(e.to_string()))??);
+        }
+        Ok(all)
+    }
+}
+
+/// Epoch milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_expression_uses_placeholders() {
+        let mut u = Update::default();
+        u.set("status", s("active"));
+        u.set_opt("phone", None);
+        let v = u.value(n(1));
+        let name = u.name("version");
+        u.set_expr("version", format!("{name} + {v}"));
+        assert_eq!(
+            u.expression(),
+            "SET #status = :v0, #version = #version + :v1 REMOVE #phone"
+        );
+        assert_eq!(u.names["#status"], "status");
+    }
+}

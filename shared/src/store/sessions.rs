@@ -1,0 +1,265 @@
+//! Session records: one per Keycloak session (`sid`), under the user's partition. The refresh token
+//! itself is never stored, only its SHA-256; `expires_at` is the table's TTL attribute.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::digest;
+use aws_sdk_dynamodb::types::ReturnValue;
+use serde::{Deserialize, Serialize};
+
+use super::{n, s, sdk_error, user_pk, Item, Store, StoreError, Update};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub user_id: String,
+    pub sid: String,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<i64>,
+    #[serde(default)]
+    pub refresh_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// SHA-256 (hex) of the current refresh token.
+    pub refresh_token_sha256: String,
+    /// Epoch seconds; DynamoDB's TTL removes the record some time after.
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    Logout,
+    Revoked,
+    Expired,
+    UserDeactivated,
+}
+
+impl SessionEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::Logout => "logout",
+            SessionEnd::Revoked => "revoked",
+            SessionEnd::Expired => "expired",
+            SessionEnd::UserDeactivated => "user_deactivated",
+        }
+    }
+}
+
+/// SHA-256 of a token, hex: what the store keeps instead of the token.
+pub fn token_hash(token: &str) -> String {
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Session {
+    pub fn is_active(&self, now_s: i64) -> bool {
+        self.ended_at.is_none() && self.expires_at > now_s
+    }
+
+    pub fn to_item(&self) -> Result<Item, StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(self).map_err(|e| StoreError::Other(e.to_string()))?;
+        item.insert("pk".into(), s(user_pk(&self.user_id)));
+        item.insert("sk".into(), s(format!("SESSION#{}", self.sid)));
+        Ok(item)
+    }
+
+    fn from_item(item: Item) -> Result<Self, StoreError> {
+        serde_dynamo::from_item(item)
+            .map_err(|e| StoreError::Other(format!("bad session item: {e}")))
+    }
+}
+
+impl Store {
+    fn session_key(
+        &self,
+        user_id: &str,
+        sid: &str,
+    ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        HashMap::from([
+            ("pk".into(), s(user_pk(user_id))),
+            ("sk".into(), s(format!("SESSION#{sid}"))),
+        ])
+    }
+
+    pub async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(session.to_item()?))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    pub async fn get_session(
+        &self,
+        user_id: &str,
+        sid: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.session_key(user_id, sid)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.item.map(Session::from_item).transpose()
+    }
+
+    /// A refresh of a live session: new token hash and expiry, one more refresh.
+    /// `NotFound` when the session is unknown or already ended.
+    pub async fn record_refresh(
+        &self,
+        user_id: &str,
+        sid: &str,
+        new_token: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Session, StoreError> {
+        let mut u = Update::default();
+        u.set("refresh_token_sha256", s(token_hash(new_token)));
+        u.set("expires_at", n(expires_at));
+        u.set("refreshed_at", n(now));
+        let (count, zero, one) = (u.name("refresh_count"), u.value(n(0)), u.value(n(1)));
+        u.set_expr(
+            "refresh_count",
+            format!("if_not_exists({count}, {zero}) + {one}"),
+        );
+        let ended = u.name("ended_at");
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.session_key(user_id, sid)))
+            .update_expression(u.expression())
+            .condition_expression(format!(
+                "attribute_exists(pk) AND attribute_not_exists({ended})"
+            ))
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Session::from_item(out.attributes.unwrap_or_default()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// End a session. Returns false when it was unknown or already ended (nothing written).
+    pub async fn end_session(
+        &self,
+        user_id: &str,
+        sid: &str,
+        reason: SessionEnd,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut u = Update::default();
+        u.set("ended_at", n(now));
+        u.set("end_reason", s(reason.as_str()));
+        let ended = u.name("ended_at");
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.session_key(user_id, sid)))
+            .update_expression(u.expression())
+            .condition_expression(format!(
+                "attribute_exists(pk) AND attribute_not_exists({ended})"
+            ))
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Every session record of a user, newest first.
+    pub async fn list_sessions(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(user_pk(user_id)))
+                .expression_attribute_values(":prefix", s("SESSION#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                sessions.push(Session::from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(sessions)
+    }
+
+    /// End every open session of a user; returns how many were ended.
+    pub async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        reason: SessionEnd,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for session in self.list_sessions(user_id).await? {
+            if session.ended_at.is_none()
+                && self.end_session(user_id, &session.sid, reason, now).await?
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hash_is_sha256_hex() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Bulk-sync bookkeeping: a lease so one run goes at a time, the sync state (last runs, event
+//! cursor), and run records kept for a while (TTL).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{n, s, sdk_error, Item, Store, StoreError};
+
+const SYNC: &str = "SYNC";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_run_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<i64>,
+    /// Epoch ms up to which Keycloak events have been applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_cursor_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    /// `<start ms>-<random>`: sortable, and names the record directly.
+    pub run_id: String,
+    pub mode: String,
+    pub status: String,
+    pub started_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Value>,
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Epoch seconds (TTL).
+    pub expires_at: i64,
+}
+
+impl SyncRun {
+    pub fn new_id(started_at: i64) -> String {
+        format!("{started_at:013}-{:08x}", fastrand::u32(..))
+    }
+}
+
+fn key(sk: &str) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    HashMap::from([("pk".into(), s(SYNC)), ("sk".into(), s(sk))])
+}
+
+impl Store {
+    /// Take the lease for `owner` until `expires_at` (epoch ms), if nobody holds a live one.
+    pub async fn acquire_lease(
+        &self,
+        owner: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(SYNC))
+            .item("sk", s("LEASE"))
+            .item("owner", s(owner))
+            .item("lease_expires_at", n(expires_at))
+            .condition_expression(
+                "attribute_not_exists(pk) OR lease_expires_at < :now OR #owner = :owner",
+            )
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Give the lease back, if `owner` still holds it.
+    pub async fn release_lease(&self, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key("LEASE")))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    pub async fn sync_state(&self) -> Result<SyncState, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key("STATE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        match out.item {
+            Some(item) => {
+                serde_dynamo::from_item(item).map_err(|e| StoreError::Other(e.to_string()))
+            }
+            None => Ok(SyncState::default()),
+        }
+    }
+
+    pub async fn put_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(state).map_err(|e| StoreError::Other(e.to_string()))?;
+        item.extend(key("STATE"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    pub async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(run).map_err(|e| StoreError::Other(e.to_string()))?;
+        item.extend(key(&format!("RUN#{}", run.run_id)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<SyncRun>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("RUN#{run_id}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| StoreError::Other(e.to_string())))
+            .transpose()
+    }
+
+    /// The most recent runs, newest first.
+    pub async fn recent_runs(&self, limit: i32) -> Result<Vec<SyncRun>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :run)")
+            .expression_attribute_values(":pk", s(SYNC))
+            .expression_attribute_values(":run", s("RUN#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| StoreError::Other(e.to_string())))
+            .collect()
+    }
+}

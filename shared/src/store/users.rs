@@ -1,0 +1,790 @@
+//! User records: Keycloak-owned identity fields (written only by a newer observation), business
+//! attributes (written with a `version` check), soft delete, listing with prefix search.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::{digest, hmac};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update as TxUpdate,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::sessions::Session;
+use super::{n, s, sdk_error, user_pk, Item, Store, StoreError, Update};
+
+pub const PROFILE: &str = "PROFILE";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+    Deleted,
+    Pending,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+            UserStatus::Deleted => "deleted",
+            UserStatus::Pending => "pending",
+        }
+    }
+}
+
+/// The fields Keycloak owns. The bulk sync compares their hash to skip unchanged users.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct KeycloakFields {
+    pub username: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub enabled: bool,
+    pub email_verified: bool,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl KeycloakFields {
+    /// Roles and groups sorted and de-duplicated, so equal content hashes equally.
+    pub fn normalized(mut self) -> Self {
+        self.roles.sort();
+        self.roles.dedup();
+        self.groups.sort();
+        self.groups.dedup();
+        self
+    }
+
+    /// SHA-256 of the canonical JSON of the normalized fields, hex.
+    pub fn content_hash(&self) -> String {
+        let canonical = serde_json::to_vec(&self.clone().normalized()).unwrap_or_default();
+        digest::digest(&digest::SHA256, &canonical)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn status(&self) -> UserStatus {
+        if self.enabled {
+            UserStatus::Active
+        } else {
+            UserStatus::Disabled
+        }
+    }
+}
+
+/// Business data Keycloak does not own (kept here and mirrored as Keycloak user attributes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct BusinessAttributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+impl BusinessAttributes {
+    pub const NAMES: [&'static str; 4] = ["organization", "phone", "department", "title"];
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "organization" => self.organization.as_deref(),
+            "phone" => self.phone.as_deref(),
+            "department" => self.department.as_deref(),
+            "title" => self.title.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    pub enabled: bool,
+    #[serde(default)]
+    pub email_verified: bool,
+    pub status: UserStatus,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_login_at: Option<i64>,
+    #[serde(default)]
+    pub login_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
+    /// Hash of the Keycloak-owned fields as last written.
+    #[serde(default)]
+    pub kc_hash: String,
+    /// When the Keycloak state last written was observed (epoch ms): older observations lose.
+    #[serde(default)]
+    pub kc_observed_at: i64,
+    pub version: u64,
+}
+
+impl User {
+    /// A new record from Keycloak's fields and the business attributes, as first written.
+    pub fn new(
+        id: &str,
+        fields: &KeycloakFields,
+        business: &BusinessAttributes,
+        observed_at: i64,
+    ) -> Self {
+        let f = fields.clone().normalized();
+        User {
+            id: id.to_owned(),
+            status: f.status(),
+            kc_hash: f.content_hash(),
+            username: f.username,
+            email: f.email,
+            first_name: f.first_name,
+            last_name: f.last_name,
+            enabled: f.enabled,
+            email_verified: f.email_verified,
+            roles: f.roles,
+            groups: f.groups,
+            organization: business.organization.clone(),
+            phone: business.phone.clone(),
+            department: business.department.clone(),
+            title: business.title.clone(),
+            created_at: observed_at,
+            updated_at: observed_at,
+            last_login_at: None,
+            login_count: 0,
+            last_synced_at: None,
+            deleted_at: None,
+            kc_observed_at: observed_at,
+            version: 1,
+        }
+    }
+
+    pub fn keycloak_fields(&self) -> KeycloakFields {
+        KeycloakFields {
+            username: self.username.clone(),
+            email: self.email.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            enabled: self.enabled,
+            email_verified: self.email_verified,
+            roles: self.roles.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+
+    pub fn business(&self) -> BusinessAttributes {
+        BusinessAttributes {
+            organization: self.organization.clone(),
+            phone: self.phone.clone(),
+            department: self.department.clone(),
+            title: self.title.clone(),
+        }
+    }
+
+    /// The stored item: the record plus its keys and index keys.
+    pub fn to_item(&self) -> Result<Item, StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(self).map_err(|e| StoreError::Other(e.to_string()))?;
+        item.insert("pk".into(), s(user_pk(&self.id)));
+        item.insert("sk".into(), s(PROFILE));
+        for (k, v) in index_keys(&self.username, self.email.as_deref()) {
+            item.insert(k.into(), s(v));
+        }
+        Ok(item)
+    }
+
+    pub fn from_item(item: Item) -> Result<Self, StoreError> {
+        serde_dynamo::from_item(item).map_err(|e| StoreError::Other(format!("bad user item: {e}")))
+    }
+}
+
+/// Index shards by first character, so no single index partition takes every user write.
+fn shard(value: &str) -> char {
+    value
+        .chars()
+        .next()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .unwrap_or('~')
+}
+
+const SHARDS: &str = "0123456789abcdefghijklmnopqrstuvwxyz~";
+
+fn index_keys(username: &str, email: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut keys = vec![
+        ("gsi1pk", format!("USERNAME#{}", shard(username))),
+        ("gsi1sk", username.to_owned()),
+    ];
+    if let Some(e) = email {
+        keys.push(("gsi2pk", format!("EMAIL#{}", shard(e))));
+        keys.push(("gsi2sk", e.to_owned()));
+    }
+    keys
+}
+
+/// What `apply_keycloak_fields` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Created,
+    Updated,
+    /// Same content as stored: nothing written.
+    Unchanged,
+    /// A newer observation is stored already, or the user is soft-deleted locally.
+    Skipped,
+}
+
+/// Listing parameters of `GET /admin/users`.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub cursor: Option<String>,
+    /// Prefix of the username, or of the email when it contains `@`.
+    pub prefix: Option<String>,
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A login: the identity as the fresh access token states it, and the session it opened.
+#[derive(Clone, Debug)]
+pub struct LoginRecord {
+    pub user_id: String,
+    pub fields: KeycloakFields,
+    pub business: BusinessAttributes,
+    pub at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorBody {
+    /// Index of the shard being read.
+    s: usize,
+    /// LastEvaluatedKey within it (string attributes only).
+    k: Option<HashMap<String, String>>,
+    /// The query the cursor belongs to.
+    q: String,
+}
+
+impl Store {
+    fn user_key(&self, id: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("pk".into(), s(user_pk(id))), ("sk".into(), s(PROFILE))])
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.user_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.item.map(User::from_item).transpose()
+    }
+
+    /// Write a new user unless one with this id exists (`AlreadyExists`).
+    pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(user.to_item()?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Write Keycloak's view of a user observed at `observed_at` (epoch ms): creates the record
+    /// (with `business` as its first business attributes) or updates only the Keycloak-owned
+    /// fields, and only if this observation is newer than the stored one and the content differs.
+    /// A soft-deleted user is left alone.
+    pub async fn apply_keycloak_fields(
+        &self,
+        id: &str,
+        fields: &KeycloakFields,
+        business: &BusinessAttributes,
+        observed_at: i64,
+        now: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let fields = fields.clone().normalized();
+        let hash = fields.content_hash();
+        let mut u = Update::default();
+        write_identity(&mut u, id, &fields, &hash, observed_at, now);
+        for name in BusinessAttributes::NAMES {
+            if let Some(v) = business.get(name) {
+                let (nm, val) = (u.name(name), u.value(s(v)));
+                u.set_expr(name, format!("if_not_exists({nm}, {val})"));
+            }
+        }
+        let (created, zero, one) = (u.name("created_at"), u.value(n(now)), u.value(n(0)));
+        u.set_expr("created_at", format!("if_not_exists({created}, {zero})"));
+        let count = u.name("login_count");
+        u.set_expr("login_count", format!("if_not_exists({count}, {one})"));
+        bump_version(&mut u);
+        let (obs, hash_name, status, deleted) = (
+            u.name("kc_observed_at"),
+            u.name("kc_hash"),
+            u.name("status"),
+            u.value(s("deleted")),
+        );
+        let (obs_v, hash_v) = (u.value(n(observed_at)), u.value(s(hash.clone())));
+        let condition = format!(
+            "attribute_not_exists(pk) OR ({obs} < {obs_v} AND {hash_name} <> {hash_v} AND {status} <> {deleted})"
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.user_key(id)))
+            .update_expression(u.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .return_values(ReturnValue::UpdatedOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(
+                if out.attributes.is_some_and(|a| a.contains_key("version")) {
+                    ApplyOutcome::Updated
+                } else {
+                    ApplyOutcome::Created
+                },
+            ),
+            Err(e) => {
+                let old = e.as_service_error().and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        Some(c.item.clone().unwrap_or_default())
+                    }
+                    _ => None,
+                });
+                match old {
+                    Some(old) => {
+                        let same = old.get("kc_hash").and_then(|v| v.as_s().ok()) == Some(&hash);
+                        Ok(if same {
+                            ApplyOutcome::Unchanged
+                        } else {
+                            ApplyOutcome::Skipped
+                        })
+                    }
+                    None => Err(sdk_error(e)),
+                }
+            }
+        }
+    }
+
+    /// Change business attributes if the record is still at `expected_version`; `None` in `changes`
+    /// removes an attribute. Returns the record as written.
+    pub async fn update_business(
+        &self,
+        id: &str,
+        changes: &HashMap<String, Option<String>>,
+        expected_version: u64,
+        now: i64,
+    ) -> Result<User, StoreError> {
+        let mut u = Update::default();
+        for (name, value) in changes {
+            if !BusinessAttributes::NAMES.contains(&name.as_str()) {
+                return Err(StoreError::Other(format!(
+                    "{name} is not a business attribute"
+                )));
+            }
+            u.set_opt(name, value.as_deref());
+        }
+        u.set("updated_at", n(now));
+        self.versioned_update(id, u, expected_version).await
+    }
+
+    /// Mark a user deleted locally (the record stays as a tombstone), if still at
+    /// `expected_version` when given.
+    pub async fn soft_delete(
+        &self,
+        id: &str,
+        expected_version: Option<u64>,
+        now: i64,
+    ) -> Result<User, StoreError> {
+        let mut u = Update::default();
+        u.set("status", s("deleted"));
+        u.set("enabled", AttributeValue::Bool(false));
+        u.set("deleted_at", n(now));
+        u.set("updated_at", n(now));
+        match expected_version {
+            Some(v) => self.versioned_update(id, u, v).await,
+            None => {
+                let current = self.get_user(id).await?.ok_or(StoreError::NotFound)?;
+                self.versioned_update(id, u, current.version).await
+            }
+        }
+    }
+
+    async fn versioned_update(
+        &self,
+        id: &str,
+        mut u: Update,
+        expected_version: u64,
+    ) -> Result<User, StoreError> {
+        let version = u.name("version");
+        let (expected, one) = (u.value(n(expected_version)), u.value(n(1)));
+        u.set_expr("version", format!("{version} + {one}"));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.user_key(id)))
+            .update_expression(u.expression())
+            .condition_expression(format!("attribute_exists(pk) AND {version} = {expected}"))
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => User::from_item(out.attributes.unwrap_or_default()),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    if c.item.as_ref().is_some_and(|i| !i.is_empty()) {
+                        Err(StoreError::VersionConflict)
+                    } else {
+                        Err(StoreError::NotFound)
+                    }
+                }
+                _ => Err(sdk_error(e)),
+            },
+        }
+    }
+
+    /// A login in one round trip: the user's identity as the token states it (a login is always
+    /// the newest observation), `last_login_at` and `login_count`, and the new session.
+    pub async fn record_login(
+        &self,
+        login: &LoginRecord,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        let fields = login.fields.clone().normalized();
+        let hash = fields.content_hash();
+        let mut u = Update::default();
+        write_identity(&mut u, &login.user_id, &fields, &hash, login.at, login.at);
+        // Only what the token states: a claim missing (say, a mapper not configured) never
+        // erases local business data.
+        for name in BusinessAttributes::NAMES {
+            if let Some(v) = login.business.get(name) {
+                u.set(name, s(v));
+            }
+        }
+        u.set("last_login_at", n(login.at));
+        let (created, now) = (u.name("created_at"), u.value(n(login.at)));
+        u.set_expr("created_at", format!("if_not_exists({created}, {now})"));
+        let (count, zero, one) = (u.name("login_count"), u.value(n(0)), u.value(n(1)));
+        u.set_expr(
+            "login_count",
+            format!("if_not_exists({count}, {zero}) + {one}"),
+        );
+        bump_version(&mut u);
+        let (status, deleted) = (u.name("status"), u.value(s("deleted")));
+        let user_update = TxUpdate::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.user_key(&login.user_id)))
+            .update_expression(u.expression())
+            .condition_expression(format!("attribute_not_exists(pk) OR {status} <> {deleted}"))
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let session_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(session.to_item()?))
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(user_update).build())
+            .transact_items(TransactWriteItem::builder().put(session_put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let cancelled_by_condition = e.as_service_error().is_some_and(|se| {
+                    matches!(se, aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)
+                        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
+                });
+                if cancelled_by_condition {
+                    Err(StoreError::Other("user is deleted locally".into()))
+                } else {
+                    Err(sdk_error(e))
+                }
+            }
+        }
+    }
+
+    /// One page of users: by username (or email when the prefix has an `@`), optionally filtered
+    /// by status. The cursor is opaque and signed; a tampered one is `InvalidCursor`.
+    pub async fn list_users(&self, q: &ListQuery) -> Result<Page<User>, StoreError> {
+        let limit = q.limit.clamp(1, 200);
+        let prefix = q
+            .prefix
+            .as_deref()
+            .map(str::to_lowercase)
+            .filter(|p| !p.is_empty());
+        let by_email = prefix.as_deref().is_some_and(|p| p.contains('@'));
+        let (index, pk_attr, sk_attr, pk_prefix) = if by_email {
+            ("GSI2", "gsi2pk", "gsi2sk", "EMAIL#")
+        } else {
+            ("GSI1", "gsi1pk", "gsi1sk", "USERNAME#")
+        };
+        let shards: Vec<char> = match &prefix {
+            Some(p) => vec![shard(p)],
+            None => SHARDS.chars().collect(),
+        };
+        let fingerprint = format!(
+            "{}|{}",
+            prefix.as_deref().unwrap_or(""),
+            q.status.map(UserStatus::as_str).unwrap_or("")
+        );
+        let (mut shard_index, mut start) = match &q.cursor {
+            None => (0, None),
+            Some(c) => {
+                let body = self.open_cursor(c)?;
+                if body.q != fingerprint || body.s >= shards.len() {
+                    return Err(StoreError::InvalidCursor);
+                }
+                (
+                    body.s,
+                    body.k
+                        .map(|k| k.into_iter().map(|(a, v)| (a, s(v))).collect::<Item>()),
+                )
+            }
+        };
+        let mut items = Vec::new();
+        while shard_index < shards.len() && items.len() < limit {
+            let mut values = HashMap::from([(
+                ":pk".to_owned(),
+                s(format!("{pk_prefix}{}", shards[shard_index])),
+            )]);
+            let mut key_condition = format!("{pk_attr} = :pk");
+            if let Some(p) = &prefix {
+                key_condition.push_str(&format!(" AND begins_with({sk_attr}, :prefix)"));
+                values.insert(":prefix".into(), s(p.clone()));
+            }
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(key_condition)
+                .limit((limit - items.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(st) = q.status {
+                req = req
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status");
+                values.insert(":status".into(), s(st.as_str()));
+            }
+            let out = req
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                items.push(User::from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => shard_index += 1,
+            }
+        }
+        let next_cursor = if shard_index < shards.len() {
+            let k = start.map(|k| {
+                k.into_iter()
+                    .filter_map(|(a, v)| v.as_s().ok().map(|v| (a, v.clone())))
+                    .collect()
+            });
+            Some(self.seal_cursor(&CursorBody {
+                s: shard_index,
+                k,
+                q: fingerprint,
+            })?)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    fn seal_cursor(&self, body: &CursorBody) -> Result<String, StoreError> {
+        let json = serde_json::to_vec(body).map_err(|e| StoreError::Other(e.to_string()))?;
+        let tag = hmac::sign(&self.cursor_key, &json);
+        Ok(format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&json),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
+    }
+
+    fn open_cursor(&self, cursor: &str) -> Result<CursorBody, StoreError> {
+        let (body, tag) = cursor.split_once('.').ok_or(StoreError::InvalidCursor)?;
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        hmac::verify(&self.cursor_key, &body, &tag).map_err(|_| StoreError::InvalidCursor)?;
+        serde_json::from_slice(&body).map_err(|_| StoreError::InvalidCursor)
+    }
+
+    /// Every user record, by parallel scan (the bulk sync reads the whole store once per run).
+    pub async fn scan_users(&self, segments: i32) -> Result<Vec<User>, StoreError> {
+        let items = self
+            .parallel_scan(
+                segments,
+                "sk = :profile",
+                HashMap::from([(":profile".to_owned(), s(PROFILE))]),
+            )
+            .await?;
+        items.into_iter().map(User::from_item).collect()
+    }
+}
+
+/// SET the Keycloak-owned fields, their hash and observation time, status and index keys.
+fn write_identity(
+    u: &mut Update,
+    id: &str,
+    f: &KeycloakFields,
+    hash: &str,
+    observed_at: i64,
+    now: i64,
+) {
+    u.set("id", s(id));
+    u.set("username", s(f.username.clone()));
+    u.set_opt("email", f.email.as_deref());
+    u.set_opt("first_name", f.first_name.as_deref());
+    u.set_opt("last_name", f.last_name.as_deref());
+    u.set("enabled", AttributeValue::Bool(f.enabled));
+    u.set("email_verified", AttributeValue::Bool(f.email_verified));
+    u.set(
+        "roles",
+        AttributeValue::L(f.roles.iter().map(|r| s(r.clone())).collect()),
+    );
+    u.set(
+        "groups",
+        AttributeValue::L(f.groups.iter().map(|g| s(g.clone())).collect()),
+    );
+    u.set("status", s(f.status().as_str()));
+    u.set("kc_hash", s(hash));
+    u.set("kc_observed_at", n(observed_at));
+    u.set("last_synced_at", n(now));
+    u.set("updated_at", n(now));
+    for (k, v) in index_keys(&f.username, f.email.as_deref()) {
+        u.set(k, s(v));
+    }
+    if f.email.is_none() {
+        u.set_opt("gsi2pk", None);
+        u.set_opt("gsi2sk", None);
+    }
+}
+
+fn bump_version(u: &mut Update) {
+    let (version, zero, one) = (u.name("version"), u.value(n(0)), u.value(n(1)));
+    u.set_expr(
+        "version",
+        format!("if_not_exists({version}, {zero}) + {one}"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> KeycloakFields {
+        KeycloakFields {
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            enabled: true,
+            roles: vec!["user".into(), "admin".into(), "user".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn content_hash_ignores_role_order_and_duplicates() {
+        let mut other = fields();
+        other.roles = vec!["admin".into(), "user".into()];
+        assert_eq!(fields().content_hash(), other.content_hash());
+        other.enabled = false;
+        assert_ne!(fields().content_hash(), other.content_hash());
+    }
+
+    #[test]
+    fn user_item_round_trips_with_keys() {
+        let u = User::new(
+            "id-1",
+            &fields(),
+            &BusinessAttributes {
+                title: Some("CTO".into()),
+                ..Default::default()
+            },
+            1000,
+        );
+        let item = u.to_item().unwrap();
+        assert_eq!(item["pk"].as_s().unwrap(), "USER#id-1");
+        assert_eq!(item["gsi1pk"].as_s().unwrap(), "USERNAME#a");
+        assert_eq!(item["gsi2sk"].as_s().unwrap(), "alice@example.com");
+        assert!(
+            !item.contains_key("phone"),
+            "absent attributes are not written as NULL"
+        );
+        assert_eq!(User::from_item(item).unwrap(), u);
+    }
+
+    #[test]
+    fn shards_keep_usernames_in_a_few_partitions() {
+        assert_eq!(shard("bob"), 'b');
+        assert_eq!(shard("7up"), '7');
+        assert_eq!(shard("_x"), '~');
+        assert!(SHARDS.contains('~'));
+    }
+}
