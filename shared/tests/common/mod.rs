@@ -1,0 +1,309 @@
+//! Harness for the shared library's integration tests: a real moto server (DynamoDB and Secrets
+//! Manager) and a real Keycloak emulator, both over HTTP on loopback, one of each per test binary;
+//! every test gets its own table, secret and realm clone, so tests run in parallel.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use serde_json::{json, Value};
+use user_sync::keycloak::{ClientSecret, KeycloakClient, RetryPolicy};
+use user_sync::secrets::{ClientSecretCache, Secret};
+use user_sync::store::Store;
+
+pub const CLIENT: &str = "user-sync";
+pub const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// moto's endpoint: `TEST_AWS_ENDPOINT_URL` if set, else a moto started for this process.
+pub fn moto() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    static CHILD: OnceLock<Mutex<Child>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_AWS_ENDPOINT_URL") {
+            return url;
+        }
+        let mut child = Command::new(format!("{ROOT}/.venv/bin/python"))
+            .arg(format!("{ROOT}/infra/local/moto_for_tests.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start moto (run `make tools` first)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .expect("moto port line")
+            .to_owned();
+        CHILD.set(Mutex::new(child)).ok();
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("local", "local", None, None, "tests")
+}
+
+pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(moto())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .build(),
+    )
+}
+
+pub fn secretsmanager() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .endpoint_url(moto())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "local", "local", None, None, "tests",
+            ))
+            .build(),
+    )
+}
+
+/// A new table with the definition of `infra/local/table.json`.
+pub async fn table() -> Store {
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/infra/local/table.json")).unwrap(),
+    )
+    .unwrap();
+    let name = unique("table");
+    let keys = |v: &Value| -> Vec<KeySchemaElement> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().unwrap())
+                    .key_type(if k["KeyType"] == "HASH" {
+                        KeyType::Hash
+                    } else {
+                        KeyType::Range
+                    })
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let client = dynamodb();
+    let mut req = client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys(&spec["KeySchema"])));
+    for a in spec["AttributeDefinitions"].as_array().unwrap() {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        );
+    }
+    for g in spec["GlobalSecondaryIndexes"].as_array().unwrap() {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(g["IndexName"].as_str().unwrap())
+                .set_key_schema(Some(keys(&g["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.expect("create table");
+    Store::new(client, name, b"test cursor key")
+}
+
+/// A secret `{"client_secret": value}` in moto; returns its id.
+pub async fn secret(value: &str) -> String {
+    let id = unique("kc-secret");
+    secretsmanager()
+        .create_secret()
+        .name(&id)
+        .secret_string(json!({"client_secret": value}).to_string())
+        .send()
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn set_secret(id: &str, value: &str) {
+    secretsmanager()
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(json!({"client_secret": value}).to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The Keycloak emulator's base URL (one per test binary, in this process).
+pub fn emulator() -> &'static str {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let emu = keycloak_emulator::Emulator::from_file(&format!(
+                    "{ROOT}/infra/keycloak/realm.json"
+                ))
+                .unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap().port()).unwrap();
+                keycloak_emulator::serve(listener, emu, std::future::pending())
+                    .await
+                    .unwrap();
+            });
+        });
+        format!("http://127.0.0.1:{}", rx.recv().unwrap())
+    })
+}
+
+/// Test retries: quick, so failure paths do not make the suite slow.
+pub fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 3,
+        base_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(50),
+        max_retry_after: std::time::Duration::from_secs(2),
+        request_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
+/// A fresh clone of the demo realm.
+pub struct Realm {
+    pub name: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn realm() -> Realm {
+    let name = unique("r");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/_emulator/realms", emulator()))
+        .json(&json!({"name": name, "from": "demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    Realm { name, http }
+}
+
+impl Realm {
+    pub fn client_with(&self, secret: ClientSecret) -> KeycloakClient {
+        KeycloakClient::new(emulator(), &self.name, CLIENT, secret, fast_retries()).unwrap()
+    }
+
+    /// A client with the realm's secret, given directly.
+    pub fn client(&self) -> Arc<KeycloakClient> {
+        Arc::new(self.client_with(ClientSecret::Fixed(Secret::new(SECRET))))
+    }
+
+    /// A client reading its secret from Secrets Manager (moto), as the functions do.
+    pub async fn client_via_secrets_manager(
+        &self,
+        secret_id: &str,
+    ) -> (Arc<KeycloakClient>, Arc<ClientSecretCache>) {
+        let cache = Arc::new(ClientSecretCache::new(
+            secretsmanager(),
+            secret_id,
+            user_sync::secrets::DEFAULT_TTL,
+        ));
+        (
+            Arc::new(self.client_with(ClientSecret::SecretsManager(Arc::clone(&cache)))),
+            cache,
+        )
+    }
+
+    /// Add a fault rule on a path under this realm (`{realm}` is replaced); returns its id.
+    pub async fn fault(&self, mut rule: Value) -> String {
+        let path = rule["path"]
+            .as_str()
+            .unwrap()
+            .replace("{realm}", &self.name);
+        rule["path"] = json!(path);
+        let r: Value = self
+            .http
+            .post(format!("{}/_emulator/faults", emulator()))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["id"].as_str().unwrap().to_owned()
+    }
+
+    /// How many requests a fault rule has affected.
+    pub async fn hits(&self, rule_id: &str) -> u64 {
+        let rules: Value = self
+            .http
+            .get(format!("{}/_emulator/faults", emulator()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == rule_id)
+            .map(|r| r["hits"].as_u64().unwrap())
+            .unwrap_or(0)
+    }
+
+    pub async fn clock(&self, seconds: i64) {
+        let r = self
+            .http
+            .put(format!(
+                "{}/_emulator/realms/{}/clock",
+                emulator(),
+                self.name
+            ))
+            .json(&json!({"offsetSeconds": seconds}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+}

@@ -1,0 +1,649 @@
+//! The DynamoDB store against moto: conditional writes, listing, sessions, lease, runs, idempotency.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use common::table;
+use user_sync::store::*;
+
+fn fields(username: &str) -> KeycloakFields {
+    KeycloakFields {
+        username: username.into(),
+        email: Some(format!("{username}@example.com")),
+        first_name: Some("First".into()),
+        last_name: Some("Last".into()),
+        enabled: true,
+        email_verified: true,
+        roles: vec!["user".into()],
+        groups: vec!["/support".into()],
+    }
+}
+
+fn user(id: &str, username: &str) -> User {
+    User::new(
+        id,
+        &fields(username),
+        &BusinessAttributes {
+            organization: Some("Acme".into()),
+            ..Default::default()
+        },
+        1_000,
+    )
+}
+
+fn session(user_id: &str, sid: &str, expires_at: i64) -> Session {
+    Session {
+        user_id: user_id.into(),
+        sid: sid.into(),
+        created_at: 1_000,
+        refreshed_at: None,
+        refresh_count: 0,
+        ip: Some("10.0.0.1".into()),
+        user_agent: Some("tests".into()),
+        refresh_token_sha256: token_hash("refresh-1"),
+        expires_at,
+        ended_at: None,
+        end_reason: None,
+    }
+}
+
+#[tokio::test]
+async fn a_user_is_created_once_and_read_back() {
+    let store = table().await;
+    let u = user("u1", "alice");
+    store.create_user(&u).await.unwrap();
+    assert_eq!(store.get_user("u1").await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        store.create_user(&u).await.unwrap_err(),
+        StoreError::AlreadyExists
+    );
+    assert_eq!(store.get_user("nobody").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn keycloak_fields_create_update_and_skip_unchanged() {
+    let store = table().await;
+    let biz = BusinessAttributes {
+        title: Some("Agent".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .apply_keycloak_fields("u1", &fields("bob"), &biz, 100, 100)
+            .await
+            .unwrap(),
+        ApplyOutcome::Created
+    );
+    let created = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            created.version,
+            created.title.as_deref(),
+            created.login_count
+        ),
+        (1, Some("Agent"), 0)
+    );
+    assert_eq!(
+        store
+            .apply_keycloak_fields("u1", &fields("bob"), &biz, 200, 200)
+            .await
+            .unwrap(),
+        ApplyOutcome::Unchanged
+    );
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap(),
+        created,
+        "the same content writes nothing"
+    );
+    let mut changed = fields("bob");
+    changed.last_name = Some("Newname".into());
+    assert_eq!(
+        store
+            .apply_keycloak_fields("u1", &changed, &biz, 300, 300)
+            .await
+            .unwrap(),
+        ApplyOutcome::Updated
+    );
+    let updated = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (updated.last_name.as_deref(), updated.version),
+        (Some("Newname"), 2)
+    );
+    assert_eq!(updated.created_at, created.created_at);
+}
+
+#[tokio::test]
+async fn an_older_observation_never_overwrites_a_newer_one() {
+    let store = table().await;
+    let biz = BusinessAttributes::default();
+    let mut newer = fields("carl");
+    newer.first_name = Some("Newer".into());
+    store
+        .apply_keycloak_fields("u1", &newer, &biz, 500, 500)
+        .await
+        .unwrap();
+    let mut older = fields("carl");
+    older.first_name = Some("Older".into());
+    assert_eq!(
+        store
+            .apply_keycloak_fields("u1", &older, &biz, 400, 600)
+            .await
+            .unwrap(),
+        ApplyOutcome::Skipped
+    );
+    assert_eq!(
+        store
+            .get_user("u1")
+            .await
+            .unwrap()
+            .unwrap()
+            .first_name
+            .as_deref(),
+        Some("Newer")
+    );
+}
+
+#[tokio::test]
+async fn keycloak_fields_never_touch_business_attributes_of_an_existing_user() {
+    let store = table().await;
+    store.create_user(&user("u1", "dana")).await.unwrap();
+    let mut changed = fields("dana");
+    changed.enabled = false;
+    let biz = BusinessAttributes {
+        organization: Some("Other".into()),
+        ..Default::default()
+    };
+    store
+        .apply_keycloak_fields("u1", &changed, &biz, 2_000, 2_000)
+        .await
+        .unwrap();
+    let u = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (u.organization.as_deref(), u.status, u.enabled),
+        (Some("Acme"), UserStatus::Disabled, false)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_version_fails_and_changes_nothing() {
+    let store = table().await;
+    store.create_user(&user("u1", "erin")).await.unwrap();
+    let change = HashMap::from([("title".to_owned(), Some("Lead".to_owned()))]);
+    let after = store
+        .update_business("u1", &change, 1, 5_000)
+        .await
+        .unwrap();
+    assert_eq!((after.title.as_deref(), after.version), (Some("Lead"), 2));
+    let stale = HashMap::from([("title".to_owned(), Some("Intern".to_owned()))]);
+    assert_eq!(
+        store
+            .update_business("u1", &stale, 1, 6_000)
+            .await
+            .unwrap_err(),
+        StoreError::VersionConflict
+    );
+    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), after);
+    assert_eq!(
+        store
+            .update_business("ghost", &change, 1, 6_000)
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
+}
+
+#[tokio::test]
+async fn business_attributes_can_be_removed() {
+    let store = table().await;
+    store.create_user(&user("u1", "fay")).await.unwrap();
+    let after = store
+        .update_business(
+            "u1",
+            &HashMap::from([("organization".to_owned(), None)]),
+            1,
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.organization, None);
+}
+
+#[tokio::test]
+async fn soft_delete_keeps_a_tombstone_that_keycloak_updates_leave_alone() {
+    let store = table().await;
+    store.create_user(&user("u1", "gus")).await.unwrap();
+    let deleted = store.soft_delete("u1", Some(1), 9_000).await.unwrap();
+    assert_eq!(
+        (deleted.status, deleted.deleted_at, deleted.enabled),
+        (UserStatus::Deleted, Some(9_000), false)
+    );
+    let mut back = fields("gus");
+    back.first_name = Some("Back".into());
+    assert_eq!(
+        store
+            .apply_keycloak_fields("u1", &back, &BusinessAttributes::default(), 10_000, 10_000)
+            .await
+            .unwrap(),
+        ApplyOutcome::Skipped
+    );
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().status,
+        UserStatus::Deleted
+    );
+}
+
+#[tokio::test]
+async fn listing_pages_return_every_user_exactly_once() {
+    let store = table().await;
+    let names: Vec<String> = (0..45)
+        .map(|i| format!("{}user{i:02}", ["a", "b", "c", "z", "9"][i % 5]))
+        .collect();
+    let items = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| user(&format!("id{i}"), n).to_item().unwrap())
+        .collect();
+    store.batch_put(items).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_users(&ListQuery {
+                limit: 10,
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 10);
+        seen.extend(page.items.into_iter().map(|u| u.username));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 45);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 45);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "ordered by username");
+}
+
+#[tokio::test]
+async fn prefix_search_by_username_or_email_and_status_filter() {
+    let store = table().await;
+    for (i, name) in ["anna", "anne", "bert", "annika"].iter().enumerate() {
+        store
+            .create_user(&user(&format!("id{i}"), name))
+            .await
+            .unwrap();
+    }
+    let by_name = store
+        .list_users(&ListQuery {
+            limit: 10,
+            prefix: Some("ANN".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_name
+            .items
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>(),
+        ["anna", "anne", "annika"]
+    );
+    let by_email = store
+        .list_users(&ListQuery {
+            limit: 10,
+            prefix: Some("bert@ex".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_email.items.len(), 1);
+    store.soft_delete("id1", None, 5).await.unwrap();
+    let deleted = store
+        .list_users(&ListQuery {
+            limit: 10,
+            status: Some(UserStatus::Deleted),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted
+            .items
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>(),
+        ["anne"]
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_or_foreign_cursor_is_invalid() {
+    let store = table().await;
+    for i in 0..3 {
+        store
+            .create_user(&user(&format!("id{i}"), &format!("amy{i}")))
+            .await
+            .unwrap();
+    }
+    let page = store
+        .list_users(&ListQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cursor = page.next_cursor.unwrap();
+    let (body, tag) = cursor.split_once('.').unwrap();
+    let mut raw =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, body).unwrap();
+    raw[5] ^= 1;
+    let forged = format!(
+        "{}.{tag}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &raw)
+    );
+    for bad in [forged.as_str(), "garbage", "a.b"] {
+        let q = ListQuery {
+            limit: 1,
+            cursor: Some(bad.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.list_users(&q).await.unwrap_err(),
+            StoreError::InvalidCursor
+        );
+    }
+    let other_query = ListQuery {
+        limit: 1,
+        cursor: Some(cursor),
+        prefix: Some("amy".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.list_users(&other_query).await.unwrap_err(),
+        StoreError::InvalidCursor
+    );
+}
+
+#[tokio::test]
+async fn a_login_writes_the_user_and_the_session_in_one_transaction() {
+    let store = table().await;
+    let login = LoginRecord {
+        user_id: "u1".into(),
+        fields: fields("hana"),
+        business: BusinessAttributes {
+            department: Some("Ops".into()),
+            ..Default::default()
+        },
+        at: 7_000,
+    };
+    store
+        .record_login(&login, &session("u1", "s1", 9_999_999_999))
+        .await
+        .unwrap();
+    store
+        .record_login(
+            &LoginRecord {
+                at: 8_000,
+                ..login.clone()
+            },
+            &session("u1", "s2", 9_999_999_999),
+        )
+        .await
+        .unwrap();
+    let u = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (u.login_count, u.last_login_at, u.created_at),
+        (2, Some(8_000), 7_000)
+    );
+    assert_eq!(u.department.as_deref(), Some("Ops"));
+    let sessions = store.list_sessions("u1").await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions
+        .iter()
+        .all(|s| s.refresh_token_sha256 == token_hash("refresh-1")));
+}
+
+#[tokio::test]
+async fn a_login_of_a_locally_deleted_user_writes_nothing() {
+    let store = table().await;
+    store.create_user(&user("u1", "ivy")).await.unwrap();
+    store.soft_delete("u1", None, 5).await.unwrap();
+    let login = LoginRecord {
+        user_id: "u1".into(),
+        fields: fields("ivy"),
+        business: Default::default(),
+        at: 6,
+    };
+    assert!(store
+        .record_login(&login, &session("u1", "s1", 9_999_999_999))
+        .await
+        .is_err());
+    assert!(
+        store.list_sessions("u1").await.unwrap().is_empty(),
+        "no session without its user"
+    );
+}
+
+#[tokio::test]
+async fn sessions_refresh_and_end_once() {
+    let store = table().await;
+    store
+        .put_session(&session("u1", "s1", 5_000))
+        .await
+        .unwrap();
+    let s = store
+        .record_refresh("u1", "s1", "refresh-2", 6_000, 4_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            s.refresh_count,
+            s.expires_at,
+            s.refresh_token_sha256.clone()
+        ),
+        (1, 6_000, token_hash("refresh-2"))
+    );
+    assert!(store
+        .end_session("u1", "s1", SessionEnd::Logout, 4_500)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .end_session("u1", "s1", SessionEnd::Logout, 4_600)
+            .await
+            .unwrap(),
+        "second end writes nothing"
+    );
+    let ended = store.get_session("u1", "s1").await.unwrap().unwrap();
+    assert_eq!(
+        (ended.ended_at, ended.end_reason.as_deref()),
+        (Some(4_500), Some("logout"))
+    );
+    assert_eq!(
+        store
+            .record_refresh("u1", "s1", "refresh-3", 7_000, 5_000)
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
+    assert_eq!(
+        store
+            .record_refresh("u1", "nope", "x", 7_000, 5_000)
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
+}
+
+#[tokio::test]
+async fn ending_all_sessions_of_a_user() {
+    let store = table().await;
+    for sid in ["a", "b", "c"] {
+        store.put_session(&session("u1", sid, 9_000)).await.unwrap();
+    }
+    store
+        .end_session("u1", "a", SessionEnd::Logout, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .end_all_sessions("u1", SessionEnd::UserDeactivated, 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store
+        .list_sessions("u1")
+        .await
+        .unwrap()
+        .iter()
+        .all(|s| s.ended_at.is_some()));
+}
+
+#[tokio::test]
+async fn one_sync_lease_at_a_time_until_it_expires() {
+    let store = table().await;
+    assert!(store.acquire_lease("run-a", 10_000, 1_000).await.unwrap());
+    assert!(!store.acquire_lease("run-b", 20_000, 2_000).await.unwrap());
+    store.release_lease("run-b").await.unwrap(); // not the owner: no effect
+    assert!(!store.acquire_lease("run-b", 20_000, 3_000).await.unwrap());
+    assert!(
+        store.acquire_lease("run-b", 30_000, 11_000).await.unwrap(),
+        "an expired lease is taken over"
+    );
+    store.release_lease("run-b").await.unwrap();
+    assert!(store.acquire_lease("run-c", 40_000, 12_000).await.unwrap());
+}
+
+#[tokio::test]
+async fn sync_state_and_runs_are_kept() {
+    let store = table().await;
+    assert_eq!(store.sync_state().await.unwrap(), SyncState::default());
+    let state = SyncState {
+        last_success_at: Some(5),
+        event_cursor_ms: Some(6),
+        ..Default::default()
+    };
+    store.put_sync_state(&state).await.unwrap();
+    assert_eq!(store.sync_state().await.unwrap(), state);
+    for started in [100, 300, 200] {
+        let run = SyncRun {
+            run_id: SyncRun::new_id(started),
+            mode: "full".into(),
+            status: "succeeded".into(),
+            started_at: started,
+            finished_at: Some(started + 1),
+            counts: [("seen".to_owned(), 3)].into(),
+            plan: None,
+            errors: vec![],
+            expires_at: 9_999_999_999,
+        };
+        store.put_run(&run).await.unwrap();
+        assert_eq!(store.get_run(&run.run_id).await.unwrap(), Some(run));
+    }
+    let recent = store.recent_runs(2).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|r| r.started_at).collect::<Vec<_>>(),
+        [300, 200]
+    );
+}
+
+#[tokio::test]
+async fn idempotency_claims_replay_and_mismatch() {
+    let store = table().await;
+    assert_eq!(
+        store
+            .claim_idempotency("key-1", "body-a", 9_999_999_999)
+            .await
+            .unwrap(),
+        Claim::New
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("key-1", "body-a", 9_999_999_999)
+            .await
+            .unwrap(),
+        Claim::InProgress
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("key-1", "body-b", 9_999_999_999)
+            .await
+            .unwrap(),
+        Claim::Mismatch
+    );
+    let resp = StoredResponse {
+        status: 201,
+        body: "{\"id\":\"u1\"}".into(),
+    };
+    store.complete_idempotency("key-1", &resp).await.unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency("key-1", "body-a", 9_999_999_999)
+            .await
+            .unwrap(),
+        Claim::Completed(resp)
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("key-2", "body-a", 9_999_999_999)
+            .await
+            .unwrap(),
+        Claim::New
+    );
+    store.release_idempotency("key-2").await.unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency("key-2", "body-a", 9_999_999_999)
+            .await
+            .unwrap(),
+        Claim::New
+    );
+}
+
+#[tokio::test]
+async fn batch_writes_and_parallel_scan_see_every_user() {
+    let store = table().await;
+    let items: Vec<_> = (0..120)
+        .map(|i| {
+            user(&format!("id{i}"), &format!("user{i:03}"))
+                .to_item()
+                .unwrap()
+        })
+        .collect();
+    store.batch_put(items).await.unwrap();
+    store
+        .put_session(&session("id1", "s1", 9_000))
+        .await
+        .unwrap();
+    let users = store.scan_users(4).await.unwrap();
+    assert_eq!(users.len(), 120, "sessions are not users");
+}
+
+#[tokio::test]
+async fn dynamodb_down_is_unavailable() {
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "l", "l", None, None, "t",
+            ))
+            .build(),
+    );
+    let store = Store::new(client, "t", b"k");
+    assert!(matches!(
+        store.get_user("x").await.unwrap_err(),
+        StoreError::Unavailable(_)
+    ));
+}
