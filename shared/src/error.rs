@@ -328,6 +328,24 @@ mod tests {
     }
 
     #[test]
+    fn store_failures_map_to_client_and_server_classes() {
+        assert_eq!(
+            Error::from(StoreError::InvalidCursor).to_problem().status,
+            400
+        );
+        assert_eq!(
+            Error::from(StoreError::VersionConflict).to_problem().status,
+            412
+        );
+        assert_eq!(
+            Error::from(StoreError::Unavailable("x".into()))
+                .to_problem()
+                .status,
+            503
+        );
+    }
+
+    #[test]
     fn internal_details_never_reach_the_client() {
         let p = Error::internal("database password=hunter2 rejected").to_problem();
         assert_eq!(p.status, 500);

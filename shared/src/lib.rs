@@ -1,5 +1,6 @@
 //! What every keycloak-user-sync function shares, organised by domain: `config`, `error` (one
-//! error type, mapped once to problem+json), `secrets`, `keycloak`, `auth`, `store`, `http`.
+//! error type, mapped once to problem+json), `secrets`, `keycloak`, `auth`, `store`, `http`, and
+//! `services`, which builds them all once per cold start.
 
 pub mod auth;
 pub mod config;
@@ -7,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod keycloak;
 pub mod secrets;
+pub mod services;
 pub mod store;
 
 pub use config::Config;

@@ -171,6 +171,10 @@ impl Store {
         }
     }
 
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     /// Write items in batches of 25, re-sending `UnprocessedItems` with backoff until all are in.
     pub async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         for chunk in items.chunks(25) {
