@@ -152,12 +152,14 @@ impl Error {
                 "Forbidden",
                 "your roles do not allow this",
             ),
-            Error::Keycloak(K::AccountDisabled) => Problem::new(
-                403,
-                "account_disabled",
-                "Account disabled",
-                "this account is disabled",
-            ),
+            Error::Keycloak(K::AccountDisabled) | Error::Store(StoreError::UserDeleted) => {
+                Problem::new(
+                    403,
+                    "account_disabled",
+                    "Account disabled",
+                    "this account is disabled",
+                )
+            }
             Error::Keycloak(K::AccountNotReady) => Problem::new(
                 403,
                 "account_not_ready",

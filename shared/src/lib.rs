@@ -2,6 +2,7 @@
 //! error type, mapped once to problem+json), `secrets`, `keycloak`, `auth`, `store`, `http`, and
 //! `services`, which builds them all once per cold start.
 
+pub mod apigw;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -9,7 +10,9 @@ pub mod http;
 pub mod keycloak;
 pub mod secrets;
 pub mod services;
+pub mod sessions;
 pub mod store;
+pub mod users;
 
 pub use config::Config;
 pub use error::{Error, FieldError, Problem};

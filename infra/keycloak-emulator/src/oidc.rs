@@ -545,6 +545,22 @@ fn user_claims(realm: &Realm, user: &User, client: &Client) -> Map<String, Value
     if let Some(x) = &user.email {
         c.insert("email".into(), json!(x));
     }
+    if let Some((claim, full_path)) = &client.groups_claim {
+        let mut groups: Vec<&str> = user
+            .groups
+            .iter()
+            .filter_map(|g| realm.groups.get(g))
+            .map(|g| {
+                if *full_path {
+                    g.path.as_str()
+                } else {
+                    g.name.as_str()
+                }
+            })
+            .collect();
+        groups.sort_unstable();
+        c.insert(claim.clone(), json!(groups));
+    }
     for (attr, claim) in &client.attribute_claims {
         if let Some(v) = user.attributes.get(attr).and_then(|v| v.first()) {
             c.insert(claim.clone(), json!(v));

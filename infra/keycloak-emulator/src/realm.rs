@@ -58,6 +58,8 @@ pub struct Client {
     pub audiences: Vec<String>,
     /// (user attribute, claim name) from `oidc-usermodel-attribute-mapper`s on access tokens.
     pub attribute_claims: Vec<(String, String)>,
+    /// Claim name and full-path flag of an `oidc-group-membership-mapper` on access tokens.
+    pub groups_claim: Option<(String, bool)>,
 }
 
 #[derive(Clone, Debug)]
@@ -413,6 +415,7 @@ impl Realm {
             };
             let mut audiences = Vec::new();
             let mut attribute_claims = Vec::new();
+            let mut groups_claim = None;
             for m in c
                 .get("protocolMappers")
                 .and_then(Value::as_array)
@@ -436,10 +439,16 @@ impl Realm {
                             attribute_claims.push((attr, claim));
                         }
                     }
+                    Some("oidc-group-membership-mapper") if in_access => {
+                        let claim = s(&cfg, "claim.name").unwrap_or_else(|| "groups".into());
+                        groups_claim =
+                            Some((claim, s(&cfg, "full.path").as_deref() != Some("false")));
+                    }
                     _ => {}
                 }
             }
             self.clients.push(Client {
+                groups_claim,
                 id: s(c, "id").unwrap_or_else(new_id),
                 secret: s(c, "secret"),
                 enabled: b(c, "enabled", true),
@@ -469,6 +478,7 @@ impl Realm {
                     direct_grants: builtin == "admin-cli",
                     audiences: vec![],
                     attribute_claims: vec![],
+                    groups_claim: None,
                 });
             }
         }

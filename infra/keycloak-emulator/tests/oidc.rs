@@ -129,6 +129,11 @@ async fn access_token_carries_audience_roles_sid_and_business_attributes() {
     assert_eq!(c["department"], "Platform");
     assert_eq!(c["title"], "Administrator");
     assert_eq!(c["phone"], "+1 555 0100");
+    assert_eq!(
+        c["groups"],
+        json!(["/engineering"]),
+        "group membership mapper, full paths"
+    );
     assert!(c.get("session_state").is_none());
 }
 

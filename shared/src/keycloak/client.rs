@@ -667,6 +667,15 @@ impl KeycloakClient {
             .await
     }
 
+    /// Effective realm roles of a user: direct, from groups, and composites expanded.
+    pub async fn user_effective_realm_roles(
+        &self,
+        id: &str,
+    ) -> Result<Vec<RoleRepresentation>, KeycloakError> {
+        self.admin_get(&format!("/users/{id}/role-mappings/realm/composite"), &[])
+            .await
+    }
+
     /// Grant realm roles. Keycloak needs both `id` and `name` of each role; granting a role the
     /// user has is a no-op there, so this is safe to retry.
     pub async fn add_realm_roles(

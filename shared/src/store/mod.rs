@@ -40,6 +40,9 @@ pub enum StoreError {
     AlreadyExists,
     #[error("invalid cursor")]
     InvalidCursor,
+    /// The user is soft-deleted locally: logins are refused.
+    #[error("user deleted")]
+    UserDeleted,
     #[error("DynamoDB unavailable: {0}")]
     Unavailable(String),
     #[error("DynamoDB error: {0}")]

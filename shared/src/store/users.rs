@@ -553,7 +553,7 @@ impl Store {
                         if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
                 });
                 if cancelled_by_condition {
-                    Err(StoreError::Other("user is deleted locally".into()))
+                    Err(StoreError::UserDeleted)
                 } else {
                     Err(sdk_error(e))
                 }

@@ -1,0 +1,8 @@
+//! POST /auth/logout: Keycloak logout, session ended
+
+mod handler;
+
+#[tokio::main]
+async fn main() -> Result<(), user_sync::apigw::LambdaError> {
+    user_sync::apigw::serve(handler::handle).await
+}

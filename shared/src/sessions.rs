@@ -1,0 +1,413 @@
+//! Sign-in and sessions: login (password grant, token verified, user and session written in one
+//! round trip), refresh, logout, token validation, and a user's view of their own sessions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+use crate::error::Error;
+use crate::keycloak::{KeycloakError, TokenSet};
+use crate::services::Services;
+use crate::store::{
+    now_ms, token_hash, BusinessAttributes, KeycloakFields, LoginRecord, Session, SessionEnd,
+    StoreError,
+};
+use crate::users::{attributes_map, is_technical_role, iso8601, UserView};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    pub token: String,
+}
+
+/// Where a request came from, for the session record.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The tokens handed to the client (the only place they ever go).
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokensView {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_expires_in: u64,
+}
+
+impl From<&TokenSet> for TokensView {
+    fn from(t: &TokenSet) -> Self {
+        TokensView {
+            access_token: t.access_token.clone(),
+            refresh_token: t.refresh_token.clone(),
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            refresh_expires_in: t.refresh_expires_in,
+        }
+    }
+}
+
+fn required(field: &str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        Err(Error::field(field, "required"))
+    } else {
+        Ok(())
+    }
+}
+
+fn claim<'a>(claims: &'a Value, name: &str) -> Option<&'a str> {
+    claims.get(name).and_then(Value::as_str)
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The identity an access token states (mapped attributes travel as claims: no admin call).
+fn identity(p: &Principal) -> (KeycloakFields, BusinessAttributes) {
+    let c = &p.claims;
+    let fields = KeycloakFields {
+        username: claim(c, "preferred_username")
+            .unwrap_or(&p.username)
+            .to_owned(),
+        email: claim(c, "email").map(str::to_owned),
+        first_name: claim(c, "given_name").map(str::to_owned),
+        last_name: claim(c, "family_name").map(str::to_owned),
+        enabled: true,
+        email_verified: c
+            .get("email_verified")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        roles: p
+            .realm_roles
+            .iter()
+            .filter(|r| !is_technical_role(r))
+            .cloned()
+            .collect(),
+        groups: strings(c.get("groups")),
+    };
+    let text = |name: &str| claim(c, name).map(str::to_owned);
+    let business = BusinessAttributes {
+        organization: text("organization"),
+        phone: text("phone"),
+        department: text("department"),
+        title: text("title"),
+    };
+    (fields, business)
+}
+
+/// `sub` and `sid` of a refresh token, read without checking it: Keycloak checks it, and we act
+/// on them only after Keycloak accepted the token.
+fn refresh_token_subject(token: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let c: Value = serde_json::from_slice(&raw).ok()?;
+    Some((claim(&c, "sub")?.to_owned(), claim(&c, "sid")?.to_owned()))
+}
+
+fn session_record(
+    user_id: &str,
+    sid: &str,
+    tokens: &TokenSet,
+    origin: &Origin,
+    now: i64,
+) -> Session {
+    Session {
+        user_id: user_id.to_owned(),
+        sid: sid.to_owned(),
+        created_at: now,
+        refreshed_at: None,
+        refresh_count: 0,
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+        refresh_token_sha256: tokens
+            .refresh_token
+            .as_deref()
+            .map(token_hash)
+            .unwrap_or_default(),
+        expires_at: now / 1000 + tokens.refresh_expires_in.max(tokens.expires_in) as i64,
+        ended_at: None,
+        end_reason: None,
+    }
+}
+
+/// A token Keycloak just issued that we cannot verify means a misconfiguration (issuer or
+/// audience), not a client error.
+async fn verified(services: &Services, tokens: &TokenSet) -> Result<Principal, Error> {
+    services
+        .bearer
+        .validate(&tokens.access_token)
+        .await
+        .map_err(|e| {
+            Error::Keycloak(KeycloakError::Protocol(format!(
+                "issued token does not verify: {e}"
+            )))
+        })
+}
+
+pub async fn login(
+    services: &Services,
+    req: &LoginRequest,
+    origin: &Origin,
+) -> Result<Value, Error> {
+    required("username", &req.username)?;
+    required("password", &req.password)?;
+    let tokens = services
+        .keycloak
+        .password_grant(req.username.trim(), &req.password)
+        .await?;
+    let principal = verified(services, &tokens).await?;
+    let sid = principal
+        .session_id
+        .clone()
+        .or_else(|| tokens.session_state.clone())
+        .ok_or_else(|| Error::internal("token without a session id"))?;
+    let (fields, business) = identity(&principal);
+    let now = now_ms();
+    let record = LoginRecord {
+        user_id: principal.user_id.clone(),
+        fields: fields.clone(),
+        business: business.clone(),
+        at: now,
+    };
+    let session = session_record(&principal.user_id, &sid, &tokens, origin, now);
+    if let Err(e) = services.store.record_login(&record, &session).await {
+        // No Keycloak session the application does not know of.
+        if let Some(rt) = &tokens.refresh_token {
+            let _ = services.keycloak.logout(rt).await;
+        }
+        return Err(e.into());
+    }
+    let user = UserView {
+        id: principal.user_id.clone(),
+        username: fields.username,
+        email: fields.email,
+        first_name: fields.first_name,
+        last_name: fields.last_name,
+        status: "active".into(),
+        enabled: true,
+        email_verified: fields.email_verified,
+        roles: fields.roles.into_iter().collect(),
+        groups: fields.groups,
+        attributes: attributes_map(&business),
+        created_at: None,
+        updated_at: None,
+        last_login_at: Some(iso8601(now)),
+        login_count: None,
+    };
+    Ok(json!({"user": user, "tokens": TokensView::from(&tokens), "sessionId": sid}))
+}
+
+pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Value, Error> {
+    required("refreshToken", &req.refresh_token)?;
+    let tokens = match services.keycloak.refresh(&req.refresh_token).await {
+        Ok(t) => t,
+        Err(KeycloakError::InvalidGrant { description }) => {
+            // Keycloak no longer honours this session: end our record of it too.
+            if let Some((user_id, sid)) = refresh_token_subject(&req.refresh_token) {
+                if let Err(e) = services
+                    .store
+                    .end_session(&user_id, &sid, SessionEnd::Expired, now_ms())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not end the local session");
+                }
+            }
+            return Err(Error::Keycloak(KeycloakError::InvalidGrant { description }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let principal = verified(services, &tokens).await?;
+    let sid = principal
+        .session_id
+        .clone()
+        .or_else(|| tokens.session_state.clone())
+        .unwrap_or_default();
+    let now = now_ms();
+    let new_refresh = tokens.refresh_token.clone().unwrap_or_default();
+    let expires_at = now / 1000 + tokens.refresh_expires_in as i64;
+    match services
+        .store
+        .record_refresh(&principal.user_id, &sid, &new_refresh, expires_at, now)
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => {
+            // A session we never saw start (or already ended here): Keycloak says it lives.
+            services
+                .store
+                .put_session(&session_record(
+                    &principal.user_id,
+                    &sid,
+                    &tokens,
+                    &Origin::default(),
+                    now,
+                ))
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(json!({"tokens": TokensView::from(&tokens), "sessionId": sid}))
+}
+
+/// Always 204 for a token Keycloak refuses (already ended, forged): nothing to tell.
+pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Error> {
+    required("refreshToken", &req.refresh_token)?;
+    match services.keycloak.logout(&req.refresh_token).await {
+        Ok(()) => {
+            if let Some((user_id, sid)) = refresh_token_subject(&req.refresh_token) {
+                services
+                    .store
+                    .end_session(&user_id, &sid, SessionEnd::Logout, now_ms())
+                    .await?;
+            }
+            Ok(())
+        }
+        Err(KeycloakError::InvalidGrant { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The caller of a bearer route: a valid access token whose session has not ended here.
+pub async fn authenticate(
+    services: &Services,
+    authorization: Option<&str>,
+) -> Result<Principal, Error> {
+    let principal = services.bearer.authenticate(authorization).await?;
+    if let Some(sid) = &principal.session_id {
+        if let Some(session) = services.store.get_session(&principal.user_id, sid).await? {
+            if session.ended_at.is_some() {
+                return Err(Error::Unauthenticated);
+            }
+        }
+    }
+    Ok(principal)
+}
+
+pub async fn validate(services: &Services, req: &ValidateRequest) -> Result<Value, Error> {
+    required("token", &req.token)?;
+    match authenticate(services, Some(&format!("Bearer {}", req.token.trim()))).await {
+        Ok(p) => Ok(json!({"active": true, "claims": p.claims})),
+        Err(Error::Unauthenticated) => Ok(json!({"active": false})),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn me(services: &Services, principal: &Principal) -> Result<UserView, Error> {
+    let user = services
+        .store
+        .get_user(&principal.user_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok(UserView::from(&user))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub current: bool,
+    pub active: bool,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<String>,
+    pub refresh_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+}
+
+pub async fn my_sessions(
+    services: &Services,
+    principal: &Principal,
+) -> Result<Vec<SessionView>, Error> {
+    let now_s = now_ms() / 1000;
+    Ok(services
+        .store
+        .list_sessions(&principal.user_id)
+        .await?
+        .into_iter()
+        .map(|s| SessionView {
+            current: principal.session_id.as_deref() == Some(s.sid.as_str()),
+            active: s.is_active(now_s),
+            created_at: iso8601(s.created_at),
+            refreshed_at: s.refreshed_at.map(iso8601),
+            refresh_count: s.refresh_count,
+            expires_at: iso8601(s.expires_at * 1000),
+            ended_at: s.ended_at.map(iso8601),
+            end_reason: s.end_reason,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            id: s.sid,
+        })
+        .collect())
+}
+
+/// End one of the caller's own sessions, in Keycloak and here.
+pub async fn revoke(services: &Services, principal: &Principal, sid: &str) -> Result<(), Error> {
+    let session = services
+        .store
+        .get_session(&principal.user_id, sid)
+        .await?
+        .ok_or(Error::NotFound)?;
+    match services.keycloak.delete_session(sid).await {
+        Ok(()) | Err(KeycloakError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if session.ended_at.is_none() {
+        services
+            .store
+            .end_session(&principal.user_id, sid, SessionEnd::Revoked, now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_token_subject_reads_sub_and_sid() {
+        use base64::Engine;
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"u1","sid":"s1"}"#);
+        assert_eq!(
+            refresh_token_subject(&format!("h.{payload}.sig")),
+            Some(("u1".into(), "s1".into()))
+        );
+        assert_eq!(refresh_token_subject("garbage"), None);
+    }
+}

@@ -1,0 +1,386 @@
+//! Users as the API shows them, and registration: Keycloak first (it owns identity), then the
+//! local record keyed by the Keycloak id; if the local write fails the Keycloak user is deleted
+//! again, so neither side is left with an orphan.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, FieldError};
+use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
+use crate::services::Services;
+use crate::store::{
+    now_ms, token_hash, BusinessAttributes, Claim, KeycloakFields, StoredResponse, User,
+};
+
+/// Realm roles every user has for technical reasons; not worth storing.
+pub fn is_technical_role(role: &str) -> bool {
+    role.starts_with("default-roles-") || role == "offline_access" || role == "uma_authorization"
+}
+
+/// ISO 8601 UTC with milliseconds, from epoch milliseconds.
+pub fn iso8601(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, min, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+/// A user in API responses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    pub status: String,
+    pub enabled: bool,
+    pub email_verified: bool,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_login_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_count: Option<u64>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        let business = u.business();
+        UserView {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            status: u.status.as_str().to_owned(),
+            enabled: u.enabled,
+            email_verified: u.email_verified,
+            roles: u.roles.clone(),
+            groups: u.groups.clone(),
+            attributes: attributes_map(&business),
+            created_at: Some(iso8601(u.created_at)),
+            updated_at: Some(iso8601(u.updated_at)),
+            last_login_at: u.last_login_at.map(iso8601),
+            login_count: Some(u.login_count),
+        }
+    }
+}
+
+pub fn attributes_map(b: &BusinessAttributes) -> BTreeMap<String, String> {
+    BusinessAttributes::NAMES
+        .iter()
+        .filter_map(|n| b.get(n).map(|v| ((*n).to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// The business attributes a request may set.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessInput {
+    pub organization: Option<String>,
+    pub phone: Option<String>,
+    pub department: Option<String>,
+    pub title: Option<String>,
+}
+
+impl BusinessInput {
+    /// Trimmed, empty values dropped, each checked.
+    pub fn validated(&self) -> Result<BusinessAttributes, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut check = |name: &str, v: &Option<String>| -> Option<String> {
+            let v = v.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+            let max = if name == "phone" { 64 } else { 255 };
+            if v.chars().count() > max {
+                errors.push(FieldError::new(
+                    format!("attributes.{name}"),
+                    format!("must be at most {max} characters"),
+                ));
+            } else if name == "phone"
+                && !v.chars().all(|c| c.is_ascii_digit() || " +()-".contains(c))
+            {
+                errors.push(FieldError::new(
+                    "attributes.phone",
+                    "may contain digits, spaces and + ( ) - only",
+                ));
+            }
+            Some(v.to_owned())
+        };
+        let out = BusinessAttributes {
+            organization: check("organization", &self.organization),
+            phone: check("phone", &self.phone),
+            department: check("department", &self.department),
+            title: check("title", &self.title),
+        };
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Keycloak user attributes for the business data (declared in the realm's user profile).
+pub fn keycloak_attributes(b: &BusinessAttributes) -> BTreeMap<String, Vec<String>> {
+    attributes_map(b)
+        .into_iter()
+        .map(|(k, v)| (k, vec![v]))
+        .collect()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterRequest {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub attributes: Option<BusinessInput>,
+}
+
+struct ValidRegistration {
+    username: String,
+    email: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    business: BusinessAttributes,
+}
+
+fn validate(req: &RegisterRequest) -> Result<ValidRegistration, Error> {
+    let mut errors = Vec::new();
+    let username = crate::http::username(&req.username)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let email = crate::http::email(&req.email)
+        .map_err(|e| errors.push(e))
+        .ok();
+    if let Err(e) = crate::http::password(&req.password) {
+        errors.push(e);
+    }
+    let mut name = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| crate::http::person_name(field, v))
+            .transpose()
+            .map_err(|e| errors.push(e))
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_empty())
+    };
+    let first_name = name("firstName", &req.first_name);
+    let last_name = name("lastName", &req.last_name);
+    let business = match req
+        .attributes
+        .as_ref()
+        .map(BusinessInput::validated)
+        .transpose()
+    {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => {
+            errors.extend(e);
+            BusinessAttributes::default()
+        }
+    };
+    match (username, email) {
+        (Some(username), Some(email)) if errors.is_empty() => Ok(ValidRegistration {
+            username,
+            email,
+            first_name,
+            last_name,
+            business,
+        }),
+        _ => Err(Error::Validation(errors)),
+    }
+}
+
+/// Register a user. With an idempotency key, a retry of the same request answers the first
+/// success again; the same key with a different request is a 400 `idempotency_key_reused`.
+pub async fn register(
+    services: &Services,
+    req: &RegisterRequest,
+    idempotency_key: Option<&str>,
+) -> Result<Value, Error> {
+    let valid = validate(req)?;
+    let Some(key) = idempotency_key.map(str::trim).filter(|k| !k.is_empty()) else {
+        return create(services, &req.password, valid).await;
+    };
+    if key.len() > 255 {
+        return Err(Error::field(
+            "Idempotency-Key",
+            "must be at most 255 characters",
+        ));
+    }
+    // The request's fingerprint leaves the password out: no password-derived value is stored.
+    let fingerprint = token_hash(
+        &serde_json::json!([
+            valid.username,
+            valid.email,
+            valid.first_name,
+            valid.last_name,
+            attributes_map(&valid.business)
+        ])
+        .to_string(),
+    );
+    let expires_at = now_ms() / 1000 + 24 * 3600;
+    match services
+        .store
+        .claim_idempotency(key, &fingerprint, expires_at)
+        .await?
+    {
+        Claim::Completed(stored) => serde_json::from_str(&stored.body).map_err(Error::internal),
+        Claim::InProgress => Err(Error::Conflict {
+            code: "request_in_progress",
+            detail: "a request with this Idempotency-Key is still being processed".into(),
+        }),
+        Claim::Mismatch => Err(Error::BadRequest {
+            code: "idempotency_key_reused",
+            detail: "this Idempotency-Key was used for a different request".into(),
+        }),
+        Claim::New => match create(services, &req.password, valid).await {
+            Ok(body) => {
+                let stored = StoredResponse {
+                    status: 201,
+                    body: body.to_string(),
+                };
+                if let Err(e) = services.store.complete_idempotency(key, &stored).await {
+                    tracing::warn!(error = %e, "could not record the idempotent response");
+                }
+                Ok(body)
+            }
+            Err(e) => {
+                if let Err(release) = services.store.release_idempotency(key).await {
+                    tracing::warn!(error = %release, "could not release the idempotency key");
+                }
+                Err(e)
+            }
+        },
+    }
+}
+
+async fn create(services: &Services, password: &str, v: ValidRegistration) -> Result<Value, Error> {
+    let kc = &services.keycloak;
+    let new_user = NewUser {
+        username: v.username.clone(),
+        email: Some(v.email.clone()),
+        first_name: v.first_name.clone(),
+        last_name: v.last_name.clone(),
+        enabled: true,
+        email_verified: None,
+        attributes: keycloak_attributes(&v.business),
+        credentials: vec![PasswordCredential::new(password, false)],
+    };
+    // An unknown outcome (timeout) answers 503; if Keycloak did create the user, the next full
+    // sync imports it, and a retry of this request answers 409.
+    let id = kc.create_user(&new_user).await?;
+    let roles = match kc.user_effective_realm_roles(&id).await {
+        Ok(roles) => roles
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|r| !is_technical_role(r))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "roles of the new user unknown; the next login or sync fills them");
+            Vec::new()
+        }
+    };
+    let fields = KeycloakFields {
+        username: v.username,
+        email: Some(v.email),
+        first_name: v.first_name,
+        last_name: v.last_name,
+        enabled: true,
+        email_verified: false,
+        roles,
+        groups: Vec::new(),
+    };
+    let user = User::new(&id, &fields, &v.business, now_ms());
+    if let Err(local) = services.store.create_user(&user).await {
+        // No Keycloak user without its local record: undo the creation.
+        match kc.delete_user(&id).await {
+            Ok(()) | Err(KeycloakError::NotFound) => {
+                tracing::warn!(user_id = %id, error = %local, "local write failed; Keycloak user removed again");
+            }
+            Err(undo) => {
+                tracing::error!(user_id = %id, error = %local, undo_error = %undo,
+                    "local write failed AND the Keycloak user could not be removed: remove it by hand");
+            }
+        }
+        return Err(Error::Store(local));
+    }
+    serde_json::to_value(UserView::from(&user)).map_err(Error::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_formats_epoch_millis() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_735_000_000_123), "2024-12-24T00:26:40.123Z");
+    }
+
+    #[test]
+    fn registration_validation_reports_every_field() {
+        let req = RegisterRequest {
+            username: "x".into(),
+            email: "nope".into(),
+            password: " ".into(),
+            first_name: Some("<b>".into()),
+            last_name: None,
+            attributes: Some(BusinessInput {
+                phone: Some("call me".into()),
+                ..Default::default()
+            }),
+        };
+        match validate(&req) {
+            Err(Error::Validation(errors)) => {
+                let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    [
+                        "username",
+                        "email",
+                        "password",
+                        "firstName",
+                        "attributes.phone"
+                    ]
+                );
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn technical_roles_are_recognised() {
+        assert!(is_technical_role("default-roles-demo"));
+        assert!(!is_technical_role("admin"));
+    }
+}
