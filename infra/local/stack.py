@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Start, check and stop the local stack on loopback: moto (DynamoDB + Secrets Manager) and the
-Keycloak emulator, then create the table and the client secret in moto.
+Keycloak emulator, then create the table and the client secret in moto; with `dev`, also the
+functions (`cargo lambda watch`) and the local API Gateway.
 
-    stack.py up | down | status | env
+    stack.py up | up-all | dev | down | status | env | serve-for-tests
 
 Ports and names come from the environment (defaults in brackets): KEYCLOAK_PORT [8080],
 MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], KEYCLOAK_SECRET_ID
@@ -28,6 +29,8 @@ REGION = os.environ.get("AWS_REGION", "us-east-1")
 DEV = Path(os.environ.get("DEV_DIR", ROOT / ".dev")).resolve()
 KEYCLOAK_PORT = int(os.environ.get("KEYCLOAK_PORT", "8080"))
 MOTO_PORT = int(os.environ.get("MOTO_PORT", "4566"))
+LAMBDA_PORT = int(os.environ.get("LAMBDA_PORT", "9000"))
+GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "3000"))
 TABLE_NAME = os.environ.get("TABLE_NAME", "keycloak-user-sync")
 SECRET_ID = os.environ.get("KEYCLOAK_SECRET_ID", "keycloak-user-sync/keycloak-client")
 REALM_FILE = ROOT / "infra" / "keycloak" / "realm.json"
@@ -37,6 +40,7 @@ EMULATOR_BIN = Path(
     os.environ.get("KEYCLOAK_EMULATOR_BIN", ROOT / "target" / "debug" / "keycloak-emulator")
 )
 VENV_BIN = ROOT / ".venv" / "bin"
+GATEWAY_BIN = ROOT / "target" / "debug" / "local-gateway"
 MOTO_URL = f"http://{HOST}:{MOTO_PORT}"
 
 # moto accepts any credentials; these keep the SDKs from looking for real ones.
@@ -65,7 +69,7 @@ def keycloak_url():
     return EXTERNAL_KEYCLOAK or f"http://{HOST}:{KEYCLOAK_PORT}"
 
 
-def services():
+def services(with_functions=False):
     out = {
         "moto": {
             "cmd": [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(MOTO_PORT)],
@@ -81,6 +85,27 @@ def services():
             "port": KEYCLOAK_PORT,
             "ready": f"http://{HOST}:{KEYCLOAK_PORT}/_emulator/health",
             "hint": "KEYCLOAK_PORT (or KEYCLOAK_URL for a real Keycloak)",
+        }
+    if with_functions:
+        out["functions"] = {
+            "cmd": [str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--invoke-address", HOST,
+                    "--invoke-port", str(LAMBDA_PORT), "--env-file", str(DEV / "functions.env"),
+                    "--concurrency", "4", "--quiet"]
+                   + (["--ignore-changes"] if os.environ.get("STACK_NO_RELOAD") else []),
+            "port": LAMBDA_PORT,
+            "ready": None,
+            "hint": "LAMBDA_PORT",
+        }
+        out["gateway"] = {
+            "cmd": [str(GATEWAY_BIN), "--template", str(ROOT / "template.yaml"), "--host", HOST,
+                    "--port", str(GATEWAY_PORT), "--lambda-url", f"http://{HOST}:{LAMBDA_PORT}",
+                    "--parameter", f"KeycloakUrl={keycloak_url()}",
+                    "--parameter", f"KeycloakRealm={realm_name()}",
+                    "--parameter", f"KeycloakClientId={client_id()}",
+                    "--parameter", f"JwtAudience={client_id()}"],
+            "port": GATEWAY_PORT,
+            "ready": f"http://{HOST}:{GATEWAY_PORT}/",
+            "hint": "GATEWAY_PORT",
         }
     return out
 
@@ -129,16 +154,20 @@ def port_taken(port):
 
 
 def answers(url):
+    if url is None:
+        return False
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             return r.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
     except (urllib.error.URLError, OSError):
         return False
 
 
 def start(name, svc):
     pid = read_pid(name)
-    if alive(pid) and answers(svc["ready"]):
+    if alive(pid) and (answers(svc["ready"]) if svc["ready"] else port_taken(svc["port"])):
         say(f"{name} already running (pid {pid}) on port {svc['port']}")
         return
     if port_taken(svc["port"]):
@@ -155,7 +184,8 @@ def start(name, svc):
         if proc.poll() is not None:
             tail = (DEV / f"{name}.log").read_text(errors="replace")[-2000:]
             fail(f"{name} exited with status {proc.returncode}:\n{tail}")
-        if answers(svc["ready"]):
+        ready = answers(svc["ready"]) if svc["ready"] else port_taken(svc["port"])
+        if ready:
             say(f"{name} up (pid {proc.pid}) on http://{HOST}:{svc['port']}")
             return
         time.sleep(0.1)
@@ -203,6 +233,21 @@ def provision():
         say(f"secret {SECRET_ID} updated")
 
 
+def function_env():
+    """What the functions see: the same variables a deployed function gets from template.yaml."""
+    values = dict(AWS_ENV)
+    values.update({
+        "KEYCLOAK_URL": keycloak_url(),
+        "KEYCLOAK_REALM": realm_name(),
+        "KEYCLOAK_CLIENT_ID": client_id(),
+        "KEYCLOAK_SECRET_ID": SECRET_ID,
+        "TABLE_NAME": TABLE_NAME,
+        "JWT_AUDIENCE": client_id(),
+        "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+    })
+    return values
+
+
 def env_lines():
     values = dict(AWS_ENV)
     values.update({
@@ -215,14 +260,63 @@ def env_lines():
     return [f"export {k}={v}" for k, v in values.items()]
 
 
-def up():
+def up(with_functions=False):
     DEV.mkdir(parents=True, exist_ok=True)
-    for name, svc in services().items():
-        start(name, svc)
+    (DEV / "functions.env").write_text("".join(f"{k}={v}\n" for k, v in function_env().items()))
+    all_services = services(with_functions)
+    for name in ("moto", "keycloak"):
+        if name in all_services:
+            start(name, all_services[name])
     provision()
+    for name in ("functions", "gateway"):
+        if name in all_services:
+            start(name, all_services[name])
     (DEV / "env").write_text("\n".join(env_lines()) + "\n")
     say(f"Keycloak: {keycloak_url()}/realms/{realm_name()}  moto: {MOTO_URL}  "
         f"(environment for clients: {DEV / 'env'})")
+
+
+def dev():
+    """`make dev`: the whole stack, example calls, and Ctrl-C stops everything."""
+    up(with_functions=True)
+    base = f"http://{HOST}:{GATEWAY_PORT}"
+    print(f"""
+keycloak-user-sync is running: API {base}  (Keycloak {keycloak_url()}, moto {MOTO_URL})
+The first call to each function compiles it if needed (cargo lambda watch); later edits reload it.
+
+  curl -s -X POST {base}/auth/register -H 'content-type: application/json' \\
+       -d '{{"username":"dana","email":"dana@example.com","password":"dana-password-1","firstName":"Dana","lastName":"Doe"}}'
+  curl -s -X POST {base}/auth/login -H 'content-type: application/json' \\
+       -d '{{"username":"dana","password":"dana-password-1"}}'
+  TOKEN=...; REFRESH=...   # accessToken and refreshToken from the login answer
+  curl -s {base}/auth/me -H "authorization: Bearer $TOKEN"
+  curl -s {base}/auth/sessions -H "authorization: Bearer $TOKEN"
+  curl -s -X POST {base}/auth/token/validate -H 'content-type: application/json' -d "{{\\"token\\":\\"$TOKEN\\"}}"
+  curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\\"refreshToken\\":\\"$REFRESH\\"}}"
+  curl -s -X DELETE {base}/auth/sessions/<sessionId> -H "authorization: Bearer $TOKEN"
+  curl -s -X POST {base}/auth/logout -H 'content-type: application/json' -d "{{\\"refreshToken\\":\\"$REFRESH\\"}}"
+
+Ctrl-C stops everything this started. Logs: {DEV}/*.log
+""", flush=True)
+    stop_requested = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_requested.append(True))
+    while not stop_requested:
+        time.sleep(0.5)
+    print()
+    down()
+
+
+def serve_for_tests():
+    """Whole stack for one test process: prints its addresses as JSON, stops at stdin EOF."""
+    up(with_functions=True)
+    print(json.dumps({"gateway": f"http://{HOST}:{GATEWAY_PORT}", "keycloak": keycloak_url(),
+                      "moto": MOTO_URL, "lambda": f"http://{HOST}:{LAMBDA_PORT}",
+                      "table": TABLE_NAME, "realm": realm_name()}), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        down()
 
 
 def stop(name):
@@ -249,24 +343,25 @@ def stop(name):
 
 
 def down():
-    stopped = [stop(name) for name in ("keycloak", "moto")]
+    stopped = [stop(name) for name in ("gateway", "functions", "keycloak", "moto")]
     if not any(stopped):
         say("nothing was running")
 
 
 def status():
     running = True
-    for name, svc in services().items():
+    for name, svc in services(with_functions=pid_file("functions").exists()).items():
         pid = read_pid(name)
-        ok = alive(pid) and answers(svc["ready"])
+        ok = alive(pid) and (answers(svc["ready"]) if svc["ready"] else port_taken(svc["port"]))
         running &= ok
         say(f"{name}: {'up (pid %d)' % pid if ok else 'down'}")
     sys.exit(0 if running else 3)
 
 
 def main():
-    commands = {"up": up, "down": down, "status": status,
-                "env": lambda: print("\n".join(env_lines()))}
+    commands = {"up": up, "up-all": lambda: up(with_functions=True), "dev": dev, "down": down,
+                "status": status, "env": lambda: print("\n".join(env_lines())),
+                "serve-for-tests": serve_for_tests}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         fail(f"usage: {sys.argv[0]} {{{'|'.join(commands)}}}")
     commands[sys.argv[1]]()
