@@ -10,9 +10,10 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build up down status test lint unit compat stack-test bench-emulator clean
+.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate bench-emulator clean
 
 help:
+	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
 	@echo "make up      start moto (DynamoDB, Secrets Manager) and the Keycloak emulator on loopback"
 	@echo "make down    stop them"
 	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite"
@@ -34,6 +35,9 @@ tools: $(TOOLS) $(NPM_TOOLS)
 
 build:
 	cargo build --workspace
+
+dev: $(TOOLS) build
+	$(PY) infra/local/stack.py dev
 
 up: $(TOOLS) build
 	$(PY) infra/local/stack.py up
@@ -57,7 +61,11 @@ compat: $(NPM_TOOLS) build
 stack-test: $(TOOLS) build
 	$(VENV)/bin/pytest -q tests/stack
 
-test: tools lint build unit compat stack-test
+sam-validate: $(TOOLS)
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
+
+# unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
+test: tools lint build unit compat stack-test sam-validate
 
 # Emulator speed on one core (figures quoted in infra/keycloak-emulator/README.md).
 bench-emulator:

@@ -25,6 +25,8 @@ pub struct FaultRule {
     pub method: Option<String>,
     /// Path glob, `*` matching any run of characters (slashes included).
     pub path: String,
+    /// Only requests whose body contains this text (e.g. `username=dave` on the token endpoint).
+    pub body_contains: Option<String>,
     /// Status to answer with; absent means "only add latency".
     pub status: Option<u16>,
     /// JSON body of the fault response (default: a Keycloak-style error for the status).
@@ -75,6 +77,9 @@ pub fn apply_faults(emu: &Emulator, req: &Req) -> FaultOutcome {
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(req.method.as_str()))
             && glob(&r.path, &req.path)
+            && r.body_contains
+                .as_deref()
+                .is_none_or(|needle| String::from_utf8_lossy(&req.body).contains(needle))
     }) else {
         return FaultOutcome::None;
     };
@@ -298,7 +303,7 @@ pub fn handle(emu: &Emulator, req: &Req, rest: &[&str]) -> Response {
 impl serde::Serialize for FaultRule {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         json!({
-            "id": self.id, "method": self.method, "path": self.path, "status": self.status,
+            "id": self.id, "method": self.method, "path": self.path, "bodyContains": self.body_contains, "status": self.status,
             "body": self.body, "times": self.times, "latencyMs": self.latency_ms,
             "perSecond": self.per_second, "retryAfter": self.retry_after, "hits": self.hits,
         })

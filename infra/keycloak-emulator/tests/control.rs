@@ -59,6 +59,15 @@ async fn rate_limit_rule_answers_429_with_retry_after_beyond_the_budget() {
 }
 
 #[tokio::test]
+async fn fault_rule_can_match_on_the_request_body() {
+    let kc = realm().await;
+    kc.fault(json!({"path": format!("/realms/{}/protocol/openid-connect/token", kc.realm), "bodyContains": "username=bob", "status": 503}))
+        .await;
+    assert_eq!(kc.login("bob", "bob-dev-password").await.status(), 503);
+    assert_eq!(kc.login("carol", "carol-dev-password").await.status(), 200);
+}
+
+#[tokio::test]
 async fn latency_rule_delays_without_failing() {
     let kc = realm().await;
     kc.fault(json!({"path": format!("/realms/{}/protocol/openid-connect/certs", kc.realm), "latencyMs": 300, "times": 1}))

@@ -1,0 +1,248 @@
+//! Harness of the end-to-end tests: the whole local stack (moto, the Keycloak emulator, the
+//! functions under `cargo lambda watch`, the local API Gateway) started by `infra/local/stack.py`
+//! — what `make dev` runs — on free ports, once per test binary, and stopped when the test
+//! process exits. Tests talk HTTP to the gateway, as a client of the deployed API would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use user_sync::store::{Store, User};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+pub const CLIENT: &str = "user-sync";
+pub const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
+
+pub struct Stack {
+    pub gateway: String,
+    pub keycloak: String,
+    pub moto: String,
+    pub table: String,
+    pub realm: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    static CHILD: OnceLock<Mutex<Child>> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let dev = std::env::temp_dir().join(format!("e2e-stack-{}", std::process::id()));
+        let mut child = Command::new(format!("{ROOT}/.venv/bin/python"))
+            .arg(format!("{ROOT}/infra/local/stack.py"))
+            .arg("serve-for-tests")
+            .env("DEV_DIR", &dev)
+            .env("KEYCLOAK_PORT", free_port().to_string())
+            .env("MOTO_PORT", free_port().to_string())
+            .env("LAMBDA_PORT", free_port().to_string())
+            .env("GATEWAY_PORT", free_port().to_string())
+            .env("TABLE_NAME", format!("e2e-{}", std::process::id()))
+            .env("STACK_NO_RELOAD", "1")
+            .env_remove("KEYCLOAK_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the stack (run `make tools build` first)");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let info: Value = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("the stack did not start; see {}", dev.display());
+            }
+            if line.starts_with('{') {
+                break serde_json::from_str(&line).unwrap();
+            }
+            eprint!("{line}");
+        };
+        std::thread::spawn(move || for _ in reader.lines() {});
+        CHILD.set(Mutex::new(child)).ok();
+        let text = |k: &str| info[k].as_str().unwrap().to_owned();
+        Stack {
+            gateway: text("gateway"),
+            keycloak: text("keycloak"),
+            moto: text("moto"),
+            table: text("table"),
+            realm: text("realm"),
+        }
+    })
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap()
+}
+
+/// A username no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+pub async fn call(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    let mut req = http().request(method, format!("{}{path}", stack().gateway));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("gateway answers");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+pub async fn post(path: &str, body: Value) -> Resp {
+    call(Method::POST, path, None, Some(body)).await
+}
+
+pub fn registration(username: &str) -> Value {
+    json!({"username": username, "email": format!("{username}@example.org"), "password": "a-good-password",
+           "firstName": "Test", "lastName": "User", "attributes": {"organization": "Acme", "title": "Tester"}})
+}
+
+/// Register and log in a fresh user; returns (username, login answer).
+pub async fn signed_in_user(prefix: &str) -> (String, Value) {
+    let username = unique(prefix);
+    let r = post("/auth/register", registration(&username)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let login = post(
+        "/auth/login",
+        json!({"username": username, "password": "a-good-password"}),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    (username, login.body)
+}
+
+pub fn store() -> Store {
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(&stack().moto)
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "e2e",
+            ))
+            .build(),
+    );
+    Store::new(client, &stack().table, b"e2e")
+}
+
+pub async fn local_user(id: &str) -> Option<User> {
+    store().get_user(id).await.unwrap()
+}
+
+/// Local records with this exact username.
+pub async fn local_users_named(username: &str) -> usize {
+    let page = store()
+        .list_users(&user_sync::store::ListQuery {
+            limit: 50,
+            prefix: Some(username.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    page.items.iter().filter(|u| u.username == username).count()
+}
+
+/// The Keycloak admin API, as the service account.
+pub async fn keycloak_admin(method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let s = stack();
+    let token: Value = http()
+        .post(format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            s.keycloak, s.realm
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut req = http()
+        .request(
+            method,
+            format!("{}/admin/realms/{}{path}", s.keycloak, s.realm),
+        )
+        .bearer_auth(token["access_token"].as_str().unwrap());
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Users in Keycloak with exactly this username.
+pub async fn keycloak_users_named(username: &str) -> Vec<Value> {
+    let (_, found) = keycloak_admin(
+        Method::GET,
+        &format!("/users?username={username}&exact=true"),
+        None,
+    )
+    .await;
+    found.as_array().cloned().unwrap_or_default()
+}
+
+/// Add a fault rule to the emulator (`{realm}` in the path is replaced).
+pub async fn fault(mut rule: Value) {
+    let path = rule["path"]
+        .as_str()
+        .unwrap()
+        .replace("{realm}", &stack().realm);
+    rule["path"] = json!(path);
+    let r = http()
+        .post(format!("{}/_emulator/faults", stack().keycloak))
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
