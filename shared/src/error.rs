@@ -51,6 +51,9 @@ pub enum Error {
     Keycloak(#[from] KeycloakError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A part of the service that cannot answer now (503).
+    #[error("{detail}")]
+    Unavailable { code: &'static str, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -265,6 +268,9 @@ impl Error {
                     "Identity provider refused the service",
                     "Keycloak refused this service's credentials or answered unexpectedly",
                 )
+            }
+            Error::Unavailable { code, detail } => {
+                Problem::new(503, code, "Service unavailable", detail.clone())
             }
             Error::Store(StoreError::Other(_)) | Error::Internal(_) => Problem::new(
                 500,

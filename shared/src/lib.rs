@@ -2,6 +2,7 @@
 //! error type, mapped once to problem+json), `secrets`, `keycloak`, `auth`, `store`, `http`, and
 //! `services`, which builds them all once per cold start.
 
+pub mod admin;
 pub mod apigw;
 pub mod auth;
 pub mod config;

@@ -233,7 +233,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Value,
             if let Some((user_id, sid)) = refresh_token_subject(&req.refresh_token) {
                 if let Err(e) = services
                     .store
-                    .end_session(&user_id, &sid, SessionEnd::Expired, now_ms())
+                    .end_session(&user_id, &sid, SessionEnd::EndedInKeycloak, now_ms())
                     .await
                 {
                     tracing::warn!(error = %e, "could not end the local session");

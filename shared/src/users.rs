@@ -166,15 +166,18 @@ pub struct RegisterRequest {
     pub attributes: Option<BusinessInput>,
 }
 
-struct ValidRegistration {
-    username: String,
-    email: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    business: BusinessAttributes,
+/// A validated new account (registration or admin creation).
+pub struct NewAccount {
+    pub username: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub business: BusinessAttributes,
+    pub enabled: bool,
+    pub temporary_password: bool,
 }
 
-fn validate(req: &RegisterRequest) -> Result<ValidRegistration, Error> {
+fn validate(req: &RegisterRequest) -> Result<NewAccount, Error> {
     let mut errors = Vec::new();
     let username = crate::http::username(&req.username)
         .map_err(|e| errors.push(e))
@@ -209,15 +212,22 @@ fn validate(req: &RegisterRequest) -> Result<ValidRegistration, Error> {
         }
     };
     match (username, email) {
-        (Some(username), Some(email)) if errors.is_empty() => Ok(ValidRegistration {
+        (Some(username), Some(email)) if errors.is_empty() => Ok(NewAccount {
             username,
             email,
             first_name,
             last_name,
             business,
+            enabled: true,
+            temporary_password: false,
         }),
         _ => Err(Error::Validation(errors)),
     }
+}
+
+/// Check a registration-shaped request (also used by admin creation).
+pub fn validate_new_account(req: &RegisterRequest) -> Result<NewAccount, Error> {
+    validate(req)
 }
 
 /// Register a user. With an idempotency key, a retry of the same request answers the first
@@ -229,7 +239,7 @@ pub async fn register(
 ) -> Result<Value, Error> {
     let valid = validate(req)?;
     let Some(key) = idempotency_key.map(str::trim).filter(|k| !k.is_empty()) else {
-        return create(services, &req.password, valid).await;
+        return create_account(services, &req.password, valid).await;
     };
     if key.len() > 255 {
         return Err(Error::field(
@@ -263,7 +273,7 @@ pub async fn register(
             code: "idempotency_key_reused",
             detail: "this Idempotency-Key was used for a different request".into(),
         }),
-        Claim::New => match create(services, &req.password, valid).await {
+        Claim::New => match create_account(services, &req.password, valid).await {
             Ok(body) => {
                 let stored = StoredResponse {
                     status: 201,
@@ -284,17 +294,22 @@ pub async fn register(
     }
 }
 
-async fn create(services: &Services, password: &str, v: ValidRegistration) -> Result<Value, Error> {
+/// Create the Keycloak user, then its local record; undo the first if the second fails.
+pub async fn create_account(
+    services: &Services,
+    password: &str,
+    v: NewAccount,
+) -> Result<Value, Error> {
     let kc = &services.keycloak;
     let new_user = NewUser {
         username: v.username.clone(),
         email: Some(v.email.clone()),
         first_name: v.first_name.clone(),
         last_name: v.last_name.clone(),
-        enabled: true,
+        enabled: v.enabled,
         email_verified: None,
         attributes: keycloak_attributes(&v.business),
-        credentials: vec![PasswordCredential::new(password, false)],
+        credentials: vec![PasswordCredential::new(password, v.temporary_password)],
     };
     // An unknown outcome (timeout) answers 503; if Keycloak did create the user, the next full
     // sync imports it, and a retry of this request answers 409.
@@ -315,7 +330,7 @@ async fn create(services: &Services, password: &str, v: ValidRegistration) -> Re
         email: Some(v.email),
         first_name: v.first_name,
         last_name: v.last_name,
-        enabled: true,
+        enabled: v.enabled,
         email_verified: false,
         roles,
         groups: Vec::new(),

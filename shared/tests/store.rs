@@ -647,3 +647,40 @@ async fn dynamodb_down_is_unavailable() {
         StoreError::Unavailable(_)
     ));
 }
+
+#[tokio::test]
+async fn a_conditional_replace_wins_once_and_can_be_undone() {
+    let store = table().await;
+    let original = user("u1", "kim");
+    store.create_user(&original).await.unwrap();
+    let reserved = User {
+        title: Some("Boss".into()),
+        version: 2,
+        ..original.clone()
+    };
+    store.replace_user(&reserved, 1).await.unwrap();
+    let rival = User {
+        title: Some("Rival".into()),
+        version: 2,
+        ..original.clone()
+    };
+    assert_eq!(
+        store.replace_user(&rival, 1).await.unwrap_err(),
+        StoreError::VersionConflict
+    );
+    store.replace_user(&original, 2).await.unwrap(); // put back exactly, version included
+    assert_eq!(store.get_user("u1").await.unwrap(), Some(original.clone()));
+    assert_eq!(
+        store
+            .replace_user(
+                &User {
+                    id: "ghost".into(),
+                    ..original
+                },
+                1
+            )
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
+}

@@ -253,61 +253,63 @@ fn password_grant(
     };
     let details =
         json!({"auth_method": "openid-connect", "grant_type": "password", "username": login});
+    // A refused login: the LOGIN_ERROR event, then Keycloak's answer.
+    let refuse =
+        |realm: &mut Realm, user_id: Option<&str>, event_error: &str, status: u16, text: &str| {
+            realm.login_event(
+                "LOGIN_ERROR",
+                Some(&client.client_id),
+                user_id,
+                None,
+                &ip,
+                Some(event_error),
+                details.clone(),
+            );
+            oauth_error(status, "invalid_grant", Some(text))
+        };
     let found = realm
         .user_by_username_or_email(login)
         .filter(|u| u.service_account_client_id.is_none())
         .cloned();
     let Some(user) = found else {
-        realm.login_event(
-            "LOGIN_ERROR",
-            Some(&client.client_id),
+        return refuse(
+            realm,
             None,
-            None,
-            &ip,
-            Some("user_not_found"),
-            details,
+            "user_not_found",
+            401,
+            "Invalid user credentials",
         );
-        return oauth_error(401, "invalid_grant", Some("Invalid user credentials"));
     };
     if !user.enabled {
-        realm.login_event(
-            "LOGIN_ERROR",
-            Some(&client.client_id),
+        return refuse(
+            realm,
             Some(&user.id),
-            None,
-            &ip,
-            Some("user_disabled"),
-            details,
+            "user_disabled",
+            400,
+            "Account disabled",
         );
-        return oauth_error(400, "invalid_grant", Some("Account disabled"));
     }
     let password_ok = match (&user.password_hash, form_value(form, "password")) {
         (Some(stored), Some(given)) => *stored == emu.keys.hash_password(given),
         _ => false,
     };
     if !password_ok {
-        realm.login_event(
-            "LOGIN_ERROR",
-            Some(&client.client_id),
+        return refuse(
+            realm,
             Some(&user.id),
-            None,
-            &ip,
-            Some("invalid_user_credentials"),
-            details,
+            "invalid_user_credentials",
+            401,
+            "Invalid user credentials",
         );
-        return oauth_error(401, "invalid_grant", Some("Invalid user credentials"));
     }
     if !user.required_actions.is_empty() || profile_incomplete(realm, &user) {
-        realm.login_event(
-            "LOGIN_ERROR",
-            Some(&client.client_id),
+        return refuse(
+            realm,
             Some(&user.id),
-            None,
-            &ip,
-            Some("resolve_required_actions"),
-            details,
+            "resolve_required_actions",
+            400,
+            "Account is not fully set up",
         );
-        return oauth_error(400, "invalid_grant", Some("Account is not fully set up"));
     }
     let sid = realm.create_session(&user.id, client, &ip);
     realm.login_event(

@@ -683,23 +683,20 @@ impl KeycloakClient {
         id: &str,
         roles: &[RoleRepresentation],
     ) -> Result<(), KeycloakError> {
-        let refs: Vec<Value> = roles
-            .iter()
-            .map(|r| serde_json::json!({"id": r.id, "name": r.name}))
-            .collect();
-        self.admin(
-            Method::POST,
-            &format!("/users/{id}/role-mappings/realm"),
-            &[],
-            Some(&refs),
-            Safety::Idempotent,
-        )
-        .await
-        .map(|_| ())
+        self.change_realm_roles(Method::POST, id, roles).await
     }
 
     pub async fn remove_realm_roles(
         &self,
+        id: &str,
+        roles: &[RoleRepresentation],
+    ) -> Result<(), KeycloakError> {
+        self.change_realm_roles(Method::DELETE, id, roles).await
+    }
+
+    async fn change_realm_roles(
+        &self,
+        method: Method,
         id: &str,
         roles: &[RoleRepresentation],
     ) -> Result<(), KeycloakError> {
@@ -708,7 +705,7 @@ impl KeycloakClient {
             .map(|r| serde_json::json!({"id": r.id, "name": r.name}))
             .collect();
         self.admin(
-            Method::DELETE,
+            method,
             &format!("/users/{id}/role-mappings/realm"),
             &[],
             Some(&refs),

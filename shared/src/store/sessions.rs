@@ -37,7 +37,8 @@ pub struct Session {
 pub enum SessionEnd {
     Logout,
     Revoked,
-    Expired,
+    /// Keycloak no longer honours it (expired, admin logout, user disabled or deleted there).
+    EndedInKeycloak,
     UserDeactivated,
 }
 
@@ -46,7 +47,7 @@ impl SessionEnd {
         match self {
             SessionEnd::Logout => "logout",
             SessionEnd::Revoked => "revoked",
-            SessionEnd::Expired => "expired",
+            SessionEnd::EndedInKeycloak => "ended_in_keycloak",
             SessionEnd::UserDeactivated => "user_deactivated",
         }
     }

@@ -335,6 +335,34 @@ impl Store {
         }
     }
 
+    /// Replace the whole record if it is still at `expected_version` (the new record carries its
+    /// own version). `VersionConflict` if it moved on, `NotFound` if it is gone.
+    pub async fn replace_user(&self, user: &User, expected_version: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(user.to_item()?))
+            .condition_expression("attribute_exists(pk) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    if c.item.as_ref().is_some_and(|i| !i.is_empty()) {
+                        Err(StoreError::VersionConflict)
+                    } else {
+                        Err(StoreError::NotFound)
+                    }
+                }
+                _ => Err(sdk_error(e)),
+            },
+        }
+    }
+
     /// Write Keycloak's view of a user observed at `observed_at` (epoch ms): creates the record
     /// (with `business` as its first business attributes) or updates only the Keycloak-owned
     /// fields, and only if this observation is newer than the stored one and the content differs.

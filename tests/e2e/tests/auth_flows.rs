@@ -330,6 +330,33 @@ async fn refresh_after_logout_is_401_and_the_session_shows_ended() {
 }
 
 #[tokio::test]
+async fn a_session_ended_in_keycloak_fails_refresh_and_is_ended_here() {
+    let (_, login) = signed_in_user("kcend").await;
+    let id = login["user"]["id"].as_str().unwrap();
+    assert_eq!(
+        keycloak_admin(Method::POST, &format!("/users/{id}/logout"), None)
+            .await
+            .0,
+        204
+    );
+    let r = post(
+        "/auth/refresh",
+        json!({"refreshToken": login["tokens"]["refreshToken"]}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (401, json!("invalid_token"))
+    );
+    let session = store()
+        .get_session(id, login["sessionId"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.end_reason.as_deref(), Some("ended_in_keycloak"));
+}
+
+#[tokio::test]
 async fn logout_twice_is_204_both_times() {
     let (_, login) = signed_in_user("twice").await;
     let rt = login["tokens"]["refreshToken"].clone();

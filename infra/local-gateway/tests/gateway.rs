@@ -1,0 +1,180 @@
+//! The gateway over HTTP, in front of a stand-in Lambda Invoke API that records the events it gets:
+//! the payload 2.0 event a function would see, API Gateway's error answers, the integration timeout.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+const TEMPLATE: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function: {Timeout: 1}
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+  Echo:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: echo}}
+    Properties:
+      Events:
+        Item: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/items/{id}", Method: ANY}}
+        Files: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/files/{proxy+}", Method: PUT}}
+  Slow:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: slow}}
+    Properties:
+      Events:
+        Slow: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /slow, Method: GET}}
+  Broken:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: broken}}
+    Properties:
+      Events:
+        Broken: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /broken, Method: GET}}
+"#;
+
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+async fn invoke(
+    State(seen): State<Seen>,
+    Path(function): Path<String>,
+    Json(event): Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    seen.lock().unwrap().push(event.clone());
+    match function.as_str() {
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Json(json!({"statusCode": 200, "body": "late"})).into_response()
+        }
+        "broken" => (
+            [("x-amz-function-error", "Unhandled")],
+            Json(json!({"errorType": "Panic", "errorMessage": "boom"})),
+        )
+            .into_response(),
+        _ => {
+            Json(json!({"statusCode": 202, "headers": {"x-echo": "yes"}, "body": "{\"ok\":true}"}))
+                .into_response()
+        }
+    }
+}
+
+async fn start() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let lambda = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lambda_url = format!("http://{}", lambda.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/2015-03-31/functions/{function}/invocations",
+            axum::routing::post(invoke),
+        )
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(lambda, app).await.unwrap() });
+    let api = local_gateway::template::load(TEMPLATE, &HashMap::new()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gw = local_gateway::Gateway::new(api, &lambda_url);
+    tokio::spawn(async move { local_gateway::serve(listener, gw).await.unwrap() });
+    (base, seen)
+}
+
+#[tokio::test]
+async fn requests_become_payload_2_events_and_answers_become_http() {
+    let (base, seen) = start().await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/items/42?a=1&a=2&b=x"))
+        .header("X-Custom", "one")
+        .header("cookie", "s=1; t=2")
+        .header("content-type", "application/json")
+        .body(r#"{"hello":"world"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-echo"], "yes");
+    assert_eq!(r.text().await.unwrap(), r#"{"ok":true}"#);
+    let event = seen.lock().unwrap()[0].clone();
+    assert_eq!(event["version"], "2.0");
+    assert_eq!(event["routeKey"], "ANY /items/{id}");
+    assert_eq!(event["rawPath"], "/items/42");
+    assert_eq!(event["rawQueryString"], "a=1&a=2&b=x");
+    assert_eq!(
+        event["queryStringParameters"],
+        json!({"a": "1,2", "b": "x"})
+    );
+    assert_eq!(event["pathParameters"], json!({"id": "42"}));
+    assert_eq!(
+        event["headers"]["x-custom"], "one",
+        "header names lowercased"
+    );
+    assert_eq!(event["cookies"], json!(["s=1", "t=2"]));
+    assert_eq!(event["body"], r#"{"hello":"world"}"#);
+    assert_eq!(event["isBase64Encoded"], false);
+    assert_eq!(event["requestContext"]["http"]["method"], "POST");
+    assert_eq!(event["requestContext"]["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(event["requestContext"]["stage"], "$default");
+    assert!(event["requestContext"]["requestId"].is_string());
+}
+
+#[tokio::test]
+async fn binary_bodies_travel_base64_and_greedy_paths_match() {
+    let (base, seen) = start().await;
+    let r = reqwest::Client::new()
+        .put(format!("{base}/files/a/b/c.png"))
+        .header("content-type", "image/png")
+        .body(vec![0u8, 159, 146, 150])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let event = seen.lock().unwrap()[0].clone();
+    assert_eq!(event["pathParameters"], json!({"proxy": "a/b/c.png"}));
+    assert_eq!(event["isBase64Encoded"], true);
+    assert_eq!(event["body"], "AJ+Slg==");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_not_found() {
+    let (base, seen) = start().await;
+    for (method, path) in [("GET", "/nothing"), ("GET", "/files/x")] {
+        let r = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"message": "Not Found"})
+        );
+    }
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_integration_timeout_is_503_service_unavailable() {
+    let (base, _) = start().await;
+    let r = reqwest::get(format!("{base}/slow")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Service Unavailable"})
+    );
+}
+
+#[tokio::test]
+async fn a_function_error_is_500_internal_server_error() {
+    let (base, _) = start().await;
+    let r = reqwest::get(format!("{base}/broken")).await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Internal Server Error"})
+    );
+}

@@ -1,0 +1,525 @@
+//! Admin user management end to end: roles, ETags, write-through to Keycloak, delete, sync.
+
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine;
+use e2e::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn token_of(username: &str, password: &str) -> String {
+    let r = post(
+        "/auth/login",
+        json!({"username": username, "password": password}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["tokens"]["accessToken"].as_str().unwrap().to_owned()
+}
+
+async fn admin() -> String {
+    token_of("alice", "alice-dev-password").await
+}
+
+async fn manager() -> String {
+    token_of("bob", "bob-dev-password").await
+}
+
+/// A new user created by the admin API; returns its id.
+async fn created(token: &str, prefix: &str) -> (String, String) {
+    let username = unique(prefix);
+    let r = call(
+        Method::POST,
+        "/admin/users",
+        Some(token),
+        Some(registration(&username)),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (r.body["user"]["id"].as_str().unwrap().to_owned(), username)
+}
+
+async fn get_user(token: &str, id: &str) -> Resp {
+    call(
+        Method::GET,
+        &format!("/admin/users/{id}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+async fn patch(token: &str, id: &str, etag: Option<&str>, body: Value) -> Resp {
+    let mut req = http()
+        .patch(format!("{}/admin/users/{id}", stack().gateway))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(e) = etag {
+        req = req.header("if-match", e);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    Resp {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+fn claims(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_plain_user_gets_403_everywhere_under_admin() {
+    let carol = token_of("carol", "carol-dev-password").await;
+    let some = "00000000-0000-0000-0000-000000000000";
+    for (method, path, body) in [
+        (Method::GET, "/admin/users".to_owned(), None),
+        (
+            Method::POST,
+            "/admin/users".to_owned(),
+            Some(registration(&unique("no"))),
+        ),
+        (Method::GET, format!("/admin/users/{some}"), None),
+        (
+            Method::PATCH,
+            format!("/admin/users/{some}"),
+            Some(json!({})),
+        ),
+        (Method::DELETE, format!("/admin/users/{some}"), None),
+        (
+            Method::POST,
+            format!("/admin/users/{some}/password"),
+            Some(json!({"password": "x-new-password"})),
+        ),
+        (
+            Method::POST,
+            format!("/admin/users/{some}/sync"),
+            Some(json!({"direction": "from-keycloak"})),
+        ),
+        (
+            Method::POST,
+            "/admin/sync".to_owned(),
+            Some(json!({"mode": "full"})),
+        ),
+        (Method::GET, "/admin/sync/runs/1".to_owned(), None),
+        (Method::GET, "/admin/sync/status".to_owned(), None),
+    ] {
+        let r = call(method.clone(), &path, Some(&carol), body).await;
+        assert_eq!(
+            (r.status, r.body["code"].clone()),
+            (403, json!("forbidden")),
+            "{method} {path}"
+        );
+    }
+    let r = call(Method::GET, "/admin/users", None, None).await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (401, json!({"message": "Unauthorized"}))
+    );
+}
+
+#[tokio::test]
+async fn a_manager_can_create_and_update_but_not_delete() {
+    let bob = manager().await;
+    let (id, _) = created(&bob, "bymgr").await;
+    let etag = get_user(&bob, &id).await.header("etag").unwrap();
+    let r = patch(
+        &bob,
+        &id,
+        Some(&etag),
+        json!({"attributes": {"department": "Sales"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = call(
+        Method::POST,
+        "/admin/sync",
+        Some(&bob),
+        Some(json!({"mode": "full"})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "bulk-sync control is admin only");
+}
+
+#[tokio::test]
+async fn create_writes_keycloak_and_the_local_record_and_get_has_an_etag() {
+    let alice = admin().await;
+    let (id, username) = created(&alice, "adm").await;
+    let r = get_user(&alice, &id).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["username"], json!(username));
+    assert_eq!(r.header("etag").as_deref(), Some("\"1\""));
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(
+        (
+            kc["enabled"].clone(),
+            kc["attributes"]["organization"].clone()
+        ),
+        (json!(true), json!(["Acme"]))
+    );
+    token_of(&username, "a-good-password").await;
+    let dup = call(
+        Method::POST,
+        "/admin/users",
+        Some(&alice),
+        Some(registration(&username)),
+    )
+    .await;
+    assert_eq!(
+        (dup.status, dup.body["code"].clone()),
+        (409, json!("username_taken"))
+    );
+    assert_eq!(
+        call(Method::GET, "/admin/users/not-a-user", Some(&alice), None)
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn patch_needs_if_match_and_refuses_a_stale_etag() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "etag").await;
+    let r = patch(&alice, &id, None, json!({"firstName": "X"})).await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (428, json!("precondition_required"))
+    );
+    let r = patch(&alice, &id, Some("\"1\""), json!({"firstName": "Xavier"})).await;
+    assert_eq!(
+        (r.status, r.header("etag").as_deref()),
+        (200, Some("\"2\""))
+    );
+    let r = patch(&alice, &id, Some("\"1\""), json!({"firstName": "Yann"})).await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (412, json!("precondition_failed"))
+    );
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(kc["firstName"], "Xavier");
+    assert_eq!(
+        kc["lastName"], "User",
+        "GET-merge-PUT keeps what the patch did not name"
+    );
+    assert_eq!(kc["attributes"]["title"], json!(["Tester"]));
+}
+
+#[tokio::test]
+async fn two_concurrent_patches_with_the_same_etag_give_one_200_and_one_412() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "race").await;
+    let (a, b) = tokio::join!(
+        patch(&alice, &id, Some("\"1\""), json!({"lastName": "Alpha"})),
+        patch(&alice, &id, Some("\"1\""), json!({"lastName": "Beta"})),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 412]);
+    let winner = if a.status == 200 { "Alpha" } else { "Beta" };
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(kc["lastName"], winner, "Keycloak holds the winner's change");
+    assert_eq!(get_user(&alice, &id).await.body["lastName"], winner);
+}
+
+#[tokio::test]
+async fn a_patch_keycloak_refuses_is_409_and_changes_neither_side() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "keep").await;
+    let (_, other) = created(&alice, "taken").await;
+    let before = get_user(&alice, &id).await;
+    let (_, kc_before) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    let r = patch(
+        &alice,
+        &id,
+        before.header("etag").as_deref(),
+        json!({"email": format!("{other}@example.org"), "attributes": {"title": "Changed"}}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (409, json!("email_taken"))
+    );
+    let after = get_user(&alice, &id).await;
+    assert_eq!(after.body, before.body);
+    assert_eq!(after.header("etag"), before.header("etag"));
+    let (_, kc_after) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(kc_after, kc_before);
+}
+
+#[tokio::test]
+async fn delete_stops_sign_in_refresh_and_sessions() {
+    let alice = admin().await;
+    let (id, username) = created(&alice, "del").await;
+    let login = post(
+        "/auth/login",
+        json!({"username": username, "password": "a-good-password"}),
+    )
+    .await
+    .body;
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let again = post(
+        "/auth/login",
+        json!({"username": username, "password": "a-good-password"}),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.body["code"].clone()),
+        (403, json!("account_disabled"))
+    );
+    let refresh = post(
+        "/auth/refresh",
+        json!({"refreshToken": login["tokens"]["refreshToken"]}),
+    )
+    .await;
+    assert_eq!(refresh.status, 401);
+    let sessions = store().list_sessions(&id).await.unwrap();
+    assert!(!sessions.is_empty() && sessions.iter().all(|s| s.ended_at.is_some()));
+    let user = get_user(&alice, &id).await.body;
+    assert_eq!(user["status"], "deleted");
+    let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!((status, kc["enabled"].clone()), (200, json!(false)));
+}
+
+#[tokio::test]
+async fn hard_delete_removes_the_keycloak_user_and_keeps_a_tombstone() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "hard").await;
+    assert_eq!(
+        call(
+            Method::DELETE,
+            &format!("/admin/users/{id}?hard=true"),
+            Some(&alice),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        keycloak_admin(Method::GET, &format!("/users/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(get_user(&alice, &id).await.body["status"], "deleted");
+}
+
+#[tokio::test]
+async fn password_reset_permanent_or_temporary() {
+    let bob = manager().await;
+    let (id, username) = created(&bob, "pw").await;
+    let path = format!("/admin/users/{id}/password");
+    assert_eq!(
+        call(
+            Method::POST,
+            &path,
+            Some(&bob),
+            Some(json!({"password": "brand-new-pass"}))
+        )
+        .await
+        .status,
+        204
+    );
+    token_of(&username, "brand-new-pass").await;
+    let r = call(
+        Method::POST,
+        &path,
+        Some(&bob),
+        Some(json!({"password": "short"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (400, json!("password_policy"))
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            &path,
+            Some(&bob),
+            Some(json!({"password": "temp-pass-123", "temporary": true}))
+        )
+        .await
+        .status,
+        204
+    );
+    let r = post(
+        "/auth/login",
+        json!({"username": username, "password": "temp-pass-123"}),
+    )
+    .await;
+    assert_eq!(r.body["code"], "account_not_ready");
+}
+
+#[tokio::test]
+async fn list_pages_return_every_user_exactly_once_while_users_are_added() {
+    let alice = admin().await;
+    let prefix = unique("pg");
+    let mut expected = std::collections::HashSet::new();
+    for i in 0..7 {
+        let r = call(
+            Method::POST,
+            "/admin/users",
+            Some(&alice),
+            Some(registration(&format!("{prefix}n{i}"))),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+        expected.insert(format!("{prefix}n{i}"));
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut added = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/users?limit=3&q={prefix}&cursor={c}"),
+            None => format!("/admin/users?limit=3&q={prefix}"),
+        };
+        let page = call(Method::GET, &path, Some(&alice), None).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        seen.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
+        if added < 2 {
+            call(
+                Method::POST,
+                "/admin/users",
+                Some(&alice),
+                Some(registration(&format!("{prefix}m{added}"))),
+            )
+            .await;
+            added += 1;
+        }
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let unique_seen: std::collections::HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique_seen.len(), seen.len(), "no user twice: {seen:?}");
+    assert!(
+        expected.is_subset(&unique_seen),
+        "every user present from the start is listed"
+    );
+    let bad = call(
+        Method::GET,
+        "/admin/users?cursor=forged",
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.body["code"].clone()),
+        (400, json!("invalid_cursor"))
+    );
+}
+
+#[tokio::test]
+async fn a_business_attribute_set_by_an_admin_is_in_the_next_login_token() {
+    let alice = admin().await;
+    let (id, username) = created(&alice, "claim").await;
+    let r = patch(
+        &alice,
+        &id,
+        Some("\"1\""),
+        json!({"attributes": {"department": "Finance", "phone": "+1 555 0199"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = token_of(&username, "a-good-password").await;
+    let c = claims(&token);
+    assert_eq!(
+        (c["department"].clone(), c["phone"].clone()),
+        (json!("Finance"), json!("+1 555 0199"))
+    );
+}
+
+#[tokio::test]
+async fn per_user_sync_in_both_directions_reports_changes() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "sync").await;
+    let (_, mut rep) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    rep["firstName"] = json!("FromKeycloak");
+    assert_eq!(
+        keycloak_admin(Method::PUT, &format!("/users/{id}"), Some(rep))
+            .await
+            .0,
+        204
+    );
+    let path = format!("/admin/users/{id}/sync");
+    let r = call(
+        Method::POST,
+        &path,
+        Some(&alice),
+        Some(json!({"direction": "from-keycloak"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["changed"].clone(),
+            r.body["user"]["firstName"].clone()
+        ),
+        (200, json!(true), json!("FromKeycloak"))
+    );
+    let r = call(
+        Method::POST,
+        &path,
+        Some(&alice),
+        Some(json!({"direction": "from-keycloak"})),
+    )
+    .await;
+    assert_eq!(r.body["changed"], false, "nothing new the second time");
+    let (_, mut rep) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    rep["lastName"] = json!("Drifted");
+    keycloak_admin(Method::PUT, &format!("/users/{id}"), Some(rep)).await;
+    let r = call(
+        Method::POST,
+        &path,
+        Some(&alice),
+        Some(json!({"direction": "to-keycloak"})),
+    )
+    .await;
+    assert_eq!((r.status, r.body["changed"].clone()), (200, json!(true)));
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(kc["lastName"], "User", "the local value was pushed back");
+    let r = call(
+        Method::POST,
+        &path,
+        Some(&alice),
+        Some(json!({"direction": "sideways"})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}
