@@ -298,6 +298,8 @@ The first call to each function compiles it if needed (cargo lambda watch); late
   curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\\"refreshToken\\":\\"$REFRESH\\"}}"
   curl -s -X DELETE {base}/auth/sessions/<sessionId> -H "authorization: Bearer $TOKEN"
   curl -s -X POST {base}/auth/logout -H 'content-type: application/json' -d "{{\\"refreshToken\\":\\"$REFRESH\\"}}"
+  # admin routes: sign in as alice (admin) or bob (manager); see the README for every call
+  curl -s "{base}/admin/users?limit=10" -H "authorization: Bearer $ADMIN_TOKEN"
 
 Ctrl-C stops everything this started. Logs: {DEV}/*.log
 """, flush=True)
