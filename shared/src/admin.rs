@@ -312,6 +312,7 @@ pub async fn delete(services: &Services, id: &str, hard: bool) -> Result<(), Err
             status: UserStatus::Deleted,
             enabled: false,
             deleted_at: Some(now),
+            deleted_reason: Some("admin".into()),
             updated_at: now,
             version: current.version + 1,
             ..current.clone()
@@ -424,7 +425,10 @@ pub async fn sync_user(
                 .store
                 .apply_keycloak_fields(id, &fields, &business, now, now)
                 .await?;
-            let mut changed = matches!(outcome, ApplyOutcome::Created | ApplyOutcome::Updated);
+            let mut changed = matches!(
+                outcome,
+                ApplyOutcome::Created | ApplyOutcome::Updated | ApplyOutcome::Reactivated
+            );
             if outcome != ApplyOutcome::Created {
                 let local = get(services, id).await?;
                 let differs: std::collections::HashMap<String, Option<String>> =

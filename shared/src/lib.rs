@@ -13,6 +13,7 @@ pub mod secrets;
 pub mod services;
 pub mod sessions;
 pub mod store;
+pub mod sync;
 pub mod users;
 
 pub use config::Config;

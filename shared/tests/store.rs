@@ -684,3 +684,27 @@ async fn a_conditional_replace_wins_once_and_can_be_undone() {
         StoreError::NotFound
     );
 }
+
+#[tokio::test]
+async fn a_user_marked_missing_is_reactivated_by_a_newer_observation() {
+    let store = table().await;
+    store.create_user(&user("u1", "lee")).await.unwrap();
+    assert!(store.mark_missing("u1", 5_000).await.unwrap());
+    assert!(!store.mark_missing("u1", 5_001).await.unwrap(), "once");
+    let outcome = store
+        .apply_keycloak_fields(
+            "u1",
+            &fields("lee"),
+            &BusinessAttributes::default(),
+            6_000,
+            6_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, ApplyOutcome::Reactivated);
+    let back = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.deleted_at, back.deleted_reason),
+        (UserStatus::Active, None, None)
+    );
+}

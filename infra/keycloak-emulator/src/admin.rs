@@ -260,6 +260,28 @@ fn read(emu: &Emulator, realm: &Realm, req: &Req, caller: &Caller, rest: &[&str]
                 v["attributes"] = json!({});
                 ok_json(&v)
             }
+            ["roles", name, "composites"] => {
+                require(caller.view_realm())?;
+                let role = realm
+                    .realm_roles
+                    .get(*name)
+                    .ok_or_else(|| not_found("Could not find role"))?;
+                let mut out: Vec<Value> = role
+                    .composites_realm
+                    .iter()
+                    .filter_map(|n| realm.realm_roles.get(n))
+                    .map(|r| r.to_json())
+                    .collect();
+                for (client, names) in &role.composites_client {
+                    out.extend(
+                        names
+                            .iter()
+                            .filter_map(|n| realm.client_roles.get(client).and_then(|m| m.get(n)))
+                            .map(|r| r.to_json()),
+                    );
+                }
+                ok_json(&json!(out))
+            }
             ["roles", name, "users"] => {
                 // Keycloak checks role view (view-realm) and user query for role members.
                 require(caller.view_realm() && caller.query_users())?;

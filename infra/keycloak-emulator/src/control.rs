@@ -27,6 +27,8 @@ pub struct FaultRule {
     pub path: String,
     /// Only requests whose body contains this text (e.g. `username=dave` on the token endpoint).
     pub body_contains: Option<String>,
+    /// Only requests whose raw query string contains this text (e.g. `first=100&`).
+    pub query_contains: Option<String>,
     /// Status to answer with; absent means "only add latency".
     pub status: Option<u16>,
     /// JSON body of the fault response (default: a Keycloak-style error for the status).
@@ -80,6 +82,9 @@ pub fn apply_faults(emu: &Emulator, req: &Req) -> FaultOutcome {
             && r.body_contains
                 .as_deref()
                 .is_none_or(|needle| String::from_utf8_lossy(&req.body).contains(needle))
+            && r.query_contains
+                .as_deref()
+                .is_none_or(|needle| req.raw_query.contains(needle))
     }) else {
         return FaultOutcome::None;
     };
@@ -303,7 +308,7 @@ pub fn handle(emu: &Emulator, req: &Req, rest: &[&str]) -> Response {
 impl serde::Serialize for FaultRule {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         json!({
-            "id": self.id, "method": self.method, "path": self.path, "bodyContains": self.body_contains, "status": self.status,
+            "id": self.id, "method": self.method, "path": self.path, "bodyContains": self.body_contains, "queryContains": self.query_contains, "status": self.status,
             "body": self.body, "times": self.times, "latencyMs": self.latency_ms,
             "perSecond": self.per_second, "retryAfter": self.retry_after, "hits": self.hits,
         })

@@ -11,6 +11,7 @@ pub struct Req {
     pub path: String,
     pub segments: Vec<String>,
     pub query: Vec<(String, String)>,
+    pub raw_query: String,
     pub headers: HeaderMap,
     pub body: axum::body::Bytes,
     /// `http://host:port`, from the Host header: Keycloak derives `iss` from the request.

@@ -208,6 +208,7 @@ async fn handle(State(emu): State<Arc<Emulator>>, request: Request) -> Response 
         .unwrap_or("localhost")
         .to_owned();
     let req = Req {
+        raw_query: parts.uri.query().unwrap_or("").to_owned(),
         method: parts.method,
         path,
         segments,

@@ -216,6 +216,27 @@ async fn roles_list_and_role_members() {
 }
 
 #[tokio::test]
+async fn composites_of_a_role_include_realm_and_client_roles() {
+    let kc = realm().await;
+    let composites = kc.get("/roles/default-roles-demo/composites").await;
+    let realm_roles: Vec<_> = composites
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["clientRole"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(realm_roles.len(), 3);
+    assert!(realm_roles.contains(&"user"));
+    assert!(composites
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["clientRole"] == true && r["name"] == "view-profile"));
+    assert_eq!(kc.get("/roles/admin/composites").await, json!([]));
+}
+
+#[tokio::test]
 async fn role_members_are_paged() {
     let kc = realm().await;
     kc.raw(

@@ -68,6 +68,22 @@ async fn fault_rule_can_match_on_the_request_body() {
 }
 
 #[tokio::test]
+async fn fault_rule_can_match_on_the_query_string() {
+    let kc = realm().await;
+    kc.fault(json!({"method": "GET", "path": format!("/admin/realms/{}/users", kc.realm), "queryContains": "first=1&", "status": 200, "body": []}))
+        .await;
+    assert_eq!(kc.get("/users?first=1&max=1").await, json!([]));
+    assert_eq!(
+        kc.get("/users?first=0&max=1")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
 async fn latency_rule_delays_without_failing() {
     let kc = realm().await;
     kc.fault(json!({"path": format!("/realms/{}/protocol/openid-connect/certs", kc.realm), "latencyMs": 300, "times": 1}))

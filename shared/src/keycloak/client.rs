@@ -715,6 +715,15 @@ impl KeycloakClient {
         .map(|_| ())
     }
 
+    /// The roles a composite realm role contains (realm and client roles).
+    pub async fn role_composites(
+        &self,
+        role: &str,
+    ) -> Result<Vec<RoleRepresentation>, KeycloakError> {
+        self.admin_get(&format!("/roles/{}/composites", encode(role)), &[])
+            .await
+    }
+
     /// Users holding a realm role directly, one page.
     pub async fn role_members(
         &self,
@@ -769,6 +778,11 @@ impl KeycloakClient {
     pub async fn admin_events(&self, q: &EventQuery) -> Result<Vec<AdminEvent>, KeycloakError> {
         self.admin_get("/admin-events", &q.params("resourceTypes"))
             .await
+    }
+
+    /// Whether and how long Keycloak stores events (needs `view-events`).
+    pub async fn events_config(&self) -> Result<Value, KeycloakError> {
+        self.admin_get("/events/config", &[]).await
     }
 
     pub async fn user_events(&self, q: &EventQuery) -> Result<Vec<UserEvent>, KeycloakError> {

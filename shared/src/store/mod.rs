@@ -25,7 +25,7 @@ pub use sessions::{token_hash, Session, SessionEnd};
 pub use sync::{SyncRun, SyncState};
 pub use users::{
     ApplyOutcome, BusinessAttributes, KeycloakFields, ListQuery, LoginRecord, Page, User,
-    UserStatus,
+    UserStatus, MISSING_IN_KEYCLOAK,
 };
 
 pub type Item = HashMap<String, AttributeValue>;

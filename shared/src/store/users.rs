@@ -142,6 +142,10 @@ pub struct User {
     pub last_synced_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<i64>,
+    /// Why the record is deleted: an admin's decision (`admin`) stays; a user the sync found
+    /// missing in Keycloak (`missing_in_keycloak`) comes back if Keycloak has them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_reason: Option<String>,
     /// Hash of the Keycloak-owned fields as last written.
     #[serde(default)]
     pub kc_hash: String,
@@ -182,6 +186,7 @@ impl User {
             login_count: 0,
             last_synced_at: None,
             deleted_at: None,
+            deleted_reason: None,
             kc_observed_at: observed_at,
             version: 1,
         }
@@ -256,9 +261,13 @@ pub enum ApplyOutcome {
     Updated,
     /// Same content as stored: nothing written.
     Unchanged,
-    /// A newer observation is stored already, or the user is soft-deleted locally.
+    /// A user the sync had marked missing is back in Keycloak.
+    Reactivated,
+    /// A newer observation is stored already, or an admin deleted the user locally.
     Skipped,
 }
+
+pub const MISSING_IN_KEYCLOAK: &str = "missing_in_keycloak";
 
 /// Listing parameters of `GET /admin/users`.
 #[derive(Clone, Debug, Default)]
@@ -397,8 +406,15 @@ impl Store {
             u.value(s("deleted")),
         );
         let (obs_v, hash_v) = (u.value(n(observed_at)), u.value(s(hash.clone())));
+        // Reactivation: a record the sync marked missing comes back to life, even with the same
+        // content; an admin's delete is never undone here.
+        u.set_opt("deleted_at", None);
+        u.set_opt("deleted_reason", None);
+        let (reason, missing) = (u.name("deleted_reason"), u.value(s(MISSING_IN_KEYCLOAK)));
         let condition = format!(
-            "attribute_not_exists(pk) OR ({obs} < {obs_v} AND {hash_name} <> {hash_v} AND {status} <> {deleted})"
+            "attribute_not_exists(pk) \
+             OR ({obs} < {obs_v} AND {hash_name} <> {hash_v} AND {status} <> {deleted}) \
+             OR ({obs} < {obs_v} AND {reason} = {missing})"
         );
         let result = self
             .client
@@ -414,13 +430,19 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(
-                if out.attributes.is_some_and(|a| a.contains_key("version")) {
-                    ApplyOutcome::Updated
-                } else {
-                    ApplyOutcome::Created
-                },
-            ),
+            Ok(out) => Ok(match out.attributes {
+                Some(old)
+                    if old
+                        .get("status")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some("deleted") =>
+                {
+                    ApplyOutcome::Reactivated
+                }
+                Some(old) if old.contains_key("version") => ApplyOutcome::Updated,
+                _ => ApplyOutcome::Created,
+            }),
             Err(e) => {
                 let old = e.as_service_error().and_then(|se| match se {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
@@ -465,6 +487,42 @@ impl Store {
         self.versioned_update(id, u, expected_version).await
     }
 
+    /// The sync found this user gone from Keycloak: mark the record deleted (it comes back if
+    /// Keycloak has the user again). Returns false if it was deleted already.
+    pub async fn mark_missing(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut u = Update::default();
+        u.set("status", s("deleted"));
+        u.set("enabled", AttributeValue::Bool(false));
+        u.set("deleted_at", n(now));
+        u.set("deleted_reason", s(MISSING_IN_KEYCLOAK));
+        u.set("updated_at", n(now));
+        u.set("kc_observed_at", n(now));
+        let (version, one) = (u.name("version"), u.value(n(1)));
+        u.set_expr("version", format!("{version} + {one}"));
+        let (status, deleted) = (u.name("status"), u.value(s("deleted")));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.user_key(id)))
+            .update_expression(u.expression())
+            .condition_expression(format!("attribute_exists(pk) AND {status} <> {deleted}"))
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     /// Mark a user deleted locally (the record stays as a tombstone), if still at
     /// `expected_version` when given.
     pub async fn soft_delete(
@@ -477,6 +535,7 @@ impl Store {
         u.set("status", s("deleted"));
         u.set("enabled", AttributeValue::Bool(false));
         u.set("deleted_at", n(now));
+        u.set("deleted_reason", s("admin"));
         u.set("updated_at", n(now));
         match expected_version {
             Some(v) => self.versioned_update(id, u, v).await,

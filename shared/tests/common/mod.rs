@@ -214,11 +214,16 @@ pub struct Realm {
 }
 
 pub async fn realm() -> Realm {
+    realm_with(json!({})).await
+}
+
+/// A fresh clone of the demo realm with a JSON merge patch applied to its export.
+pub async fn realm_with(patch: Value) -> Realm {
     let name = unique("r");
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{}/_emulator/realms", emulator()))
-        .json(&json!({"name": name, "from": "demo"}))
+        .json(&json!({"name": name, "from": "demo", "patch": patch}))
         .send()
         .await
         .unwrap();

@@ -1,0 +1,622 @@
+//! The bulk sync against the Keycloak emulator and moto: full and incremental reconcile, and every
+//! way it must refuse to deactivate someone by mistake.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use user_sync::auth::BearerValidator;
+use user_sync::keycloak::UserUpdate;
+use user_sync::services::Services;
+use user_sync::store::{BusinessAttributes, KeycloakFields, LoginRecord, Session, UserStatus};
+use user_sync::sync::{run, Mode, SyncRequest};
+use user_sync::Config;
+
+struct Setup {
+    realm: common::Realm,
+    services: Services,
+}
+
+async fn setup_with(realm: common::Realm, vars: &[(&str, &str)]) -> Setup {
+    let store = common::table().await;
+    let table = store.table_name().to_owned();
+    let secret_id = common::secret(common::SECRET).await;
+    let mut env: Vec<(String, String)> = vec![
+        ("KEYCLOAK_URL".into(), common::emulator().into()),
+        ("KEYCLOAK_REALM".into(), realm.name.clone()),
+        ("KEYCLOAK_CLIENT_ID".into(), "user-sync".into()),
+        ("KEYCLOAK_SECRET_ID".into(), secret_id.clone()),
+        ("TABLE_NAME".into(), table),
+        ("SYNC_MAX_DEACTIVATIONS".into(), "50,100%".into()),
+    ];
+    for (k, v) in vars {
+        env.retain(|(key, _)| key != k);
+        env.push(((*k).into(), (*v).into()));
+    }
+    let config =
+        Config::from_lookup(|k| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    let keycloak = realm.client();
+    let secrets = Arc::new(user_sync::secrets::ClientSecretCache::new(
+        common::secretsmanager(),
+        &secret_id,
+        user_sync::secrets::DEFAULT_TTL,
+    ));
+    let bearer = BearerValidator::new(Arc::clone(&keycloak), &config);
+    Setup {
+        services: Services {
+            config,
+            secrets,
+            keycloak,
+            bearer,
+            store,
+        },
+        realm,
+    }
+}
+
+async fn setup(vars: &[(&str, &str)]) -> Setup {
+    setup_with(common::realm().await, vars).await
+}
+
+fn full() -> SyncRequest {
+    SyncRequest {
+        mode: Mode::Full,
+        dry_run: false,
+        force: false,
+        run_id: None,
+    }
+}
+
+fn count(run: &user_sync::store::SyncRun, key: &str) -> u64 {
+    run.counts.get(key).copied().unwrap_or(0)
+}
+
+impl Setup {
+    async fn id_of(&self, username: &str) -> String {
+        self.services
+            .keycloak
+            .find_user_by_username(username)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+    async fn local(&self, username: &str) -> user_sync::store::User {
+        let id = self.id_of(username).await;
+        self.services.store.get_user(&id).await.unwrap().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_first_sync_creates_every_user_with_roles_groups_and_attributes() {
+    let s = setup(&[]).await;
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(r.status, "succeeded", "{:?}", r.errors);
+    assert_eq!((count(&r, "seen"), count(&r, "created")), (3, 3));
+    let alice = s.local("alice").await;
+    assert_eq!(
+        alice.roles,
+        vec!["admin", "user"],
+        "effective roles, technical ones left out"
+    );
+    assert_eq!(alice.groups, vec!["/engineering"]);
+    assert_eq!(alice.organization.as_deref(), Some("Acme"));
+    assert_eq!(alice.status, UserStatus::Active);
+}
+
+#[tokio::test]
+async fn a_resync_with_no_change_writes_nothing() {
+    let s = setup(&[]).await;
+    run(&s.services, full()).await.unwrap();
+    let before = s.local("carol").await;
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(
+        (
+            count(&r, "unchanged"),
+            count(&r, "created"),
+            count(&r, "updated")
+        ),
+        (3, 0, 0)
+    );
+    assert_eq!(s.local("carol").await, before);
+}
+
+#[tokio::test]
+async fn a_login_and_a_sync_agree_on_a_users_content() {
+    let s = setup(&[]).await;
+    let tokens = s
+        .services
+        .keycloak
+        .password_grant("alice", "alice-dev-password")
+        .await
+        .unwrap();
+    let p = s
+        .services
+        .bearer
+        .validate(&tokens.access_token)
+        .await
+        .unwrap();
+    let fields = KeycloakFields {
+        username: "alice".into(),
+        email: Some("alice@example.com".into()),
+        first_name: Some("Alice".into()),
+        last_name: Some("Admin".into()),
+        enabled: true,
+        email_verified: true,
+        roles: p
+            .realm_roles
+            .iter()
+            .filter(|r| !user_sync::users::is_technical_role(r))
+            .cloned()
+            .collect(),
+        groups: p.claims["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().to_owned())
+            .collect(),
+    };
+    let login = LoginRecord {
+        user_id: p.user_id.clone(),
+        fields,
+        business: BusinessAttributes::default(),
+        at: user_sync::store::now_ms(),
+    };
+    s.services
+        .store
+        .record_login(&login, &session(&p.user_id, "s1"))
+        .await
+        .unwrap();
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(
+        count(&r, "unchanged"),
+        1,
+        "the token's identity hashes like the sync's: {:?}",
+        r.counts
+    );
+}
+
+fn session(user_id: &str, sid: &str) -> Session {
+    Session {
+        user_id: user_id.into(),
+        sid: sid.into(),
+        created_at: 1,
+        refreshed_at: None,
+        refresh_count: 0,
+        ip: None,
+        user_agent: None,
+        refresh_token_sha256: "x".into(),
+        expires_at: 9_999_999_999,
+        ended_at: None,
+        end_reason: None,
+    }
+}
+
+#[tokio::test]
+async fn changed_disabled_and_deleted_users_are_brought_in_step() {
+    let s = setup(&[]).await;
+    run(&s.services, full()).await.unwrap();
+    let kc = &s.services.keycloak;
+    let (carol, bob, alice) = (
+        s.id_of("carol").await,
+        s.id_of("bob").await,
+        s.id_of("alice").await,
+    );
+    kc.update_user(
+        &carol,
+        &UserUpdate {
+            last_name: Some("Changed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    kc.update_user(
+        &bob,
+        &UserUpdate {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.services
+        .store
+        .put_session(&session(&alice, "open"))
+        .await
+        .unwrap();
+    kc.delete_user(&alice).await.unwrap();
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(r.status, "succeeded", "{:?}", r.errors);
+    assert_eq!(
+        (count(&r, "updated"), count(&r, "deactivated")),
+        (2, 1),
+        "{:?}",
+        r.counts
+    );
+    let store = &s.services.store;
+    assert_eq!(
+        store
+            .get_user(&carol)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_name
+            .as_deref(),
+        Some("Changed")
+    );
+    assert_eq!(
+        store.get_user(&bob).await.unwrap().unwrap().status,
+        UserStatus::Disabled
+    );
+    let gone = store.get_user(&alice).await.unwrap().unwrap();
+    assert_eq!(
+        (gone.status, gone.deleted_reason.as_deref()),
+        (UserStatus::Deleted, Some("missing_in_keycloak"))
+    );
+    assert!(
+        store
+            .get_session(&alice, "open")
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at
+            .is_some(),
+        "deactivation ends sessions"
+    );
+}
+
+#[tokio::test]
+async fn a_page_failing_mid_crawl_deactivates_nobody_and_marks_the_run_incomplete() {
+    let s = setup(&[("SYNC_PAGE_SIZE", "1"), ("SYNC_CONCURRENCY", "1")]).await;
+    run(&s.services, full()).await.unwrap();
+    let carol = s.id_of("carol").await;
+    s.services.keycloak.delete_user(&carol).await.unwrap();
+    s.realm.fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "queryContains": "first=0&", "status": 503})).await;
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(r.status, "incomplete");
+    assert_eq!(count(&r, "deactivated"), 0);
+    assert_eq!(
+        s.services
+            .store
+            .get_user(&carol)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        UserStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn a_user_the_crawl_misses_but_keycloak_has_is_not_deactivated() {
+    // Offset drift (someone earlier in the order deleted while the crawl runs) or a user registered
+    // during the run: the store has them, the pages do not. Page 1 answers as if shifted by one.
+    let s = setup(&[("SYNC_PAGE_SIZE", "1"), ("SYNC_CONCURRENCY", "1")]).await;
+    run(&s.services, full()).await.unwrap();
+    let carol_page: Value = s
+        .realm
+        .http
+        .get(format!(
+            "{}/admin/realms/{}/users?first=2&max=1",
+            common::emulator(),
+            s.realm.name
+        ))
+        .bearer_auth(
+            s.services
+                .keycloak
+                .client_credentials()
+                .await
+                .unwrap()
+                .access_token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s.realm.fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "queryContains": "first=1&", "status": 200, "body": carol_page})).await;
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(r.status, "succeeded", "{:?}", r.errors);
+    assert_eq!(
+        (count(&r, "missed_by_paging"), count(&r, "deactivated")),
+        (1, 0)
+    );
+    assert_eq!(s.local("bob").await.status, UserStatus::Active);
+}
+
+#[tokio::test]
+async fn deletions_above_the_guard_need_approval_then_force_applies_them() {
+    let s = setup(&[("SYNC_MAX_DEACTIVATIONS", "1,100%")]).await;
+    run(&s.services, full()).await.unwrap();
+    let (bob, carol) = (s.id_of("bob").await, s.id_of("carol").await);
+    s.services.keycloak.delete_user(&bob).await.unwrap();
+    s.services.keycloak.delete_user(&carol).await.unwrap();
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), count(&r, "deactivated")),
+        ("needs_approval", 0)
+    );
+    assert_eq!(
+        r.plan.as_ref().unwrap()["deactivate"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.services
+            .store
+            .get_user(&bob)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        UserStatus::Active
+    );
+    let forced = run(
+        &s.services,
+        SyncRequest {
+            force: true,
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (forced.status.as_str(), count(&forced, "deactivated")),
+        ("succeeded", 2)
+    );
+    assert_eq!(
+        s.services
+            .store
+            .get_user(&bob)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        UserStatus::Deleted
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_but_its_run_record() {
+    let s = setup(&[]).await;
+    let r = run(
+        &s.services,
+        SyncRequest {
+            dry_run: true,
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, "dry_run");
+    assert_eq!(r.plan.as_ref().unwrap()["create"], 3);
+    assert!(s.services.store.scan_users(2).await.unwrap().is_empty());
+    assert_eq!(
+        s.services
+            .store
+            .get_run(&r.run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "dry_run"
+    );
+}
+
+#[tokio::test]
+async fn two_runs_at_once_one_is_skipped() {
+    let s = setup(&[]).await;
+    s.realm
+        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 400}))
+        .await;
+    let (a, b) = tokio::join!(run(&s.services, full()), run(&s.services, full()));
+    let mut statuses = [a.unwrap().status, b.unwrap().status];
+    statuses.sort();
+    assert_eq!(statuses, ["skipped".to_owned(), "succeeded".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_crashed_runs_lease_expires_and_the_next_run_goes_ahead() {
+    let s = setup(&[]).await;
+    let now = user_sync::store::now_ms();
+    assert!(s
+        .services
+        .store
+        .acquire_lease("crashed-run", now - 1, now - 1000)
+        .await
+        .unwrap());
+    assert_eq!(run(&s.services, full()).await.unwrap().status, "succeeded");
+}
+
+#[tokio::test]
+async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
+    let s = setup(&[]).await;
+    run(&s.services, full()).await.unwrap();
+    let carol = s.id_of("carol").await;
+    // Slow down the membership reads that come after the crawl, and sign in meanwhile.
+    s.realm
+        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/roles", "latencyMs": 700}))
+        .await;
+    s.services
+        .keycloak
+        .update_user(
+            &carol,
+            &UserUpdate {
+                first_name: Some("Crawled".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let services = &s.services;
+    let sync = run(services, full());
+    let login = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut fields = s.local("carol").await.keycloak_fields();
+        fields.first_name = Some("SignedIn".into());
+        let record = LoginRecord {
+            user_id: carol.clone(),
+            fields,
+            business: BusinessAttributes::default(),
+            at: user_sync::store::now_ms(),
+        };
+        services
+            .store
+            .record_login(&record, &session(&carol, "s9"))
+            .await
+            .unwrap();
+    };
+    let (r, ()) = tokio::join!(sync, login);
+    assert_eq!(r.unwrap().status, "succeeded");
+    let local = services.store.get_user(&carol).await.unwrap().unwrap();
+    assert_eq!(
+        local.first_name.as_deref(),
+        Some("SignedIn"),
+        "the older crawl did not overwrite the login"
+    );
+    assert!(local.last_login_at.is_some());
+    assert_eq!(local.login_count, 1);
+}
+
+#[tokio::test]
+async fn incremental_sync_picks_up_a_create_an_update_and_a_delete() {
+    let s = setup(&[]).await;
+    run(&s.services, full()).await.unwrap();
+    let kc = &s.services.keycloak;
+    let new_id = kc
+        .create_user(&user_sync::keycloak::NewUser {
+            username: "newbie".into(),
+            email: Some("newbie@example.org".into()),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (carol, bob) = (s.id_of("carol").await, s.id_of("bob").await);
+    kc.update_user(
+        &carol,
+        &UserUpdate {
+            first_name: Some("Carolyn".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    kc.delete_user(&bob).await.unwrap();
+    let r = run(
+        &s.services,
+        SyncRequest {
+            mode: Mode::Incremental,
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.mode.as_str(), r.status.as_str()),
+        ("incremental", "succeeded"),
+        "{:?}",
+        r.errors
+    );
+    let store = &s.services.store;
+    assert_eq!(
+        store.get_user(&new_id).await.unwrap().unwrap().username,
+        "newbie"
+    );
+    assert_eq!(
+        store
+            .get_user(&carol)
+            .await
+            .unwrap()
+            .unwrap()
+            .first_name
+            .as_deref(),
+        Some("Carolyn")
+    );
+    assert_eq!(
+        store.get_user(&bob).await.unwrap().unwrap().status,
+        UserStatus::Deleted
+    );
+    let again = run(
+        &s.services,
+        SyncRequest {
+            mode: Mode::Incremental,
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&again, "created") + count(&again, "updated"),
+        0,
+        "{:?}",
+        again.counts
+    );
+}
+
+#[tokio::test]
+async fn an_events_gap_triggers_a_full_run() {
+    let realm = common::realm().await;
+    let s = setup_with(realm, &[]).await;
+    let r = run(
+        &s.services,
+        SyncRequest {
+            mode: Mode::Incremental,
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.mode.as_str(), r.status.as_str()),
+        ("incremental->full", "succeeded"),
+        "no cursor yet"
+    );
+    assert_eq!(count(&r, "created"), 3);
+    let quiet = setup_with(
+        common::realm_with(json!({"adminEventsEnabled": false})).await,
+        &[],
+    )
+    .await;
+    run(&quiet.services, full()).await.unwrap();
+    let r = run(
+        &quiet.services,
+        SyncRequest {
+            mode: Mode::Incremental,
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.mode, "incremental->full",
+        "admin events off: events cannot be trusted"
+    );
+}
+
+#[tokio::test]
+async fn a_user_marked_missing_comes_back_when_keycloak_has_them_again() {
+    let s = setup(&[]).await;
+    run(&s.services, full()).await.unwrap();
+    let carol = s.id_of("carol").await;
+    let store = &s.services.store;
+    assert!(store
+        .mark_missing(&carol, user_sync::store::now_ms())
+        .await
+        .unwrap());
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(count(&r, "reactivated"), 1, "{:?}", r.counts);
+    let back = store.get_user(&carol).await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.deleted_reason),
+        (UserStatus::Active, None)
+    );
+}
