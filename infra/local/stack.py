@@ -246,6 +246,9 @@ def function_env():
         "KEYCLOAK_SECRET_ID": SECRET_ID,
         "TABLE_NAME": TABLE_NAME,
         "JWT_AUDIENCE": client_id(),
+        # POST /admin/sync invokes bulk-sync through cargo lambda watch's Invoke API.
+        "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_PORT}",
+        "SYNC_FUNCTION_NAME": "bulk-sync",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
     return values

@@ -21,6 +21,8 @@ pub struct Config {
     pub sync_max_deactivations: DeactivationGuard,
     /// The standard SDK override, used for local runs against moto.
     pub aws_endpoint_url: Option<String>,
+    /// The bulk-sync function that `POST /admin/sync` starts.
+    pub sync_function_name: String,
 }
 
 /// `SYNC_MAX_DEACTIVATIONS`, e.g. `50,5%`: a run may deactivate at most this many users, and at
@@ -119,6 +121,7 @@ impl Config {
                 reason: format!("expected \"<count>,<percent>%\" such as \"50,5%\", got {guard:?}"),
             })?,
             aws_endpoint_url: value("AWS_ENDPOINT_URL"),
+            sync_function_name: value("SYNC_FUNCTION_NAME").unwrap_or_else(|| "bulk-sync".into()),
             keycloak_client_id,
         })
     }

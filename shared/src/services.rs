@@ -20,6 +20,8 @@ pub struct Services {
     pub keycloak: Arc<KeycloakClient>,
     pub bearer: BearerValidator,
     pub store: Store,
+    /// For starting bulk-sync runs (asynchronous invoke of `SYNC_FUNCTION_NAME`).
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ impl Services {
             keycloak,
             bearer,
             store,
+            lambda: aws_sdk_lambda::Client::new(&aws),
         })
     }
 

@@ -30,7 +30,7 @@ const WRITE_CONCURRENCY: usize = 16;
 /// Role and group members per page (brief representations).
 const MEMBER_PAGE: u32 = 500;
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Full,

@@ -336,20 +336,30 @@ pub async fn create_account(
         groups: Vec::new(),
     };
     let user = User::new(&id, &fields, &v.business, now_ms());
-    if let Err(local) = services.store.create_user(&user).await {
-        // No Keycloak user without its local record: undo the creation.
-        match kc.delete_user(&id).await {
-            Ok(()) | Err(KeycloakError::NotFound) => {
-                tracing::warn!(user_id = %id, error = %local, "local write failed; Keycloak user removed again");
-            }
-            Err(undo) => {
-                tracing::error!(user_id = %id, error = %local, undo_error = %undo,
-                    "local write failed AND the Keycloak user could not be removed: remove it by hand");
-            }
+    match services.store.create_user(&user).await {
+        Ok(()) => {}
+        // A bulk sync imported the new Keycloak user first: the record exists, all is well.
+        Err(crate::store::StoreError::AlreadyExists) => {
+            let existing = services.store.get_user(&id).await?.ok_or(Error::NotFound)?;
+            return serde_json::to_value(UserView::from(&existing)).map_err(Error::internal);
         }
-        return Err(Error::Store(local));
+        Err(local) => return Err(undo_creation(services, &id, local).await),
     }
     serde_json::to_value(UserView::from(&user)).map_err(Error::internal)
+}
+
+/// No Keycloak user without its local record: delete the one just created.
+async fn undo_creation(services: &Services, id: &str, local: crate::store::StoreError) -> Error {
+    match services.keycloak.delete_user(id).await {
+        Ok(()) | Err(KeycloakError::NotFound) => {
+            tracing::warn!(user_id = %id, error = %local, "local write failed; Keycloak user removed again");
+        }
+        Err(undo) => {
+            tracing::error!(user_id = %id, error = %local, undo_error = %undo,
+                "local write failed AND the Keycloak user could not be removed: remove it by hand");
+        }
+    }
+    Error::Store(local)
 }
 
 #[cfg(test)]

@@ -46,6 +46,13 @@ async fn setup_with(realm: common::Realm, vars: &[(&str, &str)]) -> Setup {
         user_sync::secrets::DEFAULT_TTL,
     ));
     let bearer = BearerValidator::new(Arc::clone(&keycloak), &config);
+    // Not used by the sync itself; present because Services carries it.
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .build(),
+    );
     Setup {
         services: Services {
             config,
@@ -53,6 +60,7 @@ async fn setup_with(realm: common::Realm, vars: &[(&str, &str)]) -> Setup {
             keycloak,
             bearer,
             store,
+            lambda,
         },
         realm,
     }

@@ -69,14 +69,26 @@ pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiRespo
                 &admin::sync_user(&services, id, input.direction).await?,
             ))
         }
-        ("POST", ["admin", "sync"])
-        | ("GET", ["admin", "sync", "runs", _])
-        | ("GET", ["admin", "sync", "status"]) => {
+        ("POST", ["admin", "sync"]) => {
             principal.require_admin(config)?;
-            Err(Error::Unavailable {
-                code: "sync_unavailable",
-                detail: "the bulk-sync function is not deployed yet".into(),
-            })
+            let input: admin::StartSyncRequest = req.json()?;
+            let run_id = admin::start_sync(&services, &input).await?;
+            Ok(ApiResponse::json(202, &json!({ "runId": run_id }))
+                .with_header("location", format!("/admin/sync/runs/{run_id}")))
+        }
+        ("GET", ["admin", "sync", "runs", run_id]) => {
+            principal.require_admin(config)?;
+            Ok(ApiResponse::json(
+                200,
+                &admin::sync_run(&services, run_id).await?,
+            ))
+        }
+        ("GET", ["admin", "sync", "status"]) => {
+            principal.require_admin(config)?;
+            Ok(ApiResponse::json(
+                200,
+                &admin::sync_status(&services).await?,
+            ))
         }
         _ => Err(Error::NotFound),
     }

@@ -523,3 +523,79 @@ async fn per_user_sync_in_both_directions_reports_changes() {
     .await;
     assert_eq!(r.status, 400);
 }
+
+async fn finished_run(token: &str, run_id: &str) -> Value {
+    for _ in 0..120 {
+        let r = call(
+            Method::GET,
+            &format!("/admin/sync/runs/{run_id}"),
+            Some(token),
+            None,
+        )
+        .await;
+        if r.status == 200 && !matches!(r.body["status"].as_str(), Some("running")) {
+            return r.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("run {run_id} did not finish");
+}
+
+#[tokio::test]
+async fn an_admin_starts_bulk_syncs_and_reads_their_runs_and_the_status() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "bulk").await;
+    let dry = call(
+        Method::POST,
+        "/admin/sync",
+        Some(&alice),
+        Some(json!({"mode": "full", "dryRun": true})),
+    )
+    .await;
+    assert_eq!(dry.status, 202, "{}", dry.text);
+    let dry_run = finished_run(&alice, dry.body["runId"].as_str().unwrap()).await;
+    assert_eq!(dry_run["status"], "dry_run");
+    let r = call(
+        Method::POST,
+        "/admin/sync",
+        Some(&alice),
+        Some(json!({"mode": "full"})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let run_id = r.body["runId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/admin/sync/runs/{run_id}"))
+    );
+    let run = finished_run(&alice, &run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(run["counts"]["seen"].as_u64().unwrap() >= 4);
+    assert!(
+        run["counts"]["unchanged"].as_u64().unwrap() >= 1,
+        "users created through the API are already in step: {run}"
+    );
+    assert_eq!(
+        local_user(&id).await.unwrap().status,
+        user_sync::store::UserStatus::Active
+    );
+    let status = call(Method::GET, "/admin/sync/status", Some(&alice), None).await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.body["asOfRunId"], json!(run_id));
+    assert!(status.body["lastSuccessAt"].is_string());
+    assert_eq!(status.body["failureRateLast24h"], 0.0);
+    let bad = call(
+        Method::POST,
+        "/admin/sync",
+        Some(&alice),
+        Some(json!({"mode": "sometimes"})),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        call(Method::GET, "/admin/sync/runs/nope", Some(&alice), None)
+            .await
+            .status,
+        404
+    );
+}

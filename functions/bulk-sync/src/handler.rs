@@ -1,0 +1,17 @@
+use std::sync::Arc;
+
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use user_sync::services::Services;
+use user_sync::sync::{self, SyncRequest};
+
+/// Run one sync; the answer (for synchronous invokes) is the run record.
+pub async fn handle(
+    services: Arc<Services>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, user_sync::apigw::LambdaError> {
+    let request: SyncRequest = serde_json::from_value(event.payload)
+        .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
+    let run = sync::run(&services, request).await?;
+    Ok(serde_json::to_value(run)?)
+}
