@@ -10,13 +10,14 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate bench-emulator clean
+.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate bench bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
 	@echo "make up      start moto (DynamoDB, Secrets Manager) and the Keycloak emulator on loopback"
 	@echo "make down    stop them"
 	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite"
+	@echo "make bench   the bulk-sync benchmark (10 000 and 100 000 users)"
 	@echo "make tools   install the pinned tools into .venv and $(COMPAT)/node_modules"
 
 # Pinned Python tools (moto server, cargo-lambda, SAM CLI, pytest); reinstalled when the pins change.
@@ -66,6 +67,11 @@ sam-validate: $(TOOLS)
 
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
 test: tools lint build unit compat stack-test sam-validate
+
+# The bulk-sync benchmark (release build): 10 000 and 100 000 users; results in the README.
+bench: $(TOOLS)
+	cargo build --release -p keycloak-emulator -p bench
+	target/release/bench $(BENCH_SIZES)
 
 # Emulator speed on one core (figures quoted in infra/keycloak-emulator/README.md).
 bench-emulator:

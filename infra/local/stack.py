@@ -282,9 +282,25 @@ def up(with_functions=False):
         f"(environment for clients: {DEV / 'env'})")
 
 
+def initial_sync():
+    """One full sync of the seeded users, through the bulk-sync function as a schedule runs it."""
+    url = f"http://{HOST}:{LAMBDA_PORT}/2015-03-31/functions/bulk-sync/invocations"
+    request = urllib.request.Request(url, data=json.dumps({"mode": "full"}).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=300) as r:
+            run = json.loads(r.read() or b"{}")
+        counts = run.get("counts", {})
+        say(f"initial full sync: {run.get('status')} (seen {counts.get('seen', 0)}, "
+            f"created {counts.get('created', 0)}, unchanged {counts.get('unchanged', 0)})")
+    except (OSError, ValueError) as e:
+        say(f"initial full sync did not run: {e}")
+
+
 def dev():
-    """`make dev`: the whole stack, example calls, and Ctrl-C stops everything."""
+    """`make dev`: the whole stack, one full sync, example calls; Ctrl-C stops everything."""
     up(with_functions=True)
+    initial_sync()
     base = f"http://{HOST}:{GATEWAY_PORT}"
     print(f"""
 keycloak-user-sync is running: API {base}  (Keycloak {keycloak_url()}, moto {MOTO_URL})

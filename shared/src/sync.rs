@@ -57,6 +57,18 @@ pub struct SyncRequest {
     pub force: bool,
     #[serde(default)]
     pub run_id: Option<String>,
+    /// When the invocation must be done (epoch ms; the Lambda deadline). A full run that gets
+    /// close stops writing and asks for a follow-up invocation.
+    #[serde(skip)]
+    pub deadline_ms: Option<i64>,
+}
+
+/// Stop writing this long before the deadline, to record the run and hand over.
+pub const DEADLINE_MARGIN_MS: i64 = 60_000;
+
+fn out_of_time(req: &SyncRequest) -> bool {
+    req.deadline_ms
+        .is_some_and(|d| now_ms() > d - DEADLINE_MARGIN_MS)
 }
 
 #[derive(Default)]
@@ -113,6 +125,9 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
         (run.finished_at.unwrap_or(started) - started).max(0) as u64,
     );
     let recorded = store.put_run(&run).await;
+    if run.status == "continued" {
+        continue_in_new_invocation(services, &req).await;
+    }
     if let Err(e) = store.release_lease(&run.run_id).await {
         tracing::warn!(error = %e, "could not release the sync lease; it expires by itself");
     }
@@ -120,6 +135,33 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
     tracing::info!(run_id = %run.run_id, mode = %run.mode, status = %run.status, counts = ?run.counts, "sync run finished");
     recorded?;
     outcome.map(|_| run)
+}
+
+/// Hand the rest of a full run to a new invocation of this function. Writes are conditional and
+/// hash-based, so the follow-up skips everything already written and goes on from there.
+async fn continue_in_new_invocation(services: &Services, req: &SyncRequest) {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .unwrap_or_else(|_| services.config.sync_function_name.clone());
+    let payload = json!({"mode": "full", "force": req.force});
+    let sent = services
+        .lambda
+        .invoke()
+        .function_name(function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+        .send()
+        .await;
+    if let Err(e) = sent {
+        tracing::error!(error = %aws_sdk_lambda::error::DisplayErrorContext(&e),
+            "could not start the follow-up run; the next scheduled run picks up from here");
+    }
+}
+
+/// Out of time: nobody is deactivated in a run that did not finish; the follow-up goes on.
+fn hand_over(run: &mut SyncRun) {
+    run.status = "continued".into();
+    run.errors
+        .push("time budget reached: continuing in a follow-up invocation".into());
 }
 
 /// One Keycloak user as the sync sees it: identity, business attributes, when it was read.
@@ -290,11 +332,17 @@ async fn apply_changes(
     changes: Vec<(String, KeycloakFields, BusinessAttributes, i64)>,
     counts: &mut Counts,
     errors: &mut Vec<String>,
-) {
+    req: &SyncRequest,
+) -> bool {
     let mut pending = changes.into_iter();
     let mut set = JoinSet::new();
+    let mut finished = true;
     loop {
-        while set.len() < WRITE_CONCURRENCY {
+        while set.len() < WRITE_CONCURRENCY && finished {
+            if out_of_time(req) {
+                finished = false;
+                break;
+            }
             let Some((id, fields, business, at)) = pending.next() else {
                 break;
             };
@@ -332,6 +380,7 @@ async fn apply_changes(
             }
         }
     }
+    finished
 }
 
 enum Deactivation {
@@ -448,13 +497,22 @@ async fn full(
         return Ok(());
     }
     let now = now_ms();
-    let items = new_users
-        .iter()
-        .map(User::to_item)
-        .collect::<Result<Vec<_>, _>>()?;
-    store.batch_put(items).await?;
-    counts.add("created", new_users.len() as u64);
-    apply_changes(store, changes, counts, &mut run.errors).await;
+    for chunk in new_users.chunks(500) {
+        if out_of_time(req) {
+            hand_over(run);
+            return Ok(());
+        }
+        let items = chunk
+            .iter()
+            .map(User::to_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        store.batch_put(items).await?;
+        counts.add("created", chunk.len() as u64);
+    }
+    if !apply_changes(store, changes, counts, &mut run.errors, req).await {
+        hand_over(run);
+        return Ok(());
+    }
     if !deactivations.is_empty() && !guard_ok && !req.force {
         run.plan = Some(json!({"deactivate": plan}));
         run.status = "needs_approval".into();
@@ -653,7 +711,7 @@ async fn incremental(
         run.status = "dry_run".into();
         return Ok(());
     }
-    apply_changes(store, changes, counts, &mut run.errors).await;
+    apply_changes(store, changes, counts, &mut run.errors, req).await;
     state.event_cursor_ms = Some(newest);
     state.last_run_id = Some(run.run_id.clone());
     store.put_sync_state(&state).await?;

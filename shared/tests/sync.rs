@@ -76,6 +76,7 @@ fn full() -> SyncRequest {
         dry_run: false,
         force: false,
         run_id: None,
+        deadline_ms: None,
     }
 }
 
@@ -626,5 +627,26 @@ async fn a_user_marked_missing_comes_back_when_keycloak_has_them_again() {
     assert_eq!(
         (back.status, back.deleted_reason),
         (UserStatus::Active, None)
+    );
+}
+
+#[tokio::test]
+async fn a_run_out_of_time_hands_over_and_the_follow_up_finishes_the_work() {
+    let s = setup(&[]).await;
+    let r = run(
+        &s.services,
+        SyncRequest {
+            deadline_ms: Some(user_sync::store::now_ms()),
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_str(), count(&r, "created")), ("continued", 0));
+    assert_eq!(count(&r, "deactivated"), 0);
+    let follow_up = run(&s.services, full()).await.unwrap();
+    assert_eq!(
+        (follow_up.status.as_str(), count(&follow_up, "created")),
+        ("succeeded", 3)
     );
 }

@@ -10,8 +10,9 @@ pub async fn handle(
     services: Arc<Services>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, user_sync::apigw::LambdaError> {
-    let request: SyncRequest = serde_json::from_value(event.payload)
+    let mut request: SyncRequest = serde_json::from_value(event.payload)
         .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
+    request.deadline_ms = Some(event.context.deadline as i64);
     let run = sync::run(&services, request).await?;
     Ok(serde_json::to_value(run)?)
 }
