@@ -57,18 +57,21 @@ pub struct SyncRequest {
     pub force: bool,
     #[serde(default)]
     pub run_id: Option<String>,
-    /// When the invocation must be done (epoch ms; the Lambda deadline). A full run that gets
-    /// close stops writing and asks for a follow-up invocation.
+    /// When to stop writing and hand over to a follow-up invocation (epoch ms); see
+    /// `stop_writing_at`.
     #[serde(skip)]
     pub deadline_ms: Option<i64>,
 }
 
-/// Stop writing this long before the deadline, to record the run and hand over.
-pub const DEADLINE_MARGIN_MS: i64 = 60_000;
+/// The hand-over time for an invocation that must be done by `deadline` (epoch ms): a minute
+/// before it, or a fifth of the time left if that is shorter, to record the run and hand over.
+pub fn stop_writing_at(deadline: i64, now: i64) -> i64 {
+    let left = (deadline - now).max(0);
+    deadline - (left / 5).min(60_000)
+}
 
 fn out_of_time(req: &SyncRequest) -> bool {
-    req.deadline_ms
-        .is_some_and(|d| now_ms() > d - DEADLINE_MARGIN_MS)
+    req.deadline_ms.is_some_and(|d| now_ms() > d)
 }
 
 #[derive(Default)]
@@ -124,12 +127,25 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
         "duration_ms".into(),
         (run.finished_at.unwrap_or(started) - started).max(0) as u64,
     );
-    let recorded = store.put_run(&run).await;
     if run.status == "continued" {
-        continue_in_new_invocation(services, &req).await;
+        let wrote: u64 = ["created", "updated", "reactivated"]
+            .iter()
+            .map(|k| run.counts.get(*k).copied().unwrap_or(0))
+            .sum();
+        if wrote == 0 {
+            // A follow-up would get no further: say so instead of handing over forever.
+            run.status = "failed".into();
+            run.errors
+                .push("the time budget is too small to make progress".into());
+        }
     }
+    let recorded = store.put_run(&run).await;
     if let Err(e) = store.release_lease(&run.run_id).await {
         tracing::warn!(error = %e, "could not release the sync lease; it expires by itself");
+    }
+    // Only once the lease is free: the follow-up takes it.
+    if run.status == "continued" {
+        continue_in_new_invocation(services, &req).await;
     }
     emit_metrics(&run);
     tracing::info!(run_id = %run.run_id, mode = %run.mode, status = %run.status, counts = ?run.counts, "sync run finished");

@@ -631,7 +631,7 @@ async fn a_user_marked_missing_comes_back_when_keycloak_has_them_again() {
 }
 
 #[tokio::test]
-async fn a_run_out_of_time_hands_over_and_the_follow_up_finishes_the_work() {
+async fn a_run_without_time_to_make_progress_fails_instead_of_handing_over_forever() {
     let s = setup(&[]).await;
     let r = run(
         &s.services,
@@ -642,11 +642,68 @@ async fn a_run_out_of_time_hands_over_and_the_follow_up_finishes_the_work() {
     )
     .await
     .unwrap();
-    assert_eq!((r.status.as_str(), count(&r, "created")), ("continued", 0));
-    assert_eq!(count(&r, "deactivated"), 0);
-    let follow_up = run(&s.services, full()).await.unwrap();
     assert_eq!(
-        (follow_up.status.as_str(), count(&follow_up, "created")),
+        (
+            r.status.as_str(),
+            count(&r, "created"),
+            count(&r, "deactivated")
+        ),
+        ("failed", 0, 0)
+    );
+    let next = run(&s.services, full()).await.unwrap();
+    assert_eq!(
+        (next.status.as_str(), count(&next, "created")),
         ("succeeded", 3)
     );
+}
+
+#[tokio::test]
+async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finishes() {
+    // 1 200 more users: written in batches of 500, with the budget spent after the first ones.
+    let s = setup(&[]).await;
+    s.realm
+        .http
+        .post(format!(
+            "{}/_emulator/realms/{}/users/bulk",
+            common::emulator(),
+            s.realm.name
+        ))
+        .json(&json!({"count": 1200, "prefix": "bulk"}))
+        .send()
+        .await
+        .unwrap();
+    // A budget of 1.5 s: on this machine the crawl and the first batches fit, the rest does not.
+    let deadline = user_sync::store::now_ms() + 1_500;
+    let r = run(
+        &s.services,
+        SyncRequest {
+            deadline_ms: Some(deadline),
+            ..full()
+        },
+    )
+    .await
+    .unwrap();
+    match r.status.as_str() {
+        "continued" => {
+            assert!(count(&r, "created") > 0, "{:?}", r.counts);
+            let follow_up = run(&s.services, full()).await.unwrap();
+            assert_eq!(follow_up.status, "succeeded");
+            assert_eq!(
+                count(&follow_up, "created") + count(&r, "created"),
+                1203,
+                "nothing twice, nothing lost"
+            );
+        }
+        // A fast machine wrote everything within the budget, or a slow one read too long to
+        // write anything: either way nobody was written twice or lost.
+        "succeeded" => assert_eq!(count(&r, "created"), 1203),
+        other => assert_eq!((other, count(&r, "created")), ("failed", 0)),
+    }
+}
+
+#[test]
+fn the_hand_over_leaves_a_minute_or_a_fifth_of_the_time() {
+    use user_sync::sync::stop_writing_at;
+    assert_eq!(stop_writing_at(900_000, 0), 840_000);
+    assert_eq!(stop_writing_at(30_000, 0), 24_000);
 }

@@ -12,7 +12,10 @@ pub async fn handle(
 ) -> Result<Value, user_sync::apigw::LambdaError> {
     let mut request: SyncRequest = serde_json::from_value(event.payload)
         .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
-    request.deadline_ms = Some(event.context.deadline as i64);
+    request.deadline_ms = Some(sync::stop_writing_at(
+        event.context.deadline as i64,
+        user_sync::store::now_ms(),
+    ));
     let run = sync::run(&services, request).await?;
     Ok(serde_json::to_value(run)?)
 }
