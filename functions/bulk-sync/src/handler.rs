@@ -12,10 +12,18 @@ pub async fn handle(
 ) -> Result<Value, user_sync::apigw::LambdaError> {
     let mut request: SyncRequest = serde_json::from_value(event.payload)
         .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
-    request.deadline_ms = Some(sync::stop_writing_at(
-        event.context.deadline as i64,
-        user_sync::store::now_ms(),
-    ));
+    // Lambda always gives a deadline ahead; a local runner may not. Without one, no time budget.
+    let (deadline, now) = (event.context.deadline as i64, user_sync::store::now_ms());
+    request.deadline_ms = if deadline > now + 1_000 {
+        Some(sync::stop_writing_at(deadline, now))
+    } else {
+        tracing::warn!(
+            deadline,
+            now,
+            "no usable invocation deadline: running without a time budget"
+        );
+        None
+    };
     let run = sync::run(&services, request).await?;
     Ok(serde_json::to_value(run)?)
 }
