@@ -178,6 +178,37 @@ impl Store {
         &self.table
     }
 
+    /// Apply `update` to the item at `key` if `condition` holds; `Ok(false)` when it did not
+    /// (nothing written).
+    pub(crate) async fn update_if(
+        &self,
+        key: Item,
+        update: Update,
+        condition: String,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     /// Write items in batches of 25, re-sending `UnprocessedItems` with backoff until all are in.
     pub async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         for chunk in items.chunks(25) {

@@ -179,29 +179,9 @@ impl Store {
         u.set("ended_at", n(now));
         u.set("end_reason", s(reason.as_str()));
         let ended = u.name("ended_at");
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.session_key(user_id, sid)))
-            .update_expression(u.expression())
-            .condition_expression(format!(
-                "attribute_exists(pk) AND attribute_not_exists({ended})"
-            ))
-            .set_expression_attribute_names(Some(u.names))
-            .set_expression_attribute_values(Some(u.values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        let condition = format!("attribute_exists(pk) AND attribute_not_exists({ended})");
+        self.update_if(self.session_key(user_id, sid), u, condition)
+            .await
     }
 
     /// Every session record of a user, newest first.

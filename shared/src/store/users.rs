@@ -500,27 +500,8 @@ impl Store {
         let (version, one) = (u.name("version"), u.value(n(1)));
         u.set_expr("version", format!("{version} + {one}"));
         let (status, deleted) = (u.name("status"), u.value(s("deleted")));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.user_key(id)))
-            .update_expression(u.expression())
-            .condition_expression(format!("attribute_exists(pk) AND {status} <> {deleted}"))
-            .set_expression_attribute_names(Some(u.names))
-            .set_expression_attribute_values(Some(u.values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        let condition = format!("attribute_exists(pk) AND {status} <> {deleted}");
+        self.update_if(self.user_key(id), u, condition).await
     }
 
     /// Mark a user deleted locally (the record stays as a tombstone), if still at
