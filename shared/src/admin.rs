@@ -11,13 +11,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{Error, FieldError};
-use crate::keycloak::{KeycloakError, UserRepresentation, UserUpdate};
+use crate::keycloak::{KeycloakError, UserUpdate};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, BusinessAttributes, KeycloakFields, ListQuery, SessionEnd, User,
-    UserStatus,
+    now_ms, ApplyOutcome, BusinessAttributes, ListQuery, SessionEnd, User, UserStatus,
 };
-use crate::users::{self, is_technical_role, BusinessInput, NewAccount, RegisterRequest, UserView};
+use crate::users::{self, BusinessInput, NewAccount, RegisterRequest, UserView};
 
 /// `"<version>"`, the ETag of a user record.
 pub fn etag(version: u64) -> String {
@@ -371,45 +370,6 @@ pub struct SyncUserRequest {
     pub direction: Direction,
 }
 
-/// Keycloak's view of one user: identity (effective roles, group paths) and business attributes.
-pub async fn keycloak_view(
-    services: &Services,
-    rep: &UserRepresentation,
-) -> Result<(KeycloakFields, BusinessAttributes), Error> {
-    let kc = &services.keycloak;
-    let roles = kc
-        .user_effective_realm_roles(&rep.id)
-        .await?
-        .into_iter()
-        .map(|r| r.name)
-        .filter(|r| !is_technical_role(r))
-        .collect();
-    let groups = kc
-        .user_groups(&rep.id)
-        .await?
-        .into_iter()
-        .map(|g| g.path)
-        .collect();
-    let fields = KeycloakFields {
-        username: rep.username.clone(),
-        email: rep.email.clone(),
-        first_name: rep.first_name.clone(),
-        last_name: rep.last_name.clone(),
-        enabled: rep.enabled,
-        email_verified: rep.email_verified,
-        roles,
-        groups,
-    };
-    let text = |n: &str| rep.attribute(n).map(str::to_owned);
-    let business = BusinessAttributes {
-        organization: text("organization"),
-        phone: text("phone"),
-        department: text("department"),
-        title: text("title"),
-    };
-    Ok((fields, business))
-}
-
 /// Bring one user in step, in the direction asked; answers the user and whether anything changed.
 pub async fn sync_user(
     services: &Services,
@@ -419,7 +379,8 @@ pub async fn sync_user(
     let kc_user = services.keycloak.get_user(id).await?;
     let changed = match direction {
         Direction::FromKeycloak => {
-            let (fields, business) = keycloak_view(services, &kc_user).await?;
+            let (fields, business) =
+                crate::sync::observe_user(&services.keycloak, &kc_user).await?;
             let now = now_ms();
             let outcome = services
                 .store
@@ -485,6 +446,7 @@ pub async fn sync_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::KeycloakFields;
 
     fn user() -> User {
         let fields = KeycloakFields {

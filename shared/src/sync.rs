@@ -29,6 +29,8 @@ const EVENT_OVERLAP_MS: i64 = 60_000;
 const WRITE_CONCURRENCY: usize = 16;
 /// Role and group members per page (brief representations).
 const MEMBER_PAGE: u32 = 500;
+/// Events per page.
+const EVENT_PAGE: u32 = 500;
 
 #[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -245,6 +247,25 @@ async fn crawl(
     }
 }
 
+/// Every item of a listing read `size` at a time, until a short page.
+async fn all_pages<T, F, Fut>(size: u32, mut page: F) -> Result<Vec<T>, KeycloakError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, KeycloakError>>,
+{
+    let mut all = Vec::new();
+    let mut first = 0;
+    loop {
+        let items = page(first).await?;
+        let short = (items.len() as u32) < size;
+        all.extend(items);
+        if short {
+            return Ok(all);
+        }
+        first += size;
+    }
+}
+
 /// Effective realm roles (composites expanded, technical ones left out) and group paths of every
 /// user, read per role and per group rather than per user.
 async fn memberships(
@@ -279,37 +300,29 @@ async fn memberships(
             .into_iter()
             .filter(|r| !is_technical_role(r))
             .collect();
-        let mut first = 0;
-        loop {
-            let members = kc.role_members(&role.name, first, MEMBER_PAGE).await?;
-            for m in &members {
-                result
-                    .entry(m.id.clone())
-                    .or_default()
-                    .0
-                    .extend(effective.iter().cloned());
-            }
-            if (members.len() as u32) < MEMBER_PAGE {
-                break;
-            }
-            first += MEMBER_PAGE;
+        let members = all_pages(MEMBER_PAGE, |first| {
+            kc.role_members(&role.name, first, MEMBER_PAGE)
+        })
+        .await?;
+        for m in &members {
+            result
+                .entry(m.id.clone())
+                .or_default()
+                .0
+                .extend(effective.iter().cloned());
         }
     }
     for group in kc.groups().await? {
-        let mut first = 0;
-        loop {
-            let members = kc.group_members(&group.id, first, MEMBER_PAGE).await?;
-            for m in &members {
-                result
-                    .entry(m.id.clone())
-                    .or_default()
-                    .1
-                    .push(group.path.clone());
-            }
-            if (members.len() as u32) < MEMBER_PAGE {
-                break;
-            }
-            first += MEMBER_PAGE;
+        let members = all_pages(MEMBER_PAGE, |first| {
+            kc.group_members(&group.id, first, MEMBER_PAGE)
+        })
+        .await?;
+        for m in &members {
+            result
+                .entry(m.id.clone())
+                .or_default()
+                .1
+                .push(group.path.clone());
         }
     }
     Ok(result)
@@ -339,6 +352,28 @@ fn fields_of(
         title: text("title"),
     };
     (fields, business)
+}
+
+/// One user as Keycloak states it, read user by user (effective roles, group paths): for the
+/// incremental sync and per-user sync, where per-role reads would cost more than they save.
+pub async fn observe_user(
+    kc: &KeycloakClient,
+    rep: &UserRepresentation,
+) -> Result<(KeycloakFields, BusinessAttributes), KeycloakError> {
+    let roles = kc
+        .user_effective_realm_roles(&rep.id)
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .filter(|r| !is_technical_role(r))
+        .collect();
+    let groups = kc
+        .user_groups(&rep.id)
+        .await?
+        .into_iter()
+        .map(|g| g.path)
+        .collect();
+    Ok(fields_of(rep, Some(&(roles, groups))))
 }
 
 /// Write changed users, `WRITE_CONCURRENCY` at a time, each only if its observation is newer
@@ -616,72 +651,53 @@ async fn incremental(
     let mut newest = cursor;
     let mut users: Vec<String> = Vec::new();
     let mut seen_events = HashSet::new();
-    let mut first = 0;
-    loop {
-        let page = kc
-            .admin_events(&EventQuery {
-                date_from_ms: Some(from),
-                types: vec![
-                    "USER".into(),
-                    "REALM_ROLE_MAPPING".into(),
-                    "GROUP_MEMBERSHIP".into(),
-                ],
-                first,
-                max: 500,
-                ascending: true,
-                ..Default::default()
-            })
-            .await?;
-        for e in &page {
-            let key = e
-                .id
-                .clone()
+    let query = |first: u32, types: Vec<String>| EventQuery {
+        date_from_ms: Some(from),
+        types,
+        first,
+        max: EVENT_PAGE,
+        ascending: true,
+        ..Default::default()
+    };
+    let admin_types: Vec<String> = ["USER", "REALM_ROLE_MAPPING", "GROUP_MEMBERSHIP"]
+        .map(String::from)
+        .to_vec();
+    for e in all_pages(EVENT_PAGE, |first| {
+        let q = query(first, admin_types.clone());
+        async move { kc.admin_events(&q).await }
+    })
+    .await?
+    {
+        let key =
+            e.id.clone()
                 .unwrap_or_else(|| format!("{}|{}|{}", e.time, e.resource_path, e.operation_type));
-            if seen_events.insert(key) {
-                newest = newest.max(e.time);
-                if let Some(id) = e.user_id() {
-                    users.push(id.to_owned());
-                }
-            }
+        if seen_events.insert(key) {
+            newest = newest.max(e.time);
+            users.extend(e.user_id().map(str::to_owned));
         }
-        if page.len() < 500 {
-            break;
-        }
-        first += 500;
     }
-    let mut first = 0;
-    loop {
-        let page = kc
-            .user_events(&EventQuery {
-                date_from_ms: Some(from),
-                types: [
-                    "REGISTER",
-                    "UPDATE_PROFILE",
-                    "UPDATE_EMAIL",
-                    "DELETE_ACCOUNT",
-                    "VERIFY_EMAIL",
-                ]
-                .map(String::from)
-                .to_vec(),
-                first,
-                max: 500,
-                ascending: true,
-                ..Default::default()
-            })
-            .await?;
-        for e in &page {
-            let key =
-                e.id.clone()
-                    .unwrap_or_else(|| format!("{}|{}|{:?}", e.time, e.kind, e.user_id));
-            if seen_events.insert(key) {
-                newest = newest.max(e.time);
-                users.extend(e.user_id.clone());
-            }
+    let user_types: Vec<String> = [
+        "REGISTER",
+        "UPDATE_PROFILE",
+        "UPDATE_EMAIL",
+        "DELETE_ACCOUNT",
+        "VERIFY_EMAIL",
+    ]
+    .map(String::from)
+    .to_vec();
+    for e in all_pages(EVENT_PAGE, |first| {
+        let q = query(first, user_types.clone());
+        async move { kc.user_events(&q).await }
+    })
+    .await?
+    {
+        let key =
+            e.id.clone()
+                .unwrap_or_else(|| format!("{}|{}|{:?}", e.time, e.kind, e.user_id));
+        if seen_events.insert(key) {
+            newest = newest.max(e.time);
+            users.extend(e.user_id.clone());
         }
-        if page.len() < 500 {
-            break;
-        }
-        first += 500;
     }
     let unique: BTreeSet<String> = users.into_iter().collect();
     counts.add("events", seen_events.len() as u64);
@@ -691,20 +707,7 @@ async fn incremental(
     for id in unique {
         match kc.get_user(&id).await {
             Ok(rep) if rep.service_account_client_id.is_none() => {
-                let (roles, groups) = (
-                    kc.user_effective_realm_roles(&id)
-                        .await?
-                        .into_iter()
-                        .map(|r| r.name)
-                        .filter(|r| !is_technical_role(r))
-                        .collect(),
-                    kc.user_groups(&id)
-                        .await?
-                        .into_iter()
-                        .map(|g| g.path)
-                        .collect(),
-                );
-                let (f, b) = fields_of(&rep, Some(&(roles, groups)));
+                let (f, b) = observe_user(kc, &rep).await?;
                 changes.push((id, f, b, now));
             }
             Ok(_) => {}

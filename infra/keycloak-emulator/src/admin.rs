@@ -288,17 +288,7 @@ fn read(emu: &Emulator, realm: &Realm, req: &Req, caller: &Caller, rest: &[&str]
                 if !realm.realm_roles.contains_key(*name) {
                     return Err(not_found("Could not find role"));
                 }
-                let (first, max) = paging(req, 100);
-                let brief = req.bool_param("briefRepresentation").unwrap_or(true);
-                let members: Vec<Value> = realm
-                    .users
-                    .values()
-                    .filter(|u| u.realm_roles.contains(*name))
-                    .skip(first)
-                    .take(max)
-                    .map(|u| realm.user_json(u, brief, caller.manage_users()))
-                    .collect();
-                ok_json(&json!(members))
+                members(realm, req, caller, true, |u| u.realm_roles.contains(*name))
             }
             ["groups"] => {
                 require(caller.query_groups())?;
@@ -346,17 +336,7 @@ fn read(emu: &Emulator, realm: &Realm, req: &Req, caller: &Caller, rest: &[&str]
                 if !realm.groups.contains_key(*gid) {
                     return Err(not_found("Could not find group by id"));
                 }
-                let (first, max) = paging(req, 100);
-                let brief = req.bool_param("briefRepresentation").unwrap_or(false);
-                let members: Vec<Value> = realm
-                    .users
-                    .values()
-                    .filter(|u| u.groups.contains(*gid))
-                    .skip(first)
-                    .take(max)
-                    .map(|u| realm.user_json(u, brief, caller.manage_users()))
-                    .collect();
-                ok_json(&json!(members))
+                members(realm, req, caller, false, |u| u.groups.contains(*gid))
             }
             ["clients"] => {
                 require(caller.query_clients())?;
@@ -511,6 +491,29 @@ fn write(emu: &Emulator, realm: &mut Realm, req: &Req, caller: &Caller, rest: &[
         })
     })();
     result.unwrap_or_else(|e| e)
+}
+
+/// A page of the users matching `is_member`, in username order (role and group members).
+fn members(
+    realm: &Realm,
+    req: &Req,
+    caller: &Caller,
+    brief_default: bool,
+    is_member: impl Fn(&User) -> bool,
+) -> Response {
+    let (first, max) = paging(req, 100);
+    let brief = req
+        .bool_param("briefRepresentation")
+        .unwrap_or(brief_default);
+    let page: Vec<Value> = realm
+        .users
+        .values()
+        .filter(|u| is_member(u))
+        .skip(first)
+        .take(max)
+        .map(|u| realm.user_json(u, brief, caller.manage_users()))
+        .collect();
+    ok_json(&json!(page))
 }
 
 fn viewable_user<'a>(realm: &'a Realm, caller: &Caller, id: &str) -> Result<&'a User, Response> {
