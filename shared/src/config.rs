@@ -23,6 +23,43 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// The bulk-sync function that `POST /admin/sync` starts.
     pub sync_function_name: String,
+    /// Realm roles only admins may act on, besides `admin` and `manager` (`PROTECTED_ROLES`).
+    pub protected_roles: Vec<String>,
+    /// The business attributes kept in the store and synced (`USER_ATTRIBUTES`).
+    pub user_attributes: Vec<String>,
+    /// How long audit records are kept (`AUDIT_RETENTION_DAYS`).
+    pub audit_retention_days: u32,
+    pub throttle: ThrottleLimits,
+    /// Whether a login may say "account disabled" before Keycloak accepted the password
+    /// (`REVEAL_ACCOUNT_STATE`); off, such a login is an ordinary `invalid_credentials`.
+    pub reveal_account_state: bool,
+}
+
+/// Abuse limits of the public auth routes, counted in DynamoDB per fixed time window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThrottleLimits {
+    /// Failed logins per username per window (`LOGIN_MAX_FAILURES_PER_USER`).
+    pub login_failures_per_user: u64,
+    /// Failed logins per source IP per window (`LOGIN_MAX_FAILURES_PER_IP`).
+    pub login_failures_per_ip: u64,
+    /// `LOGIN_FAILURE_WINDOW_SECONDS`.
+    pub login_window_s: i64,
+    /// Registrations per source IP per window (`REGISTER_MAX_PER_IP`).
+    pub registrations_per_ip: u64,
+    /// `REGISTER_WINDOW_SECONDS`.
+    pub register_window_s: i64,
+}
+
+impl Default for ThrottleLimits {
+    fn default() -> Self {
+        ThrottleLimits {
+            login_failures_per_user: 10,
+            login_failures_per_ip: 100,
+            login_window_s: 15 * 60,
+            registrations_per_ip: 20,
+            register_window_s: 3600,
+        }
+    }
 }
 
 /// `SYNC_MAX_DEACTIVATIONS`, e.g. `50,5%`: a run may deactivate at most this many users, and at
@@ -106,6 +143,66 @@ impl Config {
             })
             .unwrap_or_else(|| vec![keycloak_client_id.clone()]);
         let guard = value("SYNC_MAX_DEACTIVATIONS").unwrap_or_else(|| "50,5%".into());
+        let list = |name: &str, default: &str| -> Vec<String> {
+            value(name)
+                .unwrap_or_else(|| default.to_owned())
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect()
+        };
+        let user_attributes = list("USER_ATTRIBUTES", "organization,phone,department,title");
+        if let Some(bad) = user_attributes.iter().find(|a| !is_attribute_name(a)) {
+            return Err(ConfigError {
+                variable: "USER_ATTRIBUTES",
+                reason: format!(
+                    "{bad:?} is not an attribute name (a letter, then letters, digits or _)"
+                ),
+            });
+        }
+        let defaults = ThrottleLimits::default();
+        let throttle = ThrottleLimits {
+            login_failures_per_user: number(
+                "LOGIN_MAX_FAILURES_PER_USER",
+                defaults.login_failures_per_user,
+                1,
+                1_000_000,
+            )?,
+            login_failures_per_ip: number(
+                "LOGIN_MAX_FAILURES_PER_IP",
+                defaults.login_failures_per_ip,
+                1,
+                1_000_000,
+            )?,
+            login_window_s: number(
+                "LOGIN_FAILURE_WINDOW_SECONDS",
+                defaults.login_window_s as u64,
+                10,
+                86_400,
+            )? as i64,
+            registrations_per_ip: number(
+                "REGISTER_MAX_PER_IP",
+                defaults.registrations_per_ip,
+                1,
+                1_000_000,
+            )?,
+            register_window_s: number(
+                "REGISTER_WINDOW_SECONDS",
+                defaults.register_window_s as u64,
+                10,
+                86_400,
+            )? as i64,
+        };
+        let reveal_account_state = match value("REVEAL_ACCOUNT_STATE").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "REVEAL_ACCOUNT_STATE",
+                    reason: format!("expected true or false, got {other:?}"),
+                })
+            }
+        };
         Ok(Config {
             keycloak_url,
             keycloak_realm: required("KEYCLOAK_REALM")?,
@@ -122,6 +219,11 @@ impl Config {
             })?,
             aws_endpoint_url: value("AWS_ENDPOINT_URL"),
             sync_function_name: value("SYNC_FUNCTION_NAME").unwrap_or_else(|| "bulk-sync".into()),
+            protected_roles: list("PROTECTED_ROLES", ""),
+            user_attributes,
+            audit_retention_days: number("AUDIT_RETENTION_DAYS", 400, 1, 3650)? as u32,
+            throttle,
+            reveal_account_state,
             keycloak_client_id,
         })
     }
@@ -130,6 +232,14 @@ impl Config {
     pub fn issuer(&self) -> String {
         format!("{}/realms/{}", self.keycloak_url, self.keycloak_realm)
     }
+}
+
+/// Attribute names travel into DynamoDB expressions and Keycloak's user profile: keep them plain.
+fn is_attribute_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
 }
 
 fn parse_guard(v: &str) -> Option<DeactivationGuard> {
@@ -214,6 +324,28 @@ mod tests {
             let err = Config::from_lookup(env(&pairs)).unwrap_err();
             assert_eq!(err.variable, var, "{bad}");
         }
+    }
+
+    #[test]
+    fn attribute_and_protected_role_lists_are_read() {
+        let c = Config::from_lookup(env(BASE)).unwrap();
+        assert_eq!(
+            c.user_attributes,
+            ["organization", "phone", "department", "title"]
+        );
+        assert!(c.protected_roles.is_empty());
+        let mut pairs = BASE.to_vec();
+        pairs.push(("USER_ATTRIBUTES", "organization, costCenter"));
+        pairs.push(("PROTECTED_ROLES", "auditor,billing"));
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.user_attributes, ["organization", "costCenter"]);
+        assert_eq!(c.protected_roles, ["auditor", "billing"]);
+        let mut bad = BASE.to_vec();
+        bad.push(("USER_ATTRIBUTES", "cost-center"));
+        assert_eq!(
+            Config::from_lookup(env(&bad)).unwrap_err().variable,
+            "USER_ATTRIBUTES"
+        );
     }
 
     #[test]

@@ -39,6 +39,18 @@ pub enum Error {
     Unauthenticated,
     #[error("forbidden")]
     Forbidden,
+    /// The caller may use the route, but not on this user (policy).
+    #[error("{detail}")]
+    ForbiddenTarget { detail: String },
+    /// Too many attempts from this source or for this account (our own throttle).
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
+    /// A refresh token older than the session's current one: the session is ended.
+    #[error("refresh token reused")]
+    RefreshTokenReused,
+    /// Another admin write to this user is still in flight.
+    #[error("write in progress")]
+    WriteInProgress,
     #[error("not found")]
     NotFound,
     #[error("{detail}")]
@@ -98,6 +110,21 @@ impl Error {
         Error::Internal(e.to_string())
     }
 
+    /// The error with its source chain, for the log (never for the client).
+    pub fn cause(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let next = s.to_string();
+            if !text.contains(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = s.source();
+        }
+        text
+    }
+
     pub fn field(field: &str, message: &str) -> Self {
         Error::Validation(vec![FieldError::new(field, message)])
     }
@@ -154,6 +181,31 @@ impl Error {
                 "forbidden",
                 "Forbidden",
                 "your roles do not allow this",
+            ),
+            Error::ForbiddenTarget { detail } => {
+                Problem::new(403, "forbidden_target", "Forbidden", detail.clone())
+            }
+            Error::RateLimited { retry_after } => {
+                let mut p = Problem::new(
+                    429,
+                    "rate_limited",
+                    "Too many requests",
+                    "too many attempts; retry later",
+                );
+                p.retry_after = Some(*retry_after);
+                p
+            }
+            Error::RefreshTokenReused => Problem::new(
+                401,
+                "refresh_token_reused",
+                "Refresh token reused",
+                "this refresh token was replaced already; the session is ended, sign in again",
+            ),
+            Error::WriteInProgress | Error::Store(StoreError::Locked) => Problem::new(
+                409,
+                "write_in_progress",
+                "Conflict",
+                "another change to this user is in progress; read it again and retry",
             ),
             Error::Keycloak(K::AccountDisabled) | Error::Store(StoreError::UserDeleted) => {
                 Problem::new(

@@ -1,11 +1,131 @@
-//! Request parsing and response building shared by the handlers: JSON bodies (content type, 64 KiB
-//! limit, unknown fields refused), input rules as Keycloak applies them, and problem+json answers.
+//! The HTTP edge of the functions, on the runtime's own pieces: `lambda_http` runs an axum
+//! `Router` (one per function); extractors read JSON bodies by this API's rules (content type,
+//! 64 KiB, unknown fields refused), the bearer caller and API Gateway's request context; and an
+//! `Error` becomes its problem+json answer here, logged once with its cause.
 
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::response::IntoResponse;
+use http::request::Parts;
 use http::{header, HeaderValue, Response, StatusCode};
+use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::auth::Principal;
 use crate::error::{Error, FieldError};
+use crate::services::Services;
+
+/// The state every function's router shares: everything built once per cold start.
+pub type AppState = Arc<Services>;
+
+/// Run an HTTP function: the platform's logging (JSON with `AWS_LAMBDA_LOG_FORMAT=JSON`, level
+/// from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`), the services built and warmed once, then every
+/// invocation served by `router`.
+pub async fn serve(router: axum::Router<AppState>) -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let services = Arc::new(Services::from_env().await?);
+    services.warm_up().await;
+    let app = router
+        .fallback(|| async { Error::NotFound })
+        .with_state(services);
+    lambda_http::run(app).await
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        let problem = self.to_problem();
+        // The cause is logged here, once; the client sees only the problem.
+        if problem.status >= 500 {
+            tracing::error!(status = problem.status, code = problem.code, error = %self.cause(), "request failed");
+        } else {
+            tracing::info!(
+                status = problem.status,
+                code = problem.code,
+                "request refused"
+            );
+        }
+        let (parts, body) = problem_response(&self).into_parts();
+        axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+    }
+}
+
+/// A JSON request body, parsed by this API's rules; a refusal is a problem+json answer.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Error> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = axum::body::to_bytes(req.into_body(), MAX_BODY + 1)
+            .await
+            .map_err(|_| Error::PayloadTooLarge { limit: MAX_BODY })?;
+        parse_json(content_type.as_deref(), &body).map(Json)
+    }
+}
+
+/// The signed-in caller of a bearer route (token and session checked).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, services: &AppState) -> Result<Self, Error> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        crate::sessions::authenticate(services, authorization)
+            .await
+            .map(Caller)
+    }
+}
+
+/// Where a request came from, as API Gateway states it.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub request_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let mut origin = Origin::default();
+        if let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>() {
+            origin.request_id = ctx.request_id.clone().unwrap_or_default();
+            origin.ip = ctx.http.source_ip.clone();
+            origin.user_agent = ctx.http.user_agent.clone();
+        }
+        if origin.request_id.is_empty() {
+            origin.request_id = parts
+                .extensions
+                .get::<lambda_http::Context>()
+                .map(|c| c.request_id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        }
+        Ok(origin)
+    }
+}
+
+/// A header's value, if it is present and text.
+pub fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A JSON answer with a status.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> axum::response::Response {
+    let (parts, body) = json_response(status.as_u16(), body).into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
 
 /// Bodies above this are refused before parsing (DESIGN §4).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -70,92 +190,31 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Characters Keycloak's default user profile refuses in usernames.
-const USERNAME_PROHIBITED: &[char] = &[
-    '<', '>', '&', '"', '\'', '$', '%', '!', '#', '?', '§', ';', '*', '~', '/', '\\', '|', '^',
-    '=', '[', ']', '{', '}', '(', ')',
-];
-
-/// A username as Keycloak stores it (trimmed, lowercase), or why it is refused:
-/// 3 to 255 characters, no white space, none of Keycloak's prohibited characters.
-pub fn username(raw: &str) -> Result<String, FieldError> {
-    let v = raw.trim().to_lowercase();
-    let len = v.chars().count();
-    if !(3..=255).contains(&len) {
-        return Err(FieldError::new("username", "must be 3 to 255 characters"));
+/// A page size from the query string: 1 to 200, 50 when absent.
+pub fn limit(raw: Option<&str>) -> Result<usize, Error> {
+    match raw {
+        None | Some("") => Ok(50),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=200).contains(l))
+            .ok_or_else(|| Error::field("limit", "must be a whole number from 1 to 200")),
     }
-    if v.chars()
-        .any(|c| c.is_whitespace() || c.is_control() || USERNAME_PROHIBITED.contains(&c))
-    {
-        return Err(FieldError::new(
-            "username",
-            "may contain letters, digits and . _ - @ + only",
-        ));
-    }
-    Ok(v)
 }
 
-/// An email as Keycloak stores it (trimmed, lowercase), or why it is refused.
-pub fn email(raw: &str) -> Result<String, FieldError> {
-    let v = raw.trim().to_lowercase();
-    let valid = v.len() <= 255
-        && match v.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && local.len() <= 64
-                    && domain.contains('.')
-                    && !domain.contains('@')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !domain.contains("..")
-            }
-            None => false,
-        }
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '"'));
-    if valid {
-        Ok(v)
+/// A Keycloak id from a path (users and sessions are UUIDs): anything else names nothing, so it
+/// is a 404 before any Keycloak or DynamoDB call.
+pub fn keycloak_id(raw: &str) -> Result<&str, Error> {
+    let b = raw.as_bytes();
+    let well_formed = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if well_formed {
+        Ok(raw)
     } else {
-        Err(FieldError::new("email", "must be a valid email address"))
-    }
-}
-
-/// A first or last name: at most 255 characters, none of Keycloak's prohibited characters.
-pub fn person_name(field: &str, raw: &str) -> Result<String, FieldError> {
-    let v = raw.trim().to_owned();
-    if v.chars().count() > 255 {
-        return Err(FieldError::new(field, "must be at most 255 characters"));
-    }
-    if v.chars()
-        .any(|c| c.is_control() || (USERNAME_PROHIBITED.contains(&c) && c != '\''))
-    {
-        return Err(FieldError::new(
-            field,
-            "contains characters that are not allowed",
-        ));
-    }
-    Ok(v)
-}
-
-/// A password we are willing to send on: present and not absurd. Keycloak's policy decides the rest.
-pub fn password(raw: &str) -> Result<(), FieldError> {
-    if raw.trim().is_empty() {
-        return Err(FieldError::new("password", "required"));
-    }
-    if raw.len() > 1024 {
-        return Err(FieldError::new("password", "must be at most 1024 bytes"));
-    }
-    Ok(())
-}
-
-/// Collect the failures of several field checks into one validation error.
-pub fn all_valid(results: Vec<Result<(), FieldError>>) -> Result<(), Error> {
-    let errors: Vec<FieldError> = results.into_iter().filter_map(Result::err).collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation(errors))
+        Err(Error::NotFound)
     }
 }
 
@@ -260,20 +319,27 @@ mod tests {
     }
 
     #[test]
-    fn usernames_follow_keycloak_rules() {
-        assert_eq!(username("  Alice.Smith ").unwrap(), "alice.smith");
-        assert!(username("al").is_err());
-        assert!(username("a b c").is_err());
-        assert!(username("bad<name>").is_err());
-        assert_eq!(username("x@example.com").unwrap(), "x@example.com");
+    fn only_uuid_shaped_ids_name_a_user() {
+        assert!(keycloak_id("2c4e8a1b-0f3d-4c5e-9a7b-1d2e3f4a5b6c").is_ok());
+        for bad in [
+            "",
+            "..",
+            "abc",
+            "2c4e8a1b-0f3d-4c5e-9a7b-1d2e3f4a5b6",
+            "../users/x/reset-password",
+            "2c4e8a1b_0f3d_4c5e_9a7b_1d2e3f4a5b6c",
+            "2c4e8a1b-0f3d-4c5e-9a7b-1d2e3f4a5b6g",
+        ] {
+            assert!(matches!(keycloak_id(bad), Err(Error::NotFound)), "{bad}");
+        }
     }
 
     #[test]
-    fn emails_are_lowercased_and_checked() {
-        assert_eq!(email("A@Example.COM").unwrap(), "a@example.com");
-        for bad in ["a@", "@b.c", "a@b", "a b@c.d", "a@@b.c"] {
-            assert!(email(bad).is_err(), "{bad}");
-        }
+    fn page_sizes_are_bounded() {
+        assert_eq!(limit(None).unwrap(), 50);
+        assert_eq!(limit(Some("200")).unwrap(), 200);
+        assert!(limit(Some("0")).is_err());
+        assert!(limit(Some("201")).is_err());
     }
 
     #[test]

@@ -10,7 +10,10 @@ use aws_config::BehaviorVersion;
 
 use crate::auth::BearerValidator;
 use crate::config::{Config, ConfigError};
+use crate::error::Error;
 use crate::keycloak::{ClientSecret, KeycloakClient, KeycloakError, RetryPolicy};
+use crate::policy::Policy;
+use crate::profile::AttributeRules;
 use crate::secrets::{ClientSecretCache, DEFAULT_TTL};
 use crate::store::Store;
 
@@ -22,6 +25,10 @@ pub struct Services {
     pub store: Store,
     /// For starting bulk-sync runs (asynchronous invoke of `SYNC_FUNCTION_NAME`).
     pub lambda: aws_sdk_lambda::Client,
+    pub policy: Policy,
+    /// Who may write which business attribute, read from the realm's user profile once per cold
+    /// start (on first use, or during INIT by `warm_up_attribute_rules`).
+    attribute_rules: tokio::sync::OnceCell<Arc<AttributeRules>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,21 +65,48 @@ impl Services {
             ClientSecret::SecretsManager(Arc::clone(&secrets)),
             RetryPolicy::default(),
         )?);
-        let bearer = BearerValidator::new(Arc::clone(&keycloak), &config);
         let secret = secrets.get().await?;
         let store = Store::new(
             aws_sdk_dynamodb::Client::new(&aws),
             &config.table_name,
             &cursor_key(secret.expose()),
         );
-        Ok(Services {
+        let lambda = aws_sdk_lambda::Client::new(&aws);
+        Ok(Self::from_parts(config, secrets, keycloak, store, lambda))
+    }
+
+    /// Assemble from clients built elsewhere (tests and tools with their own endpoints).
+    pub fn from_parts(
+        config: Config,
+        secrets: Arc<ClientSecretCache>,
+        keycloak: Arc<KeycloakClient>,
+        store: Store,
+        lambda: aws_sdk_lambda::Client,
+    ) -> Self {
+        Services {
+            bearer: BearerValidator::new(Arc::clone(&keycloak), &config),
+            policy: Policy::new(&config),
+            attribute_rules: tokio::sync::OnceCell::new(),
             config,
             secrets,
             keycloak,
-            bearer,
             store,
-            lambda: aws_sdk_lambda::Client::new(&aws),
-        })
+            lambda,
+        }
+    }
+
+    /// Who may write which business attribute (the realm's user profile, read once).
+    pub async fn attribute_rules(&self) -> Result<Arc<AttributeRules>, Error> {
+        self.attribute_rules
+            .get_or_try_init(|| async {
+                let profile = self.keycloak.user_profile().await?;
+                Ok::<_, Error>(Arc::new(AttributeRules::from_user_profile(
+                    &self.config.user_attributes,
+                    &profile,
+                )))
+            })
+            .await
+            .cloned()
     }
 
     /// Best effort: a failure here is logged, and the request that needs the resource retries.

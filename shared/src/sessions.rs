@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, TokenSet};
+use crate::profile::{attributes_of_claims, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, token_hash, BusinessAttributes, KeycloakFields, LoginRecord, Session, SessionEnd,
-    StoreError,
+    now_ms, token_hash, KeycloakFields, LoginRecord, Session, SessionEnd, StoreError,
 };
-use crate::users::{attributes_map, is_technical_role, iso8601, UserView};
+use crate::users::{is_technical_role, iso8601, UserView};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,12 +33,7 @@ pub struct ValidateRequest {
     pub token: String,
 }
 
-/// Where a request came from, for the session record.
-#[derive(Clone, Debug, Default)]
-pub struct Origin {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
+pub use crate::http::Origin;
 
 /// The tokens handed to the client (the only place they ever go).
 #[derive(Clone, Serialize)]
@@ -87,7 +82,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// The identity an access token states (mapped attributes travel as claims: no admin call).
-fn identity(p: &Principal) -> (KeycloakFields, BusinessAttributes) {
+fn identity(p: &Principal, attribute_names: &[String]) -> (KeycloakFields, Attributes) {
     let c = &p.claims;
     let fields = KeycloakFields {
         username: claim(c, "preferred_username")
@@ -109,14 +104,7 @@ fn identity(p: &Principal) -> (KeycloakFields, BusinessAttributes) {
             .collect(),
         groups: strings(c.get("groups")),
     };
-    let text = |name: &str| claim(c, name).map(str::to_owned);
-    let business = BusinessAttributes {
-        organization: text("organization"),
-        phone: text("phone"),
-        department: text("department"),
-        title: text("title"),
-    };
-    (fields, business)
+    (fields, attributes_of_claims(attribute_names, c))
 }
 
 /// `sub` and `sid` of a refresh token, read without checking it: Keycloak checks it, and we act
@@ -188,12 +176,12 @@ pub async fn login(
         .clone()
         .or_else(|| tokens.session_state.clone())
         .ok_or_else(|| Error::internal("token without a session id"))?;
-    let (fields, business) = identity(&principal);
+    let (fields, attributes) = identity(&principal, &services.config.user_attributes);
     let now = now_ms();
     let record = LoginRecord {
         user_id: principal.user_id.clone(),
         fields: fields.clone(),
-        business: business.clone(),
+        attributes: attributes.clone(),
         at: now,
     };
     let session = session_record(&principal.user_id, &sid, &tokens, origin, now);
@@ -215,7 +203,7 @@ pub async fn login(
         email_verified: fields.email_verified,
         roles: fields.roles.into_iter().collect(),
         groups: fields.groups,
-        attributes: attributes_map(&business),
+        attributes,
         created_at: None,
         updated_at: None,
         last_login_at: Some(iso8601(now)),

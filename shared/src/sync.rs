@@ -12,10 +12,11 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::keycloak::{EventQuery, KeycloakClient, KeycloakError, UserRepresentation};
+use crate::profile::{attributes_of_user, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, BusinessAttributes, KeycloakFields, SessionEnd, Store, SyncRun, User,
-    UserStatus, MISSING_IN_KEYCLOAK,
+    now_ms, ApplyOutcome, KeycloakFields, SessionEnd, Store, SyncRun, User, UserStatus,
+    MISSING_IN_KEYCLOAK,
 };
 use crate::users::is_technical_role;
 
@@ -331,7 +332,8 @@ async fn memberships(
 fn fields_of(
     rep: &UserRepresentation,
     membership: Option<&(BTreeSet<String>, Vec<String>)>,
-) -> (KeycloakFields, BusinessAttributes) {
+    attribute_names: &[String],
+) -> (KeycloakFields, Attributes) {
     let (roles, groups) = membership.cloned().unwrap_or_default();
     let fields = KeycloakFields {
         username: rep.username.clone(),
@@ -344,14 +346,7 @@ fn fields_of(
         groups,
     }
     .normalized();
-    let text = |n: &str| rep.attribute(n).map(str::to_owned);
-    let business = BusinessAttributes {
-        organization: text("organization"),
-        phone: text("phone"),
-        department: text("department"),
-        title: text("title"),
-    };
-    (fields, business)
+    (fields, attributes_of_user(attribute_names, rep))
 }
 
 /// One user as Keycloak states it, read user by user (effective roles, group paths): for the
@@ -359,7 +354,8 @@ fn fields_of(
 pub async fn observe_user(
     kc: &KeycloakClient,
     rep: &UserRepresentation,
-) -> Result<(KeycloakFields, BusinessAttributes), KeycloakError> {
+    attribute_names: &[String],
+) -> Result<(KeycloakFields, Attributes), KeycloakError> {
     let roles = kc
         .user_effective_realm_roles(&rep.id)
         .await?
@@ -373,14 +369,14 @@ pub async fn observe_user(
         .into_iter()
         .map(|g| g.path)
         .collect();
-    Ok(fields_of(rep, Some(&(roles, groups))))
+    Ok(fields_of(rep, Some(&(roles, groups)), attribute_names))
 }
 
 /// Write changed users, `WRITE_CONCURRENCY` at a time, each only if its observation is newer
 /// than what is stored (a login or admin write made meanwhile wins).
 async fn apply_changes(
     store: &Store,
-    changes: Vec<(String, KeycloakFields, BusinessAttributes, i64)>,
+    changes: Vec<(String, KeycloakFields, Attributes, i64)>,
     counts: &mut Counts,
     errors: &mut Vec<String>,
     req: &SyncRequest,
@@ -436,7 +432,7 @@ async fn apply_changes(
 
 enum Deactivation {
     Deleted,
-    Disabled(Box<(KeycloakFields, BusinessAttributes)>),
+    Disabled(Box<(KeycloakFields, Attributes)>),
 }
 
 async fn full(
@@ -446,6 +442,7 @@ async fn full(
     counts: &mut Counts,
 ) -> Result<(), Error> {
     let cfg = &services.config;
+    let names = &cfg.user_attributes;
     let store = &services.store;
     let kc = &services.keycloak;
     let (crawled, complete) = crawl(
@@ -472,7 +469,7 @@ async fn full(
         if !seen.insert(o.rep.id.clone()) {
             continue; // offset drift can show a user twice
         }
-        let (fields, business) = fields_of(&o.rep, members.get(&o.rep.id));
+        let (fields, business) = fields_of(&o.rep, members.get(&o.rep.id), names);
         match local.get(&o.rep.id) {
             None => new_users.push(User::new(&o.rep.id, &fields, &business, o.at)),
             Some(l)
@@ -501,7 +498,7 @@ async fn full(
                     deactivations.push((l.id.clone(), l.username.clone(), Deactivation::Deleted))
                 }
                 Ok(rep) if !rep.enabled => {
-                    let (f, b) = fields_of(&rep, members.get(&rep.id));
+                    let (f, b) = fields_of(&rep, members.get(&rep.id), names);
                     deactivations.push((
                         l.id.clone(),
                         l.username.clone(),
@@ -510,7 +507,7 @@ async fn full(
                 }
                 Ok(rep) => {
                     counts.add("missed_by_paging", 1);
-                    let (f, b) = fields_of(&rep, members.get(&rep.id));
+                    let (f, b) = fields_of(&rep, members.get(&rep.id), names);
                     changes.push((rep.id.clone(), f, b, now_ms()));
                 }
                 Err(e) => {
@@ -707,7 +704,7 @@ async fn incremental(
     for id in unique {
         match kc.get_user(&id).await {
             Ok(rep) if rep.service_account_client_id.is_none() => {
-                let (f, b) = observe_user(kc, &rep).await?;
+                let (f, b) = observe_user(kc, &rep, &services.config.user_attributes).await?;
                 changes.push((id, f, b, now));
             }
             Ok(_) => {}

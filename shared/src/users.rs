@@ -5,14 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::error::{Error, FieldError};
+use crate::error::Error;
 use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
+use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
-use crate::store::{
-    now_ms, token_hash, BusinessAttributes, Claim, KeycloakFields, StoredResponse, User,
-};
+use crate::store::{now_ms, token_hash, Claim, KeycloakFields, StoredResponse, User};
 
 /// Realm roles every user has for technical reasons; not worth storing.
 pub fn is_technical_role(role: &str) -> bool {
@@ -70,7 +68,6 @@ pub struct UserView {
 
 impl From<&User> for UserView {
     fn from(u: &User) -> Self {
-        let business = u.business();
         UserView {
             id: u.id.clone(),
             username: u.username.clone(),
@@ -82,7 +79,7 @@ impl From<&User> for UserView {
             email_verified: u.email_verified,
             roles: u.roles.clone(),
             groups: u.groups.clone(),
-            attributes: attributes_map(&business),
+            attributes: u.attributes.clone(),
             created_at: Some(iso8601(u.created_at)),
             updated_at: Some(iso8601(u.updated_at)),
             last_login_at: u.last_login_at.map(iso8601),
@@ -91,64 +88,11 @@ impl From<&User> for UserView {
     }
 }
 
-pub fn attributes_map(b: &BusinessAttributes) -> BTreeMap<String, String> {
-    BusinessAttributes::NAMES
-        .iter()
-        .filter_map(|n| b.get(n).map(|v| ((*n).to_owned(), v.to_owned())))
-        .collect()
-}
-
-/// The business attributes a request may set.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusinessInput {
-    pub organization: Option<String>,
-    pub phone: Option<String>,
-    pub department: Option<String>,
-    pub title: Option<String>,
-}
-
-impl BusinessInput {
-    /// Trimmed, empty values dropped, each checked.
-    pub fn validated(&self) -> Result<BusinessAttributes, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut check = |name: &str, v: &Option<String>| -> Option<String> {
-            let v = v.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
-            let max = if name == "phone" { 64 } else { 255 };
-            if v.chars().count() > max {
-                errors.push(FieldError::new(
-                    format!("attributes.{name}"),
-                    format!("must be at most {max} characters"),
-                ));
-            } else if name == "phone"
-                && !v.chars().all(|c| c.is_ascii_digit() || " +()-".contains(c))
-            {
-                errors.push(FieldError::new(
-                    "attributes.phone",
-                    "may contain digits, spaces and + ( ) - only",
-                ));
-            }
-            Some(v.to_owned())
-        };
-        let out = BusinessAttributes {
-            organization: check("organization", &self.organization),
-            phone: check("phone", &self.phone),
-            department: check("department", &self.department),
-            title: check("title", &self.title),
-        };
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            Err(errors)
-        }
-    }
-}
-
 /// Keycloak user attributes for the business data (declared in the realm's user profile).
-pub fn keycloak_attributes(b: &BusinessAttributes) -> BTreeMap<String, Vec<String>> {
-    attributes_map(b)
-        .into_iter()
-        .map(|(k, v)| (k, vec![v]))
+pub fn keycloak_attributes(attributes: &Attributes) -> BTreeMap<String, Vec<String>> {
+    attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), vec![v.clone()]))
         .collect()
 }
 
@@ -162,8 +106,10 @@ pub struct RegisterRequest {
     pub first_name: Option<String>,
     #[serde(default)]
     pub last_name: Option<String>,
+    /// Business attributes; a registering user may set only those the realm's user profile lets
+    /// users edit.
     #[serde(default)]
-    pub attributes: Option<BusinessInput>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// A validated new account (registration or admin creation).
@@ -172,25 +118,29 @@ pub struct NewAccount {
     pub email: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    pub business: BusinessAttributes,
+    pub attributes: Attributes,
     pub enabled: bool,
     pub temporary_password: bool,
 }
 
-fn validate(req: &RegisterRequest) -> Result<NewAccount, Error> {
+/// Check a registration-shaped request, every field, before anything is written. `editor` says
+/// whose attribute permissions apply: the user's own (registration) or an admin's (creation).
+pub async fn validate_new_account(
+    services: &Services,
+    req: &RegisterRequest,
+    editor: Editor,
+) -> Result<NewAccount, Error> {
     let mut errors = Vec::new();
-    let username = crate::http::username(&req.username)
+    let username = profile::username(&req.username)
         .map_err(|e| errors.push(e))
         .ok();
-    let email = crate::http::email(&req.email)
-        .map_err(|e| errors.push(e))
-        .ok();
-    if let Err(e) = crate::http::password(&req.password) {
+    let email = profile::email(&req.email).map_err(|e| errors.push(e)).ok();
+    if let Err(e) = profile::password(&req.password) {
         errors.push(e);
     }
     let mut name = |field: &str, v: &Option<String>| {
         v.as_deref()
-            .map(|v| crate::http::person_name(field, v))
+            .map(|v| profile::person_name(field, v))
             .transpose()
             .map_err(|e| errors.push(e))
             .ok()
@@ -199,35 +149,30 @@ fn validate(req: &RegisterRequest) -> Result<NewAccount, Error> {
     };
     let first_name = name("firstName", &req.first_name);
     let last_name = name("lastName", &req.last_name);
-    let business = match req
-        .attributes
-        .as_ref()
-        .map(BusinessInput::validated)
-        .transpose()
-    {
-        Ok(b) => b.unwrap_or_default(),
-        Err(e) => {
-            errors.extend(e);
-            BusinessAttributes::default()
+    let mut attributes = Attributes::new();
+    if !req.attributes.is_empty() {
+        let input = req
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        match services.attribute_rules().await?.check(editor, &input) {
+            Ok(valid) => attributes = profile::present(&valid),
+            Err(e) => errors.extend(e),
         }
-    };
+    }
     match (username, email) {
         (Some(username), Some(email)) if errors.is_empty() => Ok(NewAccount {
             username,
             email,
             first_name,
             last_name,
-            business,
+            attributes,
             enabled: true,
             temporary_password: false,
         }),
         _ => Err(Error::Validation(errors)),
     }
-}
-
-/// Check a registration-shaped request (also used by admin creation).
-pub fn validate_new_account(req: &RegisterRequest) -> Result<NewAccount, Error> {
-    validate(req)
 }
 
 /// Register a user. With an idempotency key, a retry of the same request answers the first
@@ -236,8 +181,9 @@ pub async fn register(
     services: &Services,
     req: &RegisterRequest,
     idempotency_key: Option<&str>,
-) -> Result<Value, Error> {
-    let valid = validate(req)?;
+    _origin: &crate::http::Origin,
+) -> Result<UserView, Error> {
+    let valid = validate_new_account(services, req, Editor::User).await?;
     let Some(key) = idempotency_key.map(str::trim).filter(|k| !k.is_empty()) else {
         return create_account(services, &req.password, valid).await;
     };
@@ -254,7 +200,7 @@ pub async fn register(
             valid.email,
             valid.first_name,
             valid.last_name,
-            attributes_map(&valid.business)
+            valid.attributes
         ])
         .to_string(),
     );
@@ -277,7 +223,7 @@ pub async fn register(
             Ok(body) => {
                 let stored = StoredResponse {
                     status: 201,
-                    body: body.to_string(),
+                    body: serde_json::to_string(&body).map_err(Error::internal)?,
                 };
                 if let Err(e) = services.store.complete_idempotency(key, &stored).await {
                     tracing::warn!(error = %e, "could not record the idempotent response");
@@ -299,7 +245,7 @@ pub async fn create_account(
     services: &Services,
     password: &str,
     v: NewAccount,
-) -> Result<Value, Error> {
+) -> Result<UserView, Error> {
     let kc = &services.keycloak;
     let new_user = NewUser {
         username: v.username.clone(),
@@ -308,7 +254,7 @@ pub async fn create_account(
         last_name: v.last_name.clone(),
         enabled: v.enabled,
         email_verified: None,
-        attributes: keycloak_attributes(&v.business),
+        attributes: keycloak_attributes(&v.attributes),
         credentials: vec![PasswordCredential::new(password, v.temporary_password)],
     };
     // An unknown outcome (timeout) answers 503; if Keycloak did create the user, the next full
@@ -335,17 +281,17 @@ pub async fn create_account(
         roles,
         groups: Vec::new(),
     };
-    let user = User::new(&id, &fields, &v.business, now_ms());
+    let user = User::new(&id, &fields, &v.attributes, now_ms());
     match services.store.create_user(&user).await {
         Ok(()) => {}
         // A bulk sync imported the new Keycloak user first: the record exists, all is well.
         Err(crate::store::StoreError::AlreadyExists) => {
             let existing = services.store.get_user(&id).await?.ok_or(Error::NotFound)?;
-            return serde_json::to_value(UserView::from(&existing)).map_err(Error::internal);
+            return Ok(UserView::from(&existing));
         }
         Err(local) => return Err(undo_creation(services, &id, local).await),
     }
-    serde_json::to_value(UserView::from(&user)).map_err(Error::internal)
+    Ok(UserView::from(&user))
 }
 
 /// No Keycloak user without its local record: delete the one just created.
@@ -370,37 +316,6 @@ mod tests {
     fn iso8601_formats_epoch_millis() {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(1_735_000_000_123), "2024-12-24T00:26:40.123Z");
-    }
-
-    #[test]
-    fn registration_validation_reports_every_field() {
-        let req = RegisterRequest {
-            username: "x".into(),
-            email: "nope".into(),
-            password: " ".into(),
-            first_name: Some("<b>".into()),
-            last_name: None,
-            attributes: Some(BusinessInput {
-                phone: Some("call me".into()),
-                ..Default::default()
-            }),
-        };
-        match validate(&req) {
-            Err(Error::Validation(errors)) => {
-                let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-                assert_eq!(
-                    fields,
-                    [
-                        "username",
-                        "email",
-                        "password",
-                        "firstName",
-                        "attributes.phone"
-                    ]
-                );
-            }
-            other => panic!("{:?}", other.err()),
-        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use common::table;
 use user_sync::store::*;
@@ -22,16 +22,44 @@ fn fields(username: &str) -> KeycloakFields {
     }
 }
 
+fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 fn user(id: &str, username: &str) -> User {
     User::new(
         id,
         &fields(username),
-        &BusinessAttributes {
-            organization: Some("Acme".into()),
-            ..Default::default()
-        },
+        &attrs(&[("organization", "Acme")]),
         1_000,
     )
+}
+
+fn lock(owner: &str, until: i64) -> WriteLock {
+    WriteLock {
+        owner: owner.into(),
+        until,
+    }
+}
+
+/// An admin's soft delete, as the admin API writes it.
+async fn soft_delete(store: &Store, id: &str, now: i64) -> User {
+    let old = store.get_user(id).await.unwrap().unwrap();
+    let deleted = User {
+        status: UserStatus::Deleted,
+        enabled: false,
+        deleted_at: Some(now),
+        deleted_reason: Some(DELETED_BY_ADMIN.into()),
+        version: old.version + 1,
+        ..old.clone()
+    };
+    let l = lock("admin", now + 30_000);
+    store.begin_edit(&old, &deleted, &l, now).await.unwrap();
+    store.finish_edit(id, &l).await.unwrap();
+    deleted
 }
 
 fn session(user_id: &str, sid: &str, expires_at: i64) -> Session {
@@ -66,10 +94,7 @@ async fn a_user_is_created_once_and_read_back() {
 #[tokio::test]
 async fn keycloak_fields_create_update_and_skip_unchanged() {
     let store = table().await;
-    let biz = BusinessAttributes {
-        title: Some("Agent".into()),
-        ..Default::default()
-    };
+    let biz = attrs(&[("title", "Agent")]);
     assert_eq!(
         store
             .apply_keycloak_fields("u1", &fields("bob"), &biz, 100, 100)
@@ -81,7 +106,7 @@ async fn keycloak_fields_create_update_and_skip_unchanged() {
     assert_eq!(
         (
             created.version,
-            created.title.as_deref(),
+            created.attributes.get("title").map(String::as_str),
             created.login_count
         ),
         (1, Some("Agent"), 0)
@@ -118,7 +143,7 @@ async fn keycloak_fields_create_update_and_skip_unchanged() {
 #[tokio::test]
 async fn an_older_observation_never_overwrites_a_newer_one() {
     let store = table().await;
-    let biz = BusinessAttributes::default();
+    let biz = Attributes::new();
     let mut newer = fields("carl");
     newer.first_name = Some("Newer".into());
     store
@@ -152,43 +177,48 @@ async fn keycloak_fields_never_touch_business_attributes_of_an_existing_user() {
     store.create_user(&user("u1", "dana")).await.unwrap();
     let mut changed = fields("dana");
     changed.enabled = false;
-    let biz = BusinessAttributes {
-        organization: Some("Other".into()),
-        ..Default::default()
-    };
+    let biz = attrs(&[("organization", "Other")]);
     store
         .apply_keycloak_fields("u1", &changed, &biz, 2_000, 2_000)
         .await
         .unwrap();
     let u = store.get_user("u1").await.unwrap().unwrap();
     assert_eq!(
-        (u.organization.as_deref(), u.status, u.enabled),
-        (Some("Acme"), UserStatus::Disabled, false)
+        (u.attributes["organization"].as_str(), u.status, u.enabled),
+        ("Acme", UserStatus::Disabled, false)
     );
 }
 
 #[tokio::test]
-async fn a_stale_version_fails_and_changes_nothing() {
+async fn an_edit_at_a_stale_version_fails_and_changes_nothing() {
     let store = table().await;
-    store.create_user(&user("u1", "erin")).await.unwrap();
-    let change = HashMap::from([("title".to_owned(), Some("Lead".to_owned()))]);
-    let after = store
-        .update_business("u1", &change, 1, 5_000)
-        .await
-        .unwrap();
-    assert_eq!((after.title.as_deref(), after.version), (Some("Lead"), 2));
-    let stale = HashMap::from([("title".to_owned(), Some("Intern".to_owned()))]);
+    let old = user("u1", "erin");
+    store.create_user(&old).await.unwrap();
+    let mut new = old.clone();
+    new.attributes.insert("title".into(), "Lead".into());
+    new.version = 2;
+    let l = lock("a", 60_000);
+    store.begin_edit(&old, &new, &l, 5_000).await.unwrap();
+    store.finish_edit("u1", &l).await.unwrap();
+    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), new);
+    let mut stale = old.clone();
+    stale.attributes.insert("title".into(), "Intern".into());
+    stale.version = 2;
     assert_eq!(
         store
-            .update_business("u1", &stale, 1, 6_000)
+            .begin_edit(&old, &stale, &lock("b", 60_000), 6_000)
             .await
             .unwrap_err(),
         StoreError::VersionConflict
     );
-    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), after);
+    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), new);
+    let ghost = User {
+        id: "ghost".into(),
+        ..old.clone()
+    };
     assert_eq!(
         store
-            .update_business("ghost", &change, 1, 6_000)
+            .begin_edit(&ghost, &ghost, &lock("c", 60_000), 6_000)
             .await
             .unwrap_err(),
         StoreError::NotFound
@@ -196,26 +226,95 @@ async fn a_stale_version_fails_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn business_attributes_can_be_removed() {
+async fn a_record_with_a_write_in_flight_refuses_other_writers_until_the_lock_expires() {
     let store = table().await;
-    store.create_user(&user("u1", "fay")).await.unwrap();
-    let after = store
-        .update_business(
-            "u1",
-            &HashMap::from([("organization".to_owned(), None)]),
-            1,
-            2,
-        )
+    let old = user("u1", "uma");
+    store.create_user(&old).await.unwrap();
+    let mut first = old.clone();
+    first.first_name = Some("One".into());
+    first.version = 2;
+    store
+        .begin_edit(&old, &first, &lock("first", 10_000), 1_000)
         .await
         .unwrap();
-    assert_eq!(after.organization, None);
+    // The second writer holds the ETag of the first write, which is still in flight.
+    let mut second = first.clone();
+    second.first_name = Some("Two".into());
+    second.version = 3;
+    assert_eq!(
+        store
+            .begin_edit(&first, &second, &lock("second", 20_000), 2_000)
+            .await
+            .unwrap_err(),
+        StoreError::Locked
+    );
+    // The first writer died: once its lock has expired, the next writer takes over.
+    store
+        .begin_edit(&first, &second, &lock("second", 20_000), 11_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .finish_edit("u1", &lock("first", 10_000))
+            .await
+            .unwrap_err(),
+        StoreError::Locked,
+        "a writer whose lock was taken over releases nothing"
+    );
+    store
+        .finish_edit("u1", &lock("second", 20_000))
+        .await
+        .unwrap();
+    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), second);
+}
+
+#[tokio::test]
+async fn an_undone_edit_restores_the_fields_under_a_newer_version() {
+    let store = table().await;
+    let old = user("u1", "kim");
+    store.create_user(&old).await.unwrap();
+    let mut new = old.clone();
+    new.attributes.insert("title".into(), "Boss".into());
+    new.email = None;
+    new.version = 2;
+    let l = lock("a", 60_000);
+    store.begin_edit(&old, &new, &l, 1_000).await.unwrap();
+    // A login meanwhile counts itself; the undo must not lose that.
+    let login = LoginRecord {
+        user_id: "u1".into(),
+        fields: new.keycloak_fields(),
+        attributes: Attributes::new(),
+        at: 1_500,
+    };
+    store
+        .record_login(&login, &session("u1", "s1", 9_999_999_999))
+        .await
+        .unwrap();
+    store.undo_edit(&new, &old, &l).await.unwrap();
+    let after = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (after.email.clone(), after.attributes.get("title")),
+        (old.email.clone(), None)
+    );
+    assert_eq!(after.login_count, 1, "the login's count survives the undo");
+    assert_eq!(
+        after.version, 4,
+        "1 → 2 (edit) → 3 (login) → 4 (undo): never a version twice"
+    );
+    let item_version_1_again = store
+        .begin_edit(&old, &old, &lock("b", 60_000), 2_000)
+        .await;
+    assert_eq!(
+        item_version_1_again.unwrap_err(),
+        StoreError::VersionConflict
+    );
 }
 
 #[tokio::test]
 async fn soft_delete_keeps_a_tombstone_that_keycloak_updates_leave_alone() {
     let store = table().await;
     store.create_user(&user("u1", "gus")).await.unwrap();
-    let deleted = store.soft_delete("u1", Some(1), 9_000).await.unwrap();
+    let deleted = soft_delete(&store, "u1", 9_000).await;
     assert_eq!(
         (deleted.status, deleted.deleted_at, deleted.enabled),
         (UserStatus::Deleted, Some(9_000), false)
@@ -224,7 +323,7 @@ async fn soft_delete_keeps_a_tombstone_that_keycloak_updates_leave_alone() {
     back.first_name = Some("Back".into());
     assert_eq!(
         store
-            .apply_keycloak_fields("u1", &back, &BusinessAttributes::default(), 10_000, 10_000)
+            .apply_keycloak_fields("u1", &back, &Attributes::new(), 10_000, 10_000)
             .await
             .unwrap(),
         ApplyOutcome::Skipped
@@ -306,7 +405,7 @@ async fn prefix_search_by_username_or_email_and_status_filter() {
         .await
         .unwrap();
     assert_eq!(by_email.items.len(), 1);
-    store.soft_delete("id1", None, 5).await.unwrap();
+    soft_delete(&store, "id1", 5).await;
     let deleted = store
         .list_users(&ListQuery {
             limit: 10,
@@ -379,10 +478,7 @@ async fn a_login_writes_the_user_and_the_session_in_one_transaction() {
     let login = LoginRecord {
         user_id: "u1".into(),
         fields: fields("hana"),
-        business: BusinessAttributes {
-            department: Some("Ops".into()),
-            ..Default::default()
-        },
+        attributes: attrs(&[("department", "Ops")]),
         at: 7_000,
     };
     store
@@ -404,7 +500,7 @@ async fn a_login_writes_the_user_and_the_session_in_one_transaction() {
         (u.login_count, u.last_login_at, u.created_at),
         (2, Some(8_000), 7_000)
     );
-    assert_eq!(u.department.as_deref(), Some("Ops"));
+    assert_eq!(u.attributes["department"], "Ops");
     let sessions = store.list_sessions("u1").await.unwrap();
     assert_eq!(sessions.len(), 2);
     assert!(sessions
@@ -416,11 +512,11 @@ async fn a_login_writes_the_user_and_the_session_in_one_transaction() {
 async fn a_login_of_a_locally_deleted_user_writes_nothing() {
     let store = table().await;
     store.create_user(&user("u1", "ivy")).await.unwrap();
-    store.soft_delete("u1", None, 5).await.unwrap();
+    soft_delete(&store, "u1", 5).await;
     let login = LoginRecord {
         user_id: "u1".into(),
         fields: fields("ivy"),
-        business: Default::default(),
+        attributes: Attributes::new(),
         at: 6,
     };
     assert!(store
@@ -649,56 +745,13 @@ async fn dynamodb_down_is_unavailable() {
 }
 
 #[tokio::test]
-async fn a_conditional_replace_wins_once_and_can_be_undone() {
-    let store = table().await;
-    let original = user("u1", "kim");
-    store.create_user(&original).await.unwrap();
-    let reserved = User {
-        title: Some("Boss".into()),
-        version: 2,
-        ..original.clone()
-    };
-    store.replace_user(&reserved, 1).await.unwrap();
-    let rival = User {
-        title: Some("Rival".into()),
-        version: 2,
-        ..original.clone()
-    };
-    assert_eq!(
-        store.replace_user(&rival, 1).await.unwrap_err(),
-        StoreError::VersionConflict
-    );
-    store.replace_user(&original, 2).await.unwrap(); // put back exactly, version included
-    assert_eq!(store.get_user("u1").await.unwrap(), Some(original.clone()));
-    assert_eq!(
-        store
-            .replace_user(
-                &User {
-                    id: "ghost".into(),
-                    ..original
-                },
-                1
-            )
-            .await
-            .unwrap_err(),
-        StoreError::NotFound
-    );
-}
-
-#[tokio::test]
 async fn a_user_marked_missing_is_reactivated_by_a_newer_observation() {
     let store = table().await;
     store.create_user(&user("u1", "lee")).await.unwrap();
     assert!(store.mark_missing("u1", 5_000).await.unwrap());
     assert!(!store.mark_missing("u1", 5_001).await.unwrap(), "once");
     let outcome = store
-        .apply_keycloak_fields(
-            "u1",
-            &fields("lee"),
-            &BusinessAttributes::default(),
-            6_000,
-            6_000,
-        )
+        .apply_keycloak_fields("u1", &fields("lee"), &Attributes::new(), 6_000, 6_000)
         .await
         .unwrap();
     assert_eq!(outcome, ApplyOutcome::Reactivated);

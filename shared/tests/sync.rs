@@ -8,10 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use user_sync::auth::BearerValidator;
 use user_sync::keycloak::UserUpdate;
 use user_sync::services::Services;
-use user_sync::store::{BusinessAttributes, KeycloakFields, LoginRecord, Session, UserStatus};
+use user_sync::store::{Attributes, KeycloakFields, LoginRecord, Session, UserStatus};
 use user_sync::sync::{run, Mode, SyncRequest};
 use user_sync::Config;
 
@@ -45,7 +44,6 @@ async fn setup_with(realm: common::Realm, vars: &[(&str, &str)]) -> Setup {
         &secret_id,
         user_sync::secrets::DEFAULT_TTL,
     ));
-    let bearer = BearerValidator::new(Arc::clone(&keycloak), &config);
     // Not used by the sync itself; present because Services carries it.
     let lambda = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::Config::builder()
@@ -54,14 +52,7 @@ async fn setup_with(realm: common::Realm, vars: &[(&str, &str)]) -> Setup {
             .build(),
     );
     Setup {
-        services: Services {
-            config,
-            secrets,
-            keycloak,
-            bearer,
-            store,
-            lambda,
-        },
+        services: Services::from_parts(config, secrets, keycloak, store, lambda),
         realm,
     }
 }
@@ -113,7 +104,7 @@ async fn a_first_sync_creates_every_user_with_roles_groups_and_attributes() {
         "effective roles, technical ones left out"
     );
     assert_eq!(alice.groups, vec!["/engineering"]);
-    assert_eq!(alice.organization.as_deref(), Some("Acme"));
+    assert_eq!(alice.attributes["organization"], "Acme");
     assert_eq!(alice.status, UserStatus::Active);
 }
 
@@ -172,7 +163,7 @@ async fn a_login_and_a_sync_agree_on_a_users_content() {
     let login = LoginRecord {
         user_id: p.user_id.clone(),
         fields,
-        business: BusinessAttributes::default(),
+        attributes: Attributes::new(),
         at: user_sync::store::now_ms(),
     };
     s.services
@@ -474,7 +465,7 @@ async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
         let record = LoginRecord {
             user_id: carol.clone(),
             fields,
-            business: BusinessAttributes::default(),
+            attributes: Attributes::new(),
             at: user_sync::store::now_ms(),
         };
         services

@@ -1,95 +1,196 @@
-use std::sync::Arc;
+//! `/admin/*`: admin user management, bulk-sync control and the audit trail. Each route parses,
+//! calls one function of the shared library and maps the result.
 
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use serde_json::json;
-use user_sync::admin::{
+use user_sync::audit::{self, Actor};
+use user_sync::http::{header, json, AppState, Caller, Json, Origin};
+use user_sync::sync_control::{self, StartSyncRequest};
+use user_sync::user_admin::{
     self, CreateUserRequest, ListParams, PasswordRequest, PatchUserRequest, SyncUserRequest,
 };
-use user_sync::apigw::{ApiRequest, ApiResponse};
-use user_sync::services::Services;
-use user_sync::sessions;
 use user_sync::users::UserView;
 use user_sync::Error;
 
-pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiResponse, Error> {
-    let principal = sessions::authenticate(&services, req.header("authorization")).await?;
-    let config = &services.config;
-    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    match (req.method.as_str(), segments.as_slice()) {
-        ("GET", ["admin", "users"]) => {
-            principal.require_manager(config)?;
-            let q = |k: &str| req.query.get(k).cloned();
-            let params = ListParams {
-                limit: q("limit"),
-                cursor: q("cursor"),
-                q: q("q"),
-                status: q("status"),
-            };
-            Ok(ApiResponse::json(
-                200,
-                &admin::list(&services, params).await?,
-            ))
-        }
-        ("POST", ["admin", "users"]) => {
-            principal.require_manager(config)?;
-            let input: CreateUserRequest = req.json()?;
-            let user = admin::create(&services, input).await?;
-            Ok(ApiResponse::json(201, &json!({ "user": user })))
-        }
-        ("GET", ["admin", "users", id]) => {
-            principal.require_manager(config)?;
-            let user = admin::get(&services, id).await?;
-            Ok(ApiResponse::json(200, &UserView::from(&user))
-                .with_header("etag", admin::etag(user.version)))
-        }
-        ("PATCH", ["admin", "users", id]) => {
-            principal.require_manager(config)?;
-            let expected = admin::if_match(req.header("if-match"))?;
-            let input: PatchUserRequest = req.json()?;
-            let user = admin::patch(&services, id, expected, &input).await?;
-            Ok(ApiResponse::json(200, &UserView::from(&user))
-                .with_header("etag", admin::etag(user.version)))
-        }
-        ("DELETE", ["admin", "users", id]) => {
-            principal.require_admin(config)?;
-            let hard = req.query.get("hard").is_some_and(|h| h == "true");
-            admin::delete(&services, id, hard).await?;
-            Ok(ApiResponse::no_content())
-        }
-        ("POST", ["admin", "users", id, "password"]) => {
-            principal.require_manager(config)?;
-            let input: PasswordRequest = req.json()?;
-            admin::set_password(&services, id, &input).await?;
-            Ok(ApiResponse::no_content())
-        }
-        ("POST", ["admin", "users", id, "sync"]) => {
-            principal.require_manager(config)?;
-            let input: SyncUserRequest = req.json()?;
-            Ok(ApiResponse::json(
-                200,
-                &admin::sync_user(&services, id, input.direction).await?,
-            ))
-        }
-        ("POST", ["admin", "sync"]) => {
-            principal.require_admin(config)?;
-            let input: admin::StartSyncRequest = req.json()?;
-            let run_id = admin::start_sync(&services, &input).await?;
-            Ok(ApiResponse::json(202, &json!({ "runId": run_id }))
-                .with_header("location", format!("/admin/sync/runs/{run_id}")))
-        }
-        ("GET", ["admin", "sync", "runs", run_id]) => {
-            principal.require_admin(config)?;
-            Ok(ApiResponse::json(
-                200,
-                &admin::sync_run(&services, run_id).await?,
-            ))
-        }
-        ("GET", ["admin", "sync", "status"]) => {
-            principal.require_admin(config)?;
-            Ok(ApiResponse::json(
-                200,
-                &admin::sync_status(&services).await?,
-            ))
-        }
-        _ => Err(Error::NotFound),
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(list_users).post(create_user))
+        .route(
+            "/admin/users/{id}",
+            get(get_user).patch(patch_user).delete(delete_user),
+        )
+        .route("/admin/users/{id}/password", post(set_password))
+        .route("/admin/users/{id}/logout", post(logout_user))
+        .route("/admin/users/{id}/sync", post(sync_user))
+        .route("/admin/sync", post(start_sync))
+        .route("/admin/sync/runs/{run_id}", get(sync_run))
+        .route("/admin/sync/status", get(sync_status))
+        .route("/admin/audit", get(list_audit))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn actor<'a>(caller: &'a Caller, origin: &'a Origin) -> Actor<'a> {
+    Actor {
+        principal: &caller.0,
+        request_id: &origin.request_id,
     }
+}
+
+fn with_etag(user: &user_sync::store::User) -> Response {
+    let mut r = json(StatusCode::OK, &UserView::from(user));
+    if let Ok(v) = user_admin::etag(user.version).parse() {
+        r.headers_mut().insert("etag", v);
+    }
+    r
+}
+
+async fn list_users(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Query(q): Params,
+) -> Result<Response, Error> {
+    let params = ListParams {
+        limit: q.get("limit").cloned(),
+        cursor: q.get("cursor").cloned(),
+        q: q.get("q").cloned(),
+        status: q.get("status").cloned(),
+    };
+    let page = user_admin::list(&s, actor(&caller, &origin), params).await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Json(input): Json<CreateUserRequest>,
+) -> Result<Response, Error> {
+    let user = user_admin::create(&s, actor(&caller, &origin), input).await?;
+    Ok(json(StatusCode::CREATED, &json!({ "user": user })))
+}
+
+async fn get_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let user = user_admin::get(&s, actor(&caller, &origin), &id).await?;
+    Ok(with_etag(&user))
+}
+
+async fn patch_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<PatchUserRequest>,
+) -> Result<Response, Error> {
+    let expected = user_admin::if_match(header(&headers, "if-match"))?;
+    let user = user_admin::patch(&s, actor(&caller, &origin), &id, expected, &input).await?;
+    Ok(with_etag(&user))
+}
+
+async fn delete_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Result<StatusCode, Error> {
+    let hard = q.get("hard").is_some_and(|h| h == "true");
+    user_admin::delete(&s, actor(&caller, &origin), &id, hard).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_password(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(id): Path<String>,
+    Json(input): Json<PasswordRequest>,
+) -> Result<StatusCode, Error> {
+    user_admin::set_password(&s, actor(&caller, &origin), &id, &input).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    user_admin::logout(&s, actor(&caller, &origin), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sync_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(id): Path<String>,
+    Json(input): Json<SyncUserRequest>,
+) -> Result<Response, Error> {
+    let result = user_admin::sync_user(&s, actor(&caller, &origin), &id, input.direction).await?;
+    Ok(json(StatusCode::OK, &result))
+}
+
+async fn start_sync(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Json(input): Json<StartSyncRequest>,
+) -> Result<Response, Error> {
+    let run_id = sync_control::start_sync(&s, actor(&caller, &origin), &input).await?;
+    let mut r = json(StatusCode::ACCEPTED, &json!({ "runId": run_id }));
+    if let Ok(v) = format!("/admin/sync/runs/{run_id}").parse() {
+        r.headers_mut().insert("location", v);
+    }
+    Ok(r)
+}
+
+async fn sync_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Path(run_id): Path<String>,
+) -> Result<Response, Error> {
+    let run = sync_control::sync_run(&s, actor(&caller, &origin), &run_id).await?;
+    Ok(json(StatusCode::OK, &run))
+}
+
+async fn sync_status(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+) -> Result<impl IntoResponse, Error> {
+    let status = sync_control::sync_status(&s, actor(&caller, &origin)).await?;
+    Ok(json(StatusCode::OK, &status))
+}
+
+async fn list_audit(
+    State(s): State<AppState>,
+    caller: Caller,
+    origin: Origin,
+    Query(q): Params,
+) -> Result<Response, Error> {
+    let page = audit::list(
+        &s,
+        actor(&caller, &origin),
+        q.get("target").cloned(),
+        q.get("actor").cloned(),
+        q.get("limit").map(String::as_str),
+        q.get("cursor").cloned(),
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &page))
 }

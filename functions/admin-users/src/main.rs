@@ -1,8 +1,8 @@
-//! /admin/*: admin user management with write-through to Keycloak.
+//! /admin/*: admin user management with write-through to Keycloak, bulk-sync control, audit.
 
 mod handler;
 
 #[tokio::main]
-async fn main() -> Result<(), user_sync::apigw::LambdaError> {
-    user_sync::apigw::serve(handler::handle).await
+async fn main() -> Result<(), lambda_http::Error> {
+    user_sync::http::serve(handler::router()).await
 }

@@ -9,7 +9,7 @@ use user_sync::sync::{self, SyncRequest};
 pub async fn handle(
     services: Arc<Services>,
     event: LambdaEvent<Value>,
-) -> Result<Value, user_sync::apigw::LambdaError> {
+) -> Result<Value, lambda_runtime::Error> {
     let mut request: SyncRequest = serde_json::from_value(event.payload)
         .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
     // Lambda always gives a deadline ahead; a local runner may not. Without one, no time budget.

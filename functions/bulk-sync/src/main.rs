@@ -4,8 +4,8 @@
 mod handler;
 
 #[tokio::main]
-async fn main() -> Result<(), user_sync::apigw::LambdaError> {
-    user_sync::apigw::init_logging();
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
     let services = std::sync::Arc::new(user_sync::services::Services::from_env().await?);
     services.warm_up().await;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {

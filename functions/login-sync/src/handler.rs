@@ -1,16 +1,25 @@
-use std::sync::Arc;
+//! `POST /auth/login`: password grant, then the user and the session recorded in one round trip.
 
-use user_sync::apigw::{ApiRequest, ApiResponse};
-use user_sync::services::Services;
-use user_sync::sessions::{self, LoginRequest, Origin};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use user_sync::http::{json, AppState, Json, Origin};
+use user_sync::sessions::{self, LoginRequest};
 use user_sync::Error;
 
-pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiResponse, Error> {
-    let input: LoginRequest = req.json()?;
-    let origin = Origin {
-        ip: req.source_ip.clone(),
-        user_agent: req.user_agent.clone(),
-    };
-    let body = sessions::login(&services, &input, &origin).await?;
-    Ok(ApiResponse::json(200, &body))
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/login", post(login))
+}
+
+async fn login(
+    State(s): State<AppState>,
+    origin: Origin,
+    Json(input): Json<LoginRequest>,
+) -> Result<Response, Error> {
+    Ok(json(
+        StatusCode::OK,
+        &sessions::login(&s, &input, &origin).await?,
+    ))
 }

@@ -1,12 +1,21 @@
-use std::sync::Arc;
+//! `POST /auth/logout`: Keycloak logout, session ended; idempotent.
 
-use user_sync::apigw::{ApiRequest, ApiResponse};
-use user_sync::services::Services;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use user_sync::http::{AppState, Json};
 use user_sync::sessions::{self, RefreshRequest};
 use user_sync::Error;
 
-pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiResponse, Error> {
-    let input: RefreshRequest = req.json()?;
-    sessions::logout(&services, &input).await?;
-    Ok(ApiResponse::no_content())
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/logout", post(logout))
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    Json(input): Json<RefreshRequest>,
+) -> Result<StatusCode, Error> {
+    sessions::logout(&s, &input).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,12 +1,21 @@
-use std::sync::Arc;
+//! `POST /auth/refresh`: refresh grant, session record rotated.
 
-use user_sync::apigw::{ApiRequest, ApiResponse};
-use user_sync::services::Services;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use user_sync::http::{json, AppState, Json};
 use user_sync::sessions::{self, RefreshRequest};
 use user_sync::Error;
 
-pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiResponse, Error> {
-    let input: RefreshRequest = req.json()?;
-    let body = sessions::refresh(&services, &input).await?;
-    Ok(ApiResponse::json(200, &body))
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/refresh", post(refresh))
+}
+
+async fn refresh(
+    State(s): State<AppState>,
+    Json(input): Json<RefreshRequest>,
+) -> Result<Response, Error> {
+    Ok(json(StatusCode::OK, &sessions::refresh(&s, &input).await?))
 }

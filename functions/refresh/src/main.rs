@@ -3,6 +3,6 @@
 mod handler;
 
 #[tokio::main]
-async fn main() -> Result<(), user_sync::apigw::LambdaError> {
-    user_sync::apigw::serve(handler::handle).await
+async fn main() -> Result<(), lambda_http::Error> {
+    user_sync::http::serve(handler::router()).await
 }

@@ -1,13 +1,26 @@
-use std::sync::Arc;
+//! `POST /auth/register`: a new user in Keycloak, then its local record.
 
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
 use serde_json::json;
-use user_sync::apigw::{ApiRequest, ApiResponse};
-use user_sync::services::Services;
+use user_sync::http::{header, json, AppState, Json, Origin};
 use user_sync::users::{self, RegisterRequest};
 use user_sync::Error;
 
-pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiResponse, Error> {
-    let input: RegisterRequest = req.json()?;
-    let user = users::register(&services, &input, req.header("idempotency-key")).await?;
-    Ok(ApiResponse::json(201, &json!({ "user": user })))
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/register", post(register))
+}
+
+async fn register(
+    State(s): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    Json(input): Json<RegisterRequest>,
+) -> Result<Response, Error> {
+    let key = header(&headers, "idempotency-key");
+    let user = users::register(&s, &input, key, &origin).await?;
+    Ok(json(StatusCode::CREATED, &json!({ "user": user })))
 }

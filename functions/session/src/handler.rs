@@ -1,38 +1,44 @@
-use std::sync::Arc;
+//! The signed-in user's own view: who am I, my sessions, revoke one; and token validation.
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::Router;
 use serde_json::json;
-use user_sync::apigw::{ApiRequest, ApiResponse};
-use user_sync::services::Services;
+use user_sync::http::{json, AppState, Caller, Json};
 use user_sync::sessions::{self, ValidateRequest};
 use user_sync::Error;
 
-pub async fn handle(services: Arc<Services>, req: ApiRequest) -> Result<ApiResponse, Error> {
-    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    match (req.method.as_str(), segments.as_slice()) {
-        ("POST", ["auth", "token", "validate"]) => {
-            let input: ValidateRequest = req.json()?;
-            Ok(ApiResponse::json(
-                200,
-                &sessions::validate(&services, &input).await?,
-            ))
-        }
-        ("GET", ["auth", "me"]) => {
-            let principal = sessions::authenticate(&services, req.header("authorization")).await?;
-            Ok(ApiResponse::json(
-                200,
-                &sessions::me(&services, &principal).await?,
-            ))
-        }
-        ("GET", ["auth", "sessions"]) => {
-            let principal = sessions::authenticate(&services, req.header("authorization")).await?;
-            let items = sessions::my_sessions(&services, &principal).await?;
-            Ok(ApiResponse::json(200, &json!({ "items": items })))
-        }
-        ("DELETE", ["auth", "sessions", _]) => {
-            let principal = sessions::authenticate(&services, req.header("authorization")).await?;
-            sessions::revoke(&services, &principal, req.path_param("sid")?).await?;
-            Ok(ApiResponse::no_content())
-        }
-        _ => Err(Error::NotFound),
-    }
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/me", get(me))
+        .route("/auth/sessions", get(my_sessions))
+        .route("/auth/sessions/{sid}", delete(revoke))
+        .route("/auth/token/validate", post(validate))
+}
+
+async fn me(State(s): State<AppState>, Caller(p): Caller) -> Result<Response, Error> {
+    Ok(json(StatusCode::OK, &sessions::me(&s, &p).await?))
+}
+
+async fn my_sessions(State(s): State<AppState>, Caller(p): Caller) -> Result<Response, Error> {
+    let items = sessions::my_sessions(&s, &p).await?;
+    Ok(json(StatusCode::OK, &json!({ "items": items })))
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Path(sid): Path<String>,
+) -> Result<StatusCode, Error> {
+    sessions::revoke(&s, &p, &sid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn validate(
+    State(s): State<AppState>,
+    Json(input): Json<ValidateRequest>,
+) -> Result<Response, Error> {
+    Ok(json(StatusCode::OK, &sessions::validate(&s, &input).await?))
 }

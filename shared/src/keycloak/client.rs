@@ -525,7 +525,7 @@ impl KeycloakClient {
     }
 
     pub async fn get_user(&self, id: &str) -> Result<UserRepresentation, KeycloakError> {
-        self.admin_get(&format!("/users/{id}"), &[]).await
+        self.admin_get(&format!("/users/{}", encode(id)), &[]).await
     }
 
     pub async fn find_user_by_username(
@@ -576,23 +576,18 @@ impl KeycloakClient {
         id: &str,
         update: &UserUpdate,
     ) -> Result<UserRepresentation, KeycloakError> {
-        let mut rep: Value = self.admin_get(&format!("/users/{id}"), &[]).await?;
+        let path = format!("/users/{}", encode(id));
+        let mut rep: Value = self.admin_get(&path, &[]).await?;
         update.merge_into(&mut rep);
-        self.admin(
-            Method::PUT,
-            &format!("/users/{id}"),
-            &[],
-            Some(&rep),
-            Safety::Idempotent,
-        )
-        .await?;
+        self.admin(Method::PUT, &path, &[], Some(&rep), Safety::Idempotent)
+            .await?;
         serde_json::from_value(rep).map_err(|e| KeycloakError::Protocol(e.to_string()))
     }
 
     pub async fn delete_user(&self, id: &str) -> Result<(), KeycloakError> {
         self.admin::<()>(
             Method::DELETE,
-            &format!("/users/{id}"),
+            &format!("/users/{}", encode(id)),
             &[],
             None,
             Safety::Idempotent,
@@ -610,7 +605,7 @@ impl KeycloakClient {
         let cred = PasswordCredential::new(password, temporary);
         self.admin(
             Method::PUT,
-            &format!("/users/{id}/reset-password"),
+            &format!("/users/{}/reset-password", encode(id)),
             &[],
             Some(&cred),
             Safety::Idempotent,
@@ -623,7 +618,7 @@ impl KeycloakClient {
     pub async fn logout_user(&self, id: &str) -> Result<(), KeycloakError> {
         self.admin::<()>(
             Method::POST,
-            &format!("/users/{id}/logout"),
+            &format!("/users/{}/logout", encode(id)),
             &[],
             None,
             Safety::Idempotent,
@@ -636,19 +631,25 @@ impl KeycloakClient {
         &self,
         id: &str,
     ) -> Result<Vec<UserSessionRepresentation>, KeycloakError> {
-        self.admin_get(&format!("/users/{id}/sessions"), &[]).await
+        self.admin_get(&format!("/users/{}/sessions", encode(id)), &[])
+            .await
     }
 
     pub async fn delete_session(&self, sid: &str) -> Result<(), KeycloakError> {
         self.admin::<()>(
             Method::DELETE,
-            &format!("/sessions/{sid}"),
+            &format!("/sessions/{}", encode(sid)),
             &[],
             None,
             Safety::Idempotent,
         )
         .await
         .map(|_| ())
+    }
+
+    /// The realm's user-profile configuration (declared attributes, validators, permissions).
+    pub async fn user_profile(&self) -> Result<Value, KeycloakError> {
+        self.admin_get("/users/profile", &[]).await
     }
 
     // ---------------------------------------------------------------------------------------
@@ -663,7 +664,7 @@ impl KeycloakClient {
         &self,
         id: &str,
     ) -> Result<Vec<RoleRepresentation>, KeycloakError> {
-        self.admin_get(&format!("/users/{id}/role-mappings/realm"), &[])
+        self.admin_get(&format!("/users/{}/role-mappings/realm", encode(id)), &[])
             .await
     }
 
@@ -672,8 +673,11 @@ impl KeycloakClient {
         &self,
         id: &str,
     ) -> Result<Vec<RoleRepresentation>, KeycloakError> {
-        self.admin_get(&format!("/users/{id}/role-mappings/realm/composite"), &[])
-            .await
+        self.admin_get(
+            &format!("/users/{}/role-mappings/realm/composite", encode(id)),
+            &[],
+        )
+        .await
     }
 
     /// Grant realm roles. Keycloak needs both `id` and `name` of each role; granting a role the
@@ -706,7 +710,7 @@ impl KeycloakClient {
             .collect();
         self.admin(
             method,
-            &format!("/users/{id}/role-mappings/realm"),
+            &format!("/users/{}/role-mappings/realm", encode(id)),
             &[],
             Some(&refs),
             Safety::Idempotent,
@@ -754,7 +758,7 @@ impl KeycloakClient {
         max: u32,
     ) -> Result<Vec<UserRepresentation>, KeycloakError> {
         self.admin_get(
-            &format!("/groups/{group_id}/members"),
+            &format!("/groups/{}/members", encode(group_id)),
             &[
                 ("first".into(), first.to_string()),
                 ("max".into(), max.to_string()),
@@ -766,7 +770,7 @@ impl KeycloakClient {
 
     pub async fn user_groups(&self, id: &str) -> Result<Vec<GroupRepresentation>, KeycloakError> {
         self.admin_get(
-            &format!("/users/{id}/groups"),
+            &format!("/users/{}/groups", encode(id)),
             &[("max".into(), "-1".into())],
         )
         .await
@@ -790,7 +794,8 @@ impl KeycloakClient {
     }
 }
 
-/// Path-segment encoding for names that travel in a URL path (role names).
+/// Path-segment encoding for anything that travels in a URL path (ids, role names): an id from a
+/// request can never reach another resource of the admin API.
 fn encode(segment: &str) -> String {
     segment
         .bytes()

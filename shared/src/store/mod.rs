@@ -8,7 +8,9 @@
 //! | session | `USER#<id>` | `SESSION#<sid>` |
 //! | sync lease / state / run | `SYNC` | `LEASE` / `STATE` / `RUN#<run id>` |
 //! | idempotency record | `IDEMPOTENCY#<hash>` | `REGISTER` |
+//! | audit record | `AUDIT#<target id>` | `<time>#<request id>` (GSI3: `AUDIT_ACTOR#<actor id>`) |
 
+mod audit;
 mod idempotency;
 mod sessions;
 mod sync;
@@ -20,12 +22,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
+pub use audit::{AuditQuery, AuditRecord};
 pub use idempotency::{Claim, StoredResponse};
 pub use sessions::{token_hash, Session, SessionEnd};
 pub use sync::{SyncRun, SyncState};
 pub use users::{
-    ApplyOutcome, BusinessAttributes, KeycloakFields, ListQuery, LoginRecord, Page, User,
-    UserStatus, MISSING_IN_KEYCLOAK,
+    ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, User, UserStatus,
+    WriteLock, DELETED_BY_ADMIN, MISSING_IN_KEYCLOAK,
 };
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -40,6 +43,9 @@ pub enum StoreError {
     AlreadyExists,
     #[error("invalid cursor")]
     InvalidCursor,
+    /// Another admin write holds the record's write lock.
+    #[error("a write is in progress")]
+    Locked,
     /// The user is soft-deleted locally: logins are refused.
     #[error("user deleted")]
     UserDeleted,
@@ -176,6 +182,38 @@ impl Store {
 
     pub fn table_name(&self) -> &str {
         &self.table
+    }
+
+    /// An opaque, tamper-evident cursor: the body as JSON, signed with the cursor key.
+    pub(crate) fn seal_cursor<T: serde::Serialize>(&self, body: &T) -> Result<String, StoreError> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let json = serde_json::to_vec(body).map_err(|e| StoreError::Other(e.to_string()))?;
+        let tag = aws_lc_rs::hmac::sign(&self.cursor_key, &json);
+        Ok(format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&json),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
+    }
+
+    /// The body of a cursor this store sealed; anything else is `InvalidCursor`.
+    pub(crate) fn open_cursor<T: serde::de::DeserializeOwned>(
+        &self,
+        cursor: &str,
+    ) -> Result<T, StoreError> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let (body, tag) = cursor.split_once('.').ok_or(StoreError::InvalidCursor)?;
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        aws_lc_rs::hmac::verify(&self.cursor_key, &body, &tag)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        serde_json::from_slice(&body).map_err(|_| StoreError::InvalidCursor)
     }
 
     /// Apply `update` to the item at `key` if `condition` holds; `Ok(false)` when it did not

@@ -1,19 +1,19 @@
 //! User records: Keycloak-owned identity fields (written only by a newer observation), business
-//! attributes (written with a `version` check), soft delete, listing with prefix search.
+//! attributes, admin edits under a write lock with versions that only grow, tombstones, and
+//! listing with prefix search.
 
 use std::collections::HashMap;
 
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::digest;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update as TxUpdate,
 };
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::sessions::Session;
 use super::{n, s, sdk_error, user_pk, Item, Store, StoreError, Update};
+pub use crate::profile::Attributes;
 
 pub const PROFILE: &str = "PROFILE";
 
@@ -79,36 +79,11 @@ impl KeycloakFields {
     }
 }
 
-/// Business data Keycloak does not own (kept here and mirrored as Keycloak user attributes).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-pub struct BusinessAttributes {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organization: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub department: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-}
-
-impl BusinessAttributes {
-    pub const NAMES: [&'static str; 4] = ["organization", "phone", "department", "title"];
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        match name {
-            "organization" => self.organization.as_deref(),
-            "phone" => self.phone.as_deref(),
-            "department" => self.department.as_deref(),
-            "title" => self.title.as_deref(),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
+    /// Empty on the tombstone of a hard-deleted user, which keeps no personal data.
+    #[serde(default)]
     pub username: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -116,6 +91,7 @@ pub struct User {
     pub first_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
+    #[serde(default)]
     pub enabled: bool,
     #[serde(default)]
     pub email_verified: bool,
@@ -124,15 +100,13 @@ pub struct User {
     pub roles: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organization: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub department: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    /// Business attributes (`USER_ATTRIBUTES`), stored as top-level `attr_<name>` attributes so
+    /// that each can be written on its own.
+    #[serde(skip)]
+    pub attributes: Attributes,
+    #[serde(default)]
     pub created_at: i64,
+    #[serde(default)]
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login_at: Option<i64>,
@@ -146,6 +120,9 @@ pub struct User {
     /// missing in Keycloak (`missing_in_keycloak`) comes back if Keycloak has them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_reason: Option<String>,
+    /// Who deleted the user (an admin's user id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
     /// Hash of the Keycloak-owned fields as last written.
     #[serde(default)]
     pub kc_hash: String,
@@ -160,7 +137,7 @@ impl User {
     pub fn new(
         id: &str,
         fields: &KeycloakFields,
-        business: &BusinessAttributes,
+        attributes: &Attributes,
         observed_at: i64,
     ) -> Self {
         let f = fields.clone().normalized();
@@ -176,10 +153,7 @@ impl User {
             email_verified: f.email_verified,
             roles: f.roles,
             groups: f.groups,
-            organization: business.organization.clone(),
-            phone: business.phone.clone(),
-            department: business.department.clone(),
-            title: business.title.clone(),
+            attributes: attributes.clone(),
             created_at: observed_at,
             updated_at: observed_at,
             last_login_at: None,
@@ -187,6 +161,7 @@ impl User {
             last_synced_at: None,
             deleted_at: None,
             deleted_reason: None,
+            deleted_by: None,
             kc_observed_at: observed_at,
             version: 1,
         }
@@ -205,31 +180,116 @@ impl User {
         }
     }
 
-    pub fn business(&self) -> BusinessAttributes {
-        BusinessAttributes {
-            organization: self.organization.clone(),
-            phone: self.phone.clone(),
-            department: self.department.clone(),
-            title: self.title.clone(),
+    /// What is left of a user an admin deleted for good: the id, when and by whom. No personal
+    /// data (name, email, attributes, roles) survives a hard delete.
+    pub fn erased(&self, deleted_by: &str, now: i64) -> Self {
+        User {
+            id: self.id.clone(),
+            username: String::new(),
+            email: None,
+            first_name: None,
+            last_name: None,
+            enabled: false,
+            email_verified: false,
+            status: UserStatus::Deleted,
+            roles: Vec::new(),
+            groups: Vec::new(),
+            attributes: Attributes::new(),
+            created_at: 0,
+            updated_at: now,
+            last_login_at: None,
+            login_count: 0,
+            last_synced_at: None,
+            deleted_at: Some(now),
+            deleted_reason: Some(DELETED_BY_ADMIN.into()),
+            deleted_by: Some(deleted_by.to_owned()),
+            kc_hash: String::new(),
+            kc_observed_at: now,
+            version: self.version + 1,
         }
     }
 
-    /// The stored item: the record plus its keys and index keys.
+    /// The stored item: the record plus its keys and index keys (none for a tombstone without a
+    /// username, so it is never listed).
     pub fn to_item(&self) -> Result<Item, StoreError> {
         let mut item: Item =
             serde_dynamo::to_item(self).map_err(|e| StoreError::Other(e.to_string()))?;
         item.insert("pk".into(), s(user_pk(&self.id)));
         item.insert("sk".into(), s(PROFILE));
-        for (k, v) in index_keys(&self.username, self.email.as_deref()) {
-            item.insert(k.into(), s(v));
+        if !self.username.is_empty() {
+            for (k, v) in index_keys(&self.username, self.email.as_deref()) {
+                item.insert(k.into(), s(v));
+            }
+        }
+        for (name, value) in &self.attributes {
+            item.insert(attribute_key(name), s(value.clone()));
         }
         Ok(item)
     }
 
-    pub fn from_item(item: Item) -> Result<Self, StoreError> {
-        serde_dynamo::from_item(item).map_err(|e| StoreError::Other(format!("bad user item: {e}")))
+    pub fn from_item(mut item: Item) -> Result<Self, StoreError> {
+        let attributes: Attributes = item
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix(ATTRIBUTE_PREFIX)?;
+                Some((name.to_owned(), v.as_s().ok()?.clone()))
+            })
+            .collect();
+        item.retain(|k, _| !k.starts_with(ATTRIBUTE_PREFIX));
+        let mut user: User = serde_dynamo::from_item(item)
+            .map_err(|e| StoreError::Other(format!("bad user item: {e}")))?;
+        user.attributes = attributes;
+        Ok(user)
     }
 }
+
+const ATTRIBUTE_PREFIX: &str = "attr_";
+
+/// The item attribute holding business attribute `name`.
+fn attribute_key(name: &str) -> String {
+    format!("{ATTRIBUTE_PREFIX}{name}")
+}
+
+/// An admin write in flight: who holds it, until when (epoch ms). A crashed writer's lock
+/// expires with its invocation, and the next writer takes over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteLock {
+    pub owner: String,
+    pub until: i64,
+}
+
+const LOCK: &str = "write_lock";
+const LOCK_UNTIL: &str = "write_lock_until";
+
+/// SET every attribute whose value differs from `from` to `to`, REMOVE those `to` lacks.
+/// Keys and the version are left to the caller.
+fn diff_update(from: &Item, to: &Item) -> Update {
+    let mut u = Update::default();
+    let sorted = |item: &Item| {
+        item.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    for k in sorted(to) {
+        if matches!(k.as_str(), "pk" | "sk" | "version") {
+            continue;
+        }
+        if from.get(&k) != to.get(&k) {
+            u.set(&k, to[&k].clone());
+        }
+    }
+    for k in sorted(from) {
+        if !to.contains_key(&k)
+            && !matches!(k.as_str(), "pk" | "sk" | "version" | LOCK | LOCK_UNTIL)
+        {
+            u.set_opt(&k, None);
+        }
+    }
+    u
+}
+
+/// Why a record is deleted: an admin's decision stays.
+pub const DELETED_BY_ADMIN: &str = "admin";
 
 /// Index shards by first character, so no single index partition takes every user write.
 fn shard(value: &str) -> char {
@@ -290,7 +350,7 @@ pub struct Page<T> {
 pub struct LoginRecord {
     pub user_id: String,
     pub fields: KeycloakFields,
-    pub business: BusinessAttributes,
+    pub attributes: Attributes,
     pub at: i64,
 }
 
@@ -344,43 +404,115 @@ impl Store {
         }
     }
 
-    /// Replace the whole record if it is still at `expected_version` (the new record carries its
-    /// own version). `VersionConflict` if it moved on, `NotFound` if it is gone.
-    pub async fn replace_user(&self, user: &User, expected_version: u64) -> Result<(), StoreError> {
+    /// Start an admin's change of a user: write the fields in which `new` differs from `old`
+    /// (nothing else, so a login's counters written meanwhile survive), set the version to
+    /// `new.version` and take the write lock until `lock.until`. Refused with `VersionConflict`
+    /// if the record moved past `old.version`, `Locked` while another admin write is in flight,
+    /// `NotFound` if it is gone.
+    pub async fn begin_edit(
+        &self,
+        old: &User,
+        new: &User,
+        lock: &WriteLock,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut u = diff_update(&old.to_item()?, &new.to_item()?);
+        u.set("version", n(new.version));
+        u.set(LOCK, s(lock.owner.clone()));
+        u.set(LOCK_UNTIL, n(lock.until));
+        let (version, expected) = (u.name("version"), u.value(n(old.version)));
+        let (owner, until, now_v) = (u.name(LOCK), u.name(LOCK_UNTIL), u.value(n(now)));
+        let condition = format!(
+            "attribute_exists(pk) AND {version} = {expected} \
+             AND (attribute_not_exists({owner}) OR {until} < {now_v})"
+        );
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(user.to_item()?))
-            .condition_expression("attribute_exists(pk) AND version = :expected")
-            .expression_attribute_values(":expected", n(expected_version))
+            .set_key(Some(self.user_key(&old.id)))
+            .update_expression(u.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
-                    if c.item.as_ref().is_some_and(|i| !i.is_empty()) {
-                        Err(StoreError::VersionConflict)
-                    } else {
-                        Err(StoreError::NotFound)
+            Err(e) => {
+                let current = e.as_service_error().and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        Some(c.item.clone().unwrap_or_default())
+                    }
+                    _ => None,
+                });
+                match current {
+                    None => Err(sdk_error(e)),
+                    Some(item) if item.is_empty() => Err(StoreError::NotFound),
+                    Some(item) => {
+                        let number = |k: &str| {
+                            item.get(k)
+                                .and_then(|v| v.as_n().ok())
+                                .and_then(|v| v.parse::<i64>().ok())
+                        };
+                        if item.contains_key(LOCK) && number(LOCK_UNTIL).is_some_and(|t| t >= now) {
+                            Err(StoreError::Locked)
+                        } else {
+                            Err(StoreError::VersionConflict)
+                        }
                     }
                 }
-                _ => Err(sdk_error(e)),
-            },
+            }
+        }
+    }
+
+    /// The change Keycloak accepted: release the lock.
+    pub async fn finish_edit(&self, id: &str, lock: &WriteLock) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set_opt(LOCK, None);
+        u.set_opt(LOCK_UNTIL, None);
+        self.release(id, u, lock).await
+    }
+
+    /// The change Keycloak refused: write `old`'s fields back where `applied` changed them, as a
+    /// new version (a version number never names two states), and release the lock.
+    pub async fn undo_edit(
+        &self,
+        applied: &User,
+        old: &User,
+        lock: &WriteLock,
+    ) -> Result<(), StoreError> {
+        let mut u = diff_update(&applied.to_item()?, &old.to_item()?);
+        let (version, one) = (u.name("version"), u.value(n(1)));
+        u.set_expr("version", format!("{version} + {one}"));
+        u.set_opt(LOCK, None);
+        u.set_opt(LOCK_UNTIL, None);
+        self.release(&applied.id, u, lock).await
+    }
+
+    async fn release(&self, id: &str, mut u: Update, lock: &WriteLock) -> Result<(), StoreError> {
+        let (owner, me) = (u.name(LOCK), u.value(s(lock.owner.clone())));
+        let done = self
+            .update_if(self.user_key(id), u, format!("{owner} = {me}"))
+            .await?;
+        if done {
+            Ok(())
+        } else {
+            // The lock expired and someone else took over: nothing of ours to release.
+            Err(StoreError::Locked)
         }
     }
 
     /// Write Keycloak's view of a user observed at `observed_at` (epoch ms): creates the record
-    /// (with `business` as its first business attributes) or updates only the Keycloak-owned
+    /// (with `attributes` as its first business attributes) or updates only the Keycloak-owned
     /// fields, and only if this observation is newer than the stored one and the content differs.
     /// A soft-deleted user is left alone.
     pub async fn apply_keycloak_fields(
         &self,
         id: &str,
         fields: &KeycloakFields,
-        business: &BusinessAttributes,
+        attributes: &Attributes,
         observed_at: i64,
         now: i64,
     ) -> Result<ApplyOutcome, StoreError> {
@@ -388,11 +520,10 @@ impl Store {
         let hash = fields.content_hash();
         let mut u = Update::default();
         write_identity(&mut u, id, &fields, &hash, observed_at, now);
-        for name in BusinessAttributes::NAMES {
-            if let Some(v) = business.get(name) {
-                let (nm, val) = (u.name(name), u.value(s(v)));
-                u.set_expr(name, format!("if_not_exists({nm}, {val})"));
-            }
+        for (name, value) in attributes {
+            let key = attribute_key(name);
+            let (nm, val) = (u.name(&key), u.value(s(value.clone())));
+            u.set_expr(&key, format!("if_not_exists({nm}, {val})"));
         }
         let (created, zero, one) = (u.name("created_at"), u.value(n(now)), u.value(n(0)));
         u.set_expr("created_at", format!("if_not_exists({created}, {zero})"));
@@ -465,28 +596,6 @@ impl Store {
         }
     }
 
-    /// Change business attributes if the record is still at `expected_version`; `None` in `changes`
-    /// removes an attribute. Returns the record as written.
-    pub async fn update_business(
-        &self,
-        id: &str,
-        changes: &HashMap<String, Option<String>>,
-        expected_version: u64,
-        now: i64,
-    ) -> Result<User, StoreError> {
-        let mut u = Update::default();
-        for (name, value) in changes {
-            if !BusinessAttributes::NAMES.contains(&name.as_str()) {
-                return Err(StoreError::Other(format!(
-                    "{name} is not a business attribute"
-                )));
-            }
-            u.set_opt(name, value.as_deref());
-        }
-        u.set("updated_at", n(now));
-        self.versioned_update(id, u, expected_version).await
-    }
-
     /// The sync found this user gone from Keycloak: mark the record deleted (it comes back if
     /// Keycloak has the user again). Returns false if it was deleted already.
     pub async fn mark_missing(&self, id: &str, now: i64) -> Result<bool, StoreError> {
@@ -504,66 +613,6 @@ impl Store {
         self.update_if(self.user_key(id), u, condition).await
     }
 
-    /// Mark a user deleted locally (the record stays as a tombstone), if still at
-    /// `expected_version` when given.
-    pub async fn soft_delete(
-        &self,
-        id: &str,
-        expected_version: Option<u64>,
-        now: i64,
-    ) -> Result<User, StoreError> {
-        let mut u = Update::default();
-        u.set("status", s("deleted"));
-        u.set("enabled", AttributeValue::Bool(false));
-        u.set("deleted_at", n(now));
-        u.set("deleted_reason", s("admin"));
-        u.set("updated_at", n(now));
-        match expected_version {
-            Some(v) => self.versioned_update(id, u, v).await,
-            None => {
-                let current = self.get_user(id).await?.ok_or(StoreError::NotFound)?;
-                self.versioned_update(id, u, current.version).await
-            }
-        }
-    }
-
-    async fn versioned_update(
-        &self,
-        id: &str,
-        mut u: Update,
-        expected_version: u64,
-    ) -> Result<User, StoreError> {
-        let version = u.name("version");
-        let (expected, one) = (u.value(n(expected_version)), u.value(n(1)));
-        u.set_expr("version", format!("{version} + {one}"));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.user_key(id)))
-            .update_expression(u.expression())
-            .condition_expression(format!("attribute_exists(pk) AND {version} = {expected}"))
-            .set_expression_attribute_names(Some(u.names))
-            .set_expression_attribute_values(Some(u.values))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => User::from_item(out.attributes.unwrap_or_default()),
-            Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    if c.item.as_ref().is_some_and(|i| !i.is_empty()) {
-                        Err(StoreError::VersionConflict)
-                    } else {
-                        Err(StoreError::NotFound)
-                    }
-                }
-                _ => Err(sdk_error(e)),
-            },
-        }
-    }
-
     /// A login in one round trip: the user's identity as the token states it (a login is always
     /// the newest observation), `last_login_at` and `login_count`, and the new session.
     pub async fn record_login(
@@ -577,10 +626,8 @@ impl Store {
         write_identity(&mut u, &login.user_id, &fields, &hash, login.at, login.at);
         // Only what the token states: a claim missing (say, a mapper not configured) never
         // erases local business data.
-        for name in BusinessAttributes::NAMES {
-            if let Some(v) = login.business.get(name) {
-                u.set(name, s(v));
-            }
+        for (name, value) in &login.attributes {
+            u.set(&attribute_key(name), s(value.clone()));
         }
         u.set("last_login_at", n(login.at));
         let (created, now) = (u.name("created_at"), u.value(n(login.at)));
@@ -656,7 +703,7 @@ impl Store {
         let (mut shard_index, mut start) = match &q.cursor {
             None => (0, None),
             Some(c) => {
-                let body = self.open_cursor(c)?;
+                let body: CursorBody = self.open_cursor(c)?;
                 if body.q != fingerprint || body.s >= shards.len() {
                     return Err(StoreError::InvalidCursor);
                 }
@@ -720,28 +767,6 @@ impl Store {
             None
         };
         Ok(Page { items, next_cursor })
-    }
-
-    fn seal_cursor(&self, body: &CursorBody) -> Result<String, StoreError> {
-        let json = serde_json::to_vec(body).map_err(|e| StoreError::Other(e.to_string()))?;
-        let tag = hmac::sign(&self.cursor_key, &json);
-        Ok(format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&json),
-            URL_SAFE_NO_PAD.encode(tag.as_ref())
-        ))
-    }
-
-    fn open_cursor(&self, cursor: &str) -> Result<CursorBody, StoreError> {
-        let (body, tag) = cursor.split_once('.').ok_or(StoreError::InvalidCursor)?;
-        let body = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| StoreError::InvalidCursor)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| StoreError::InvalidCursor)?;
-        hmac::verify(&self.cursor_key, &body, &tag).map_err(|_| StoreError::InvalidCursor)?;
-        serde_json::from_slice(&body).map_err(|_| StoreError::InvalidCursor)
     }
 
     /// Every user record, by parallel scan (the bulk sync reads the whole store once per run).
@@ -831,21 +856,70 @@ mod tests {
         let u = User::new(
             "id-1",
             &fields(),
-            &BusinessAttributes {
-                title: Some("CTO".into()),
-                ..Default::default()
-            },
+            &Attributes::from([("title".to_owned(), "CTO".to_owned())]),
             1000,
         );
         let item = u.to_item().unwrap();
         assert_eq!(item["pk"].as_s().unwrap(), "USER#id-1");
         assert_eq!(item["gsi1pk"].as_s().unwrap(), "USERNAME#a");
         assert_eq!(item["gsi2sk"].as_s().unwrap(), "alice@example.com");
+        assert_eq!(item["attr_title"].as_s().unwrap(), "CTO");
         assert!(
-            !item.contains_key("phone"),
+            !item.contains_key("attr_phone"),
             "absent attributes are not written as NULL"
         );
         assert_eq!(User::from_item(item).unwrap(), u);
+    }
+
+    #[test]
+    fn a_hard_delete_tombstone_keeps_no_personal_data() {
+        let u = User::new(
+            "id-1",
+            &fields(),
+            &Attributes::from([("phone".to_owned(), "+1".to_owned())]),
+            1000,
+        );
+        let item = u.erased("admin-7", 2000).to_item().unwrap();
+        let mut keys: Vec<&str> = item.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "created_at",
+                "deleted_at",
+                "deleted_by",
+                "deleted_reason",
+                "email_verified",
+                "enabled",
+                "groups",
+                "id",
+                "kc_hash",
+                "kc_observed_at",
+                "login_count",
+                "pk",
+                "roles",
+                "sk",
+                "status",
+                "updated_at",
+                "username",
+                "version"
+            ]
+        );
+        assert_eq!(item["username"].as_s().unwrap(), "");
+        assert!(item["roles"].as_l().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_edit_writes_only_the_fields_that_differ() {
+        let old = User::new("id-1", &fields(), &Attributes::new(), 1000);
+        let mut new = old.clone();
+        new.first_name = Some("Al".into());
+        new.email = None;
+        let u = diff_update(&old.to_item().unwrap(), &new.to_item().unwrap());
+        assert_eq!(
+            u.expression(),
+            "SET #first_name = :v0 REMOVE #email, #gsi2pk, #gsi2sk"
+        );
     }
 
     #[test]

@@ -273,18 +273,17 @@ async fn main() {
                 .region(aws_sdk_lambda::config::Region::new("us-east-1"))
                 .build(),
         );
-        let services = Services {
-            bearer: user_sync::auth::BearerValidator::new(kc.clone(), &config),
-            secrets: Arc::new(ClientSecretCache::new(
+        let services = Services::from_parts(
+            config,
+            Arc::new(ClientSecretCache::new(
                 unused_secrets_client(),
                 "unused",
                 user_sync::secrets::DEFAULT_TTL,
             )),
-            store: Store::new(ddb.clone(), &table, b"bench"),
-            keycloak: kc.clone(),
-            lambda: aws_lambda,
-            config,
-        };
+            kc.clone(),
+            Store::new(ddb.clone(), &table, b"bench"),
+            aws_lambda,
+        );
         let mut scenario =
             |label: &str, run_result: user_sync::store::SyncRun, secs: f64, requests: u64| {
                 let c = &run_result.counts;

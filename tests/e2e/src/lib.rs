@@ -137,7 +137,14 @@ pub async fn post(path: &str, body: Value) -> Resp {
     call(Method::POST, path, None, Some(body)).await
 }
 
+/// A self-registration: only `phone` is user-editable in the demo realm's user profile.
 pub fn registration(username: &str) -> Value {
+    json!({"username": username, "email": format!("{username}@example.org"), "password": "a-good-password",
+           "firstName": "Test", "lastName": "User", "attributes": {"phone": "+1 555 0199"}})
+}
+
+/// A user as an admin creates them, with admin-only attributes.
+pub fn new_user(username: &str) -> Value {
     json!({"username": username, "email": format!("{username}@example.org"), "password": "a-good-password",
            "firstName": "Test", "lastName": "User", "attributes": {"organization": "Acme", "title": "Tester"}})
 }

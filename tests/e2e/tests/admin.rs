@@ -32,7 +32,7 @@ async fn created(token: &str, prefix: &str) -> (String, String) {
         Method::POST,
         "/admin/users",
         Some(token),
-        Some(registration(&username)),
+        Some(new_user(&username)),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -88,7 +88,7 @@ async fn a_plain_user_gets_403_everywhere_under_admin() {
         (
             Method::POST,
             "/admin/users".to_owned(),
-            Some(registration(&unique("no"))),
+            Some(new_user(&unique("no"))),
         ),
         (Method::GET, format!("/admin/users/{some}"), None),
         (
@@ -181,7 +181,7 @@ async fn create_writes_keycloak_and_the_local_record_and_get_has_an_etag() {
         Method::POST,
         "/admin/users",
         Some(&alice),
-        Some(registration(&username)),
+        Some(new_user(&username)),
     )
     .await;
     assert_eq!(
@@ -388,7 +388,7 @@ async fn list_pages_return_every_user_exactly_once_while_users_are_added() {
             Method::POST,
             "/admin/users",
             Some(&alice),
-            Some(registration(&format!("{prefix}n{i}"))),
+            Some(new_user(&format!("{prefix}n{i}"))),
         )
         .await;
         assert_eq!(r.status, 201);
@@ -416,7 +416,7 @@ async fn list_pages_return_every_user_exactly_once_while_users_are_added() {
                 Method::POST,
                 "/admin/users",
                 Some(&alice),
-                Some(registration(&format!("{prefix}m{added}"))),
+                Some(new_user(&format!("{prefix}m{added}"))),
             )
             .await;
             added += 1;

@@ -14,10 +14,7 @@ async fn register_creates_the_keycloak_user_and_its_local_record() {
     let user = &r.body["user"];
     assert_eq!(user["username"], json!(username));
     assert_eq!(user["status"], "active");
-    assert_eq!(
-        user["attributes"],
-        json!({"organization": "Acme", "title": "Tester"})
-    );
+    assert_eq!(user["attributes"], json!({"phone": "+1 555 0199"}));
     let id = user["id"].as_str().unwrap();
     let kc = keycloak_users_named(&username).await;
     assert_eq!(kc.len(), 1);
@@ -26,9 +23,9 @@ async fn register_creates_the_keycloak_user_and_its_local_record() {
         json!(id),
         "the local record is keyed by the Keycloak id"
     );
-    assert_eq!(kc[0]["attributes"]["title"], json!(["Tester"]));
+    assert_eq!(kc[0]["attributes"]["phone"], json!(["+1 555 0199"]));
     let local = local_user(id).await.unwrap();
-    assert_eq!(local.organization.as_deref(), Some("Acme"));
+    assert_eq!(local.attributes["phone"], "+1 555 0199");
 }
 
 #[tokio::test]
