@@ -11,6 +11,11 @@ use crate::services::Services;
 use crate::store::{now_ms, AuditQuery, AuditRecord};
 use crate::users::iso8601;
 
+/// The target of a creation that did not happen.
+pub const NEW_USER: &str = "new-user";
+/// The target of bulk-sync control.
+pub const SYNC: &str = "sync";
+
 /// Who acts, in which request.
 #[derive(Clone, Copy)]
 pub struct Actor<'a> {
@@ -28,6 +33,10 @@ pub async fn record<T>(
     fields: &[String],
     result: &Result<T, Error>,
 ) {
+    // A path id that names no user was refused before anything happened, and cannot key a record.
+    if !matches!(target_id, NEW_USER | SYNC) && crate::http::keycloak_id(target_id).is_err() {
+        return;
+    }
     let outcome = match result {
         Ok(_) => "succeeded".to_owned(),
         Err(e) => {

@@ -1,8 +1,8 @@
-//! Who may act on whom (DESIGN §4a), decided here and only here. Roles rank `admin` > `manager`
-//! > everyone else. A caller may change a user only if it outranks every privileged realm role the
-//! user holds — read from Keycloak at decision time, composites expanded, never from the local copy
-//! — and roles in `PROTECTED_ROLES` count as `admin`. Nobody disables or deletes themself through
-//! the API. Service accounts do not exist for the admin API.
+//! Who may act on whom (DESIGN §4a), decided here and only here. Roles rank `admin` above
+//! `manager` above everyone else. A caller may change a user only if it outranks every privileged
+//! realm role the user holds (read from Keycloak at decision time, composites expanded, never from
+//! the local copy); roles in `PROTECTED_ROLES` count as `admin`. Nobody disables or deletes
+//! themself through the API. Service accounts do not exist for the admin API.
 
 use crate::auth::Principal;
 use crate::config::Config;

@@ -52,7 +52,15 @@ pub async fn start_sync(
     } else {
         "sync.start"
     };
-    audit::record(services, actor, action, "sync", &req.field_names(), &result).await;
+    audit::record(
+        services,
+        actor,
+        action,
+        audit::SYNC,
+        &req.field_names(),
+        &result,
+    )
+    .await;
     result
 }
 

@@ -249,7 +249,7 @@ pub async fn create(
         users::create_account(services, &req.password, account).await
     }
     .await;
-    let target = result.as_ref().map_or("new-user", |u| u.id.as_str());
+    let target = result.as_ref().map_or(audit::NEW_USER, |u| u.id.as_str());
     audit::record(services, actor, "user.create", target, &fields, &result).await;
     result
 }

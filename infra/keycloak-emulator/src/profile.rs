@@ -147,6 +147,9 @@ impl UserProfile {
                 );
             }
         }
+        if validations.get("up-username-not-idn-homograph").is_some() && homograph(value) {
+            return err("invalidUsernameMessage", vec![json!(value)]);
+        }
         if validations.get("email").is_some() && !is_email(value) {
             return err("error-invalid-email", vec![json!(value)]);
         }
@@ -194,6 +197,31 @@ impl UserProfile {
     }
 }
 
+/// `up-username-not-idn-homograph`: Keycloak refuses a username that would not survive IDN
+/// conversion unchanged — invisible and direction characters (mapped away or prohibited) and
+/// letters that pass for others. Emulated with the Unicode data Keycloak's check rests on:
+/// format, control, private-use and unassigned characters, mixed scripts (UTS #39 above "highly
+/// restrictive"), and whole words in another script that read as ASCII.
+fn homograph(v: &str) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    use unicode_security::{skeleton, RestrictionLevel, RestrictionLevelDetection};
+    let hidden = |c: char| {
+        matches!(
+            c.general_category(),
+            G::Format | G::Control | G::PrivateUse | G::Unassigned | G::Surrogate
+        )
+    };
+    if v.chars().any(hidden) {
+        return true;
+    }
+    let letters: String = v.chars().filter(|c| c.is_alphabetic()).collect();
+    !letters.is_ascii()
+        && (!letters
+            .as_str()
+            .check_restriction_level(RestrictionLevel::HighlyRestrictive)
+            || skeleton(&letters).all(|c| c.is_ascii()))
+}
+
 fn is_email(v: &str) -> bool {
     let Some((local, domain)) = v.split_once('@') else {
         return false;
@@ -205,9 +233,9 @@ fn is_email(v: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c == ',' || c == '<' || c == '>')
+        && !v.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+        })
 }
 
 /// The profile `pattern` validator, for the simple character-class patterns a demo realm uses
@@ -345,6 +373,20 @@ mod tests {
         assert!(is_email("a.b+c@example.com"));
         for bad in ["x@", "@x.io", "a b@x.io", "a@b@c", "a@.x"] {
             assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_idn_homograph_validator_refuses_look_alike_usernames() {
+        let p = UserProfile {
+            config: default_config(),
+        };
+        for bad in ["\u{430}lice", "alice\u{200b}", "al\u{202e}ice"] {
+            let e = p.validate("username", bad).expect(bad);
+            assert_eq!(e["errorMessage"], "invalidUsernameMessage");
+        }
+        for good in ["alice", "jos\u{e9}", "\u{438}\u{432}\u{430}\u{43d}"] {
+            assert!(p.validate("username", good).is_none(), "{good}");
         }
     }
 

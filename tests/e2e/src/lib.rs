@@ -164,17 +164,7 @@ pub async fn signed_in_user(prefix: &str) -> (String, Value) {
 }
 
 pub fn store() -> Store {
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(&stack().moto)
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "e2e",
-            ))
-            .build(),
-    );
-    Store::new(client, &stack().table, b"e2e")
+    Store::new(dynamodb(), &stack().table, b"e2e")
 }
 
 pub async fn local_user(id: &str) -> Option<User> {
@@ -236,6 +226,118 @@ pub async fn keycloak_users_named(username: &str) -> Vec<Value> {
     )
     .await;
     found.as_array().cloned().unwrap_or_default()
+}
+
+/// The access token of a password login through the gateway.
+pub async fn token_of(username: &str, password: &str) -> String {
+    let r = post(
+        "/auth/login",
+        json!({"username": username, "password": password}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["tokens"]["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// The demo realm's admin (alice) and manager (bob).
+pub async fn admin() -> String {
+    token_of("alice", "alice-dev-password").await
+}
+
+pub async fn manager() -> String {
+    token_of("bob", "bob-dev-password").await
+}
+
+/// A new user created through the admin API as `token`; returns (id, username).
+pub async fn created(token: &str, prefix: &str) -> (String, String) {
+    let username = unique(prefix);
+    let r = call(
+        Method::POST,
+        "/admin/users",
+        Some(token),
+        Some(new_user(&username)),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (r.body["user"]["id"].as_str().unwrap().to_owned(), username)
+}
+
+/// `GET /admin/users/{id}` as `token`.
+pub async fn get_user(token: &str, id: &str) -> Resp {
+    call(
+        Method::GET,
+        &format!("/admin/users/{id}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+/// `PATCH /admin/users/{id}` as `token`, with `If-Match` when given.
+pub async fn patch(token: &str, id: &str, etag: Option<&str>, body: Value) -> Resp {
+    let mut req = http()
+        .patch(format!("{}/admin/users/{id}", stack().gateway))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(e) = etag {
+        req = req.header("if-match", e);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    Resp {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// Grant a realm role straight in Keycloak (as an admin would in its console).
+pub async fn grant_realm_role(user_id: &str, role: &str) {
+    let (status, rep) = keycloak_admin(Method::GET, &format!("/roles/{role}"), None).await;
+    assert_eq!(status, 200, "{rep}");
+    let (status, body) = keycloak_admin(
+        Method::POST,
+        &format!("/users/{user_id}/role-mappings/realm"),
+        Some(json!([{"id": rep["id"], "name": role}])),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+/// The raw DynamoDB items of a user (profile and sessions), exactly as stored.
+pub async fn raw_items(
+    user_id: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let out = dynamodb()
+        .query()
+        .table_name(&stack().table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{user_id}")),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items.unwrap_or_default()
+}
+
+/// A DynamoDB client for moto.
+pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(&stack().moto)
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "e2e",
+            ))
+            .build(),
+    )
 }
 
 /// Add a fault rule to the emulator (`{realm}` in the path is replaced).

@@ -1,0 +1,694 @@
+//! Who may act on whom, end to end: every rule of the policy in both directions, and proof that a
+//! refused request changes nothing in Keycloak or DynamoDB. Also the input an attacker would try:
+//! admin-only attributes at registration, look-alike usernames, ids that are not ids.
+
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine;
+use e2e::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "a-good-password";
+
+fn sub(jwt: &str) -> String {
+    let part = jwt.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sub"].as_str().unwrap().to_owned()
+}
+
+/// A fresh user holding `role` in Keycloak (the local record knows nothing of it); signed in once
+/// so that they have a live session. Returns (id, username, their token).
+async fn privileged(role: &str) -> (String, String, String) {
+    let (id, username) = created(&admin().await, role).await;
+    grant_realm_role(&id, role).await;
+    let token = token_of(&username, PASSWORD).await;
+    (id, username, token)
+}
+
+/// Everything a refused request must leave as it was: the Keycloak user, its role mappings and
+/// sessions, and every DynamoDB item of the user.
+#[derive(Debug, PartialEq)]
+struct Snapshot(Value, Value, Value, String);
+
+async fn snapshot(id: &str) -> Snapshot {
+    let (_, user) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    let (_, roles) = keycloak_admin(Method::GET, &format!("/users/{id}/role-mappings"), None).await;
+    let (_, sessions) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+    let mut items: Vec<String> = raw_items(id)
+        .await
+        .into_iter()
+        .map(|i| {
+            format!(
+                "{:?}",
+                i.into_iter().collect::<std::collections::BTreeMap<_, _>>()
+            )
+        })
+        .collect();
+    items.sort();
+    Snapshot(user, roles, sessions, items.join("\n"))
+}
+
+/// Compare part by part, so a failure says which part moved.
+fn unchanged(before: &Snapshot, after: &Snapshot) {
+    assert_eq!(before.0, after.0, "the Keycloak user");
+    assert_eq!(before.1, after.1, "its Keycloak role mappings");
+    assert_eq!(before.2, after.2, "its Keycloak sessions");
+    assert_eq!(before.3, after.3, "its DynamoDB items");
+}
+
+/// Every mutation a manager could try on `id` (the ETag read first).
+async fn every_mutation(token: &str, id: &str) -> Vec<(String, Resp)> {
+    let etag = get_user(token, id).await.header("etag");
+    let mut answers = vec![
+        (
+            "password".to_owned(),
+            call(
+                Method::POST,
+                &format!("/admin/users/{id}/password"),
+                Some(token),
+                Some(json!({"password": "taken-over-password-1"})),
+            )
+            .await,
+        ),
+        (
+            "email".to_owned(),
+            patch(
+                token,
+                id,
+                etag.as_deref(),
+                json!({"email": "attacker@evil.example"}),
+            )
+            .await,
+        ),
+        (
+            "disable".to_owned(),
+            patch(token, id, etag.as_deref(), json!({"enabled": false})).await,
+        ),
+        (
+            "logout".to_owned(),
+            call(
+                Method::POST,
+                &format!("/admin/users/{id}/logout"),
+                Some(token),
+                None,
+            )
+            .await,
+        ),
+        (
+            "sync".to_owned(),
+            call(
+                Method::POST,
+                &format!("/admin/users/{id}/sync"),
+                Some(token),
+                Some(json!({"direction": "to-keycloak"})),
+            )
+            .await,
+        ),
+    ];
+    answers.push((
+        "delete".to_owned(),
+        call(
+            Method::DELETE,
+            &format!("/admin/users/{id}"),
+            Some(token),
+            None,
+        )
+        .await,
+    ));
+    answers
+}
+
+#[tokio::test]
+async fn a_manager_cannot_touch_an_admin_and_nothing_changes() {
+    let bob = manager().await;
+    let (id, username, _) = privileged("admin").await;
+    let before = snapshot(&id).await;
+    for (what, r) in every_mutation(&bob, &id).await {
+        let expected = if what == "delete" {
+            "forbidden"
+        } else {
+            "forbidden_target"
+        };
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (403, Some(expected)),
+            "{what}: {}",
+            r.text
+        );
+    }
+    unchanged(&before, &snapshot(&id).await);
+    // The admin still signs in with their own password, and the attacker's does not work.
+    token_of(&username, PASSWORD).await;
+    let r = post(
+        "/auth/login",
+        json!({"username": username, "password": "taken-over-password-1"}),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn a_manager_cannot_touch_another_manager_or_a_protected_role_holder() {
+    let bob = manager().await;
+    let (id, _, _) = privileged("manager").await;
+    let before = snapshot(&id).await;
+    for (what, r) in every_mutation(&bob, &id).await {
+        assert_eq!(r.status, 403, "{what}: {}", r.text);
+    }
+    unchanged(&before, &snapshot(&id).await);
+}
+
+#[tokio::test]
+async fn a_manager_manages_plain_users() {
+    let bob = manager().await;
+    let (id, username) = created(&admin().await, "plain").await;
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{id}/password"),
+        Some(&bob),
+        Some(json!({"password": "reset-by-manager-1"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    token_of(&username, "reset-by-manager-1").await;
+    let etag = get_user(&bob, &id).await.header("etag");
+    let r = patch(&bob, &id, etag.as_deref(), json!({"enabled": false})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{id}/logout"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_admin_resets_a_managers_password() {
+    let alice = admin().await;
+    let (id, username, _) = privileged("manager").await;
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{id}/password"),
+        Some(&alice),
+        Some(json!({"password": "reset-by-admin-1"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    token_of(&username, "reset-by-admin-1").await;
+}
+
+#[tokio::test]
+async fn an_admin_cannot_disable_or_delete_themself() {
+    let (id, _, token) = privileged("admin").await;
+    let before = snapshot(&id).await;
+    let etag = get_user(&token, &id).await.header("etag");
+    let r = patch(&token, &id, etag.as_deref(), json!({"enabled": false})).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("forbidden_target")),
+        "{}",
+        r.text
+    );
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("forbidden_target")),
+        "{}",
+        r.text
+    );
+    unchanged(&before, &snapshot(&id).await);
+    // Changing their own name is fine.
+    let r = patch(&token, &id, etag.as_deref(), json!({"firstName": "Self"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn only_an_admin_may_vouch_for_an_email() {
+    let (id, _) = created(&admin().await, "vouch").await;
+    let bob = manager().await;
+    let etag = get_user(&bob, &id).await.header("etag");
+    let r = patch(
+        &bob,
+        &id,
+        etag.as_deref(),
+        json!({"email": "v@example.org", "emailVerified": true}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{}",
+        r.text
+    );
+    let alice = admin().await;
+    let r = patch(
+        &alice,
+        &id,
+        etag.as_deref(),
+        json!({"email": "v@example.org", "emailVerified": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(
+        (kc["email"].as_str(), kc["emailVerified"].as_bool()),
+        (Some("v@example.org"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn an_email_change_is_unverified_in_keycloak_and_locally() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "mailchg").await;
+    let (status, body) = keycloak_admin(
+        Method::PUT,
+        &format!("/users/{id}"),
+        Some(json!({"emailVerified": true})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let sync = call(
+        Method::POST,
+        &format!("/admin/users/{id}/sync"),
+        Some(&alice),
+        Some(json!({"direction": "from-keycloak"})),
+    )
+    .await;
+    assert_eq!(
+        sync.body["user"]["emailVerified"],
+        json!(true),
+        "{}",
+        sync.text
+    );
+    let etag = get_user(&alice, &id).await.header("etag");
+    let r = patch(
+        &alice,
+        &id,
+        etag.as_deref(),
+        json!({"email": "moved@example.org"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["emailVerified"], json!(false));
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(
+        (kc["email"].as_str(), kc["emailVerified"].as_bool()),
+        (Some("moved@example.org"), Some(false))
+    );
+    assert!(!local_user(&id).await.unwrap().email_verified);
+}
+
+#[tokio::test]
+async fn service_accounts_do_not_exist_for_the_admin_api() {
+    let alice = admin().await;
+    let (_, found) = keycloak_admin(
+        Method::GET,
+        "/users?username=service-account-user-sync&exact=true",
+        None,
+    )
+    .await;
+    let id = found[0]["id"].as_str().unwrap().to_owned();
+    let before = snapshot(&id).await;
+    for (method, path, body) in [
+        (Method::GET, format!("/admin/users/{id}"), None),
+        (
+            Method::PATCH,
+            format!("/admin/users/{id}"),
+            Some(json!({"firstName": "x"})),
+        ),
+        (Method::DELETE, format!("/admin/users/{id}"), None),
+        (
+            Method::POST,
+            format!("/admin/users/{id}/password"),
+            Some(json!({"password": "x-password-1"})),
+        ),
+        (Method::POST, format!("/admin/users/{id}/logout"), None),
+        (
+            Method::POST,
+            format!("/admin/users/{id}/sync"),
+            Some(json!({"direction": "from-keycloak"})),
+        ),
+    ] {
+        let r = call(method.clone(), &path, Some(&alice), body).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}: {}",
+            r.text
+        );
+    }
+    unchanged(&before, &snapshot(&id).await);
+    assert!(local_user(&id).await.is_none(), "never imported");
+}
+
+#[tokio::test]
+async fn ids_that_are_not_uuids_are_404_before_anything_is_called() {
+    let alice = admin().await;
+    for id in [
+        "not-a-uuid",
+        "..%2F..%2Froles",
+        "00000000-0000-0000-0000-00000000000g",
+    ] {
+        let r = get_user(&alice, id).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (404, Some("not_found")),
+            "{id}: {}",
+            r.text
+        );
+        let r = call(
+            Method::POST,
+            &format!("/admin/users/{id}/password"),
+            Some(&alice),
+            Some(json!({"password": "x-password-1"})),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{id}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn registration_refuses_attributes_only_admins_may_set() {
+    let username = unique("claims");
+    let mut body = registration(&username);
+    body["attributes"] = json!({"organization": "Acme", "title": "CFO"});
+    let r = post("/auth/register", body).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("validation_failed")),
+        "{}",
+        r.text
+    );
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["attributes.organization", "attributes.title"]);
+    assert!(keycloak_users_named(&username).await.is_empty());
+    assert_eq!(local_users_named(&username).await, 0);
+}
+
+#[tokio::test]
+async fn look_alike_usernames_are_refused_before_keycloak_is_called() {
+    let base = unique("alice");
+    for (label, username) in [
+        ("Cyrillic a", format!("\u{430}{}", &base[1..])),
+        ("zero-width space", format!("{base}\u{200b}")),
+        (
+            "right-to-left override",
+            format!("al\u{202e}{}", &base[2..]),
+        ),
+    ] {
+        let r = post("/auth/register", registration(&username)).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (400, Some("validation_failed")),
+            "{label}: {}",
+            r.text
+        );
+        assert_eq!(r.body["errors"][0]["field"], "username", "{label}");
+        // Keycloak's own user profile refuses it too.
+        let (status, body) = keycloak_admin(
+            Method::POST,
+            "/users",
+            Some(json!({"username": username, "email": format!("{}@example.org", unique("x")), "enabled": true})),
+        )
+        .await;
+        assert_eq!(status, 400, "{label}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_hard_delete_leaves_no_personal_data_in_the_store() {
+    let alice = admin().await;
+    let (id, username) = created(&alice, "erase").await;
+    token_of(&username, PASSWORD).await;
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}?hard=true"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let profile = raw_items(&id)
+        .await
+        .into_iter()
+        .find(|i| i["sk"].as_s().unwrap() == "PROFILE")
+        .unwrap();
+    let text = format!("{profile:?}");
+    for personal in [
+        username.as_str(),
+        "example.org",
+        "Test",
+        "User",
+        "Acme",
+        "Tester",
+    ] {
+        assert!(!text.contains(personal), "{personal} left in {text}");
+    }
+    assert_eq!(profile["deleted_by"].as_s().unwrap(), &sub(&alice));
+    assert!(profile.contains_key("deleted_at"));
+}
+
+#[tokio::test]
+async fn concurrent_patches_with_keycloak_slow_leave_keycloak_and_the_store_agreeing() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "slowkc").await;
+    fault(json!({"method": "PUT", "path": format!("/admin/realms/{{realm}}/users/{id}"), "latencyMs": 1500, "times": 1})).await;
+    let first = tokio::spawn({
+        let (alice, id) = (alice.clone(), id.clone());
+        async move { patch(&alice, &id, Some("\"1\""), json!({"lastName": "First"})).await }
+    });
+    // While the first write waits on Keycloak, its reserved version is visible: a second writer
+    // using that ETag must not slip in between Keycloak's GET and PUT.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let etag = get_user(&alice, &id).await.header("etag").unwrap();
+    let second = patch(&alice, &id, Some(&etag), json!({"lastName": "Second"})).await;
+    assert_eq!(
+        (second.status, second.body["code"].as_str()),
+        (409, Some("write_in_progress")),
+        "{}",
+        second.text
+    );
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text);
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    let local = local_user(&id).await.unwrap();
+    assert_eq!(
+        (kc["lastName"].as_str(), local.last_name.as_deref()),
+        (Some("First"), Some("First"))
+    );
+    // Once the first is done, the same ETag works.
+    let third = patch(&alice, &id, Some(&etag), json!({"lastName": "Third"})).await;
+    assert_eq!(third.status, 200, "{}", third.text);
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(kc["lastName"], "Third");
+}
+
+#[tokio::test]
+async fn every_admin_action_is_in_the_audit_trail_with_the_real_actor() {
+    let alice = admin().await;
+    let alice_id = sub(&alice);
+    let (id, _) = created(&alice, "audited").await;
+    let etag = get_user(&alice, &id).await.header("etag");
+    assert_eq!(
+        patch(
+            &alice,
+            &id,
+            etag.as_deref(),
+            json!({"attributes": {"title": "Lead"}})
+        )
+        .await
+        .status,
+        200
+    );
+    let pw = call(
+        Method::POST,
+        &format!("/admin/users/{id}/password"),
+        Some(&alice),
+        Some(json!({"password": "audited-password-2"})),
+    )
+    .await;
+    assert_eq!(pw.status, 204);
+    assert_eq!(
+        call(
+            Method::POST,
+            &format!("/admin/users/{id}/logout"),
+            Some(&alice),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    let sync = call(
+        Method::POST,
+        &format!("/admin/users/{id}/sync"),
+        Some(&alice),
+        Some(json!({"direction": "from-keycloak"})),
+    )
+    .await;
+    assert_eq!(sync.status, 200);
+    let (admin_id, _, _) = privileged("admin").await;
+    let bob = manager().await;
+    let refused = call(
+        Method::POST,
+        &format!("/admin/users/{admin_id}/logout"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        call(
+            Method::DELETE,
+            &format!("/admin/users/{id}"),
+            Some(&alice),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+
+    let r = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let items = r.body["items"].as_array().unwrap();
+    let actions: Vec<&str> = items
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.delete",
+            "user.sync",
+            "user.logout",
+            "user.reset_password",
+            "user.update",
+            "user.create"
+        ],
+        "newest first"
+    );
+    for item in items {
+        assert_eq!(
+            (item["actorId"].as_str(), item["actorUsername"].as_str()),
+            (Some(alice_id.as_str()), Some("alice"))
+        );
+        assert_eq!(item["outcome"], "succeeded");
+    }
+    assert_eq!(items[4]["fields"], json!(["attributes.title"]));
+    assert_eq!(
+        items[3]["fields"],
+        json!(["password"]),
+        "the field's name, never its value"
+    );
+    assert!(!r.text.contains("audited-password-2"));
+
+    let bob_id = sub(&bob);
+    let r = call(
+        Method::GET,
+        &format!("/admin/audit?actor={bob_id}&target={admin_id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["items"][0]["outcome"], "forbidden", "{}", r.text);
+    assert_eq!(r.body["items"][0]["action"], "user.logout");
+
+    let r = call(
+        Method::GET,
+        "/admin/audit?limit=1&actor=".to_owned().as_str(),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "a target or an actor is needed");
+    let r = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("forbidden")),
+        "managers do not read the audit"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_trail_pages_with_signed_cursors() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "pages").await;
+    for n in 0..3 {
+        let etag = get_user(&alice, &id).await.header("etag");
+        let r = patch(
+            &alice,
+            &id,
+            etag.as_deref(),
+            json!({"firstName": format!("N{n}")}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let first = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}&limit=2"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    let second = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}&limit=2&cursor={cursor}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        second.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        second.text
+    );
+    let mut tampered = cursor.to_owned();
+    tampered.insert(3, 'x');
+    let r = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}&cursor={tampered}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+}
