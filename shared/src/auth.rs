@@ -20,6 +20,9 @@ use crate::keycloak::KeycloakClient;
 pub const LEEWAY_SECS: u64 = 30;
 /// An unknown `kid` re-fetches the JWKS at most this often.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// After a failed JWKS fetch, no new fetch for this long: an outage of Keycloak is not multiplied
+/// by the requests that arrive during it (the last good key set keeps serving known keys).
+pub const JWKS_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// Why a token was refused. Logged; the client only ever sees 401.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -135,6 +138,8 @@ pub struct BearerValidator {
     audiences: Vec<String>,
     keys: RwLock<Option<Keys>>,
     fetching: Mutex<()>,
+    /// When the last fetch failed, and why.
+    failed: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 fn signing_keys(set: &JwkSet) -> HashMap<String, Arc<DecodingKey>> {
@@ -163,6 +168,7 @@ impl BearerValidator {
             keycloak,
             keys: RwLock::new(None),
             fetching: Mutex::new(()),
+            failed: std::sync::Mutex::new(None),
         }
     }
 
@@ -227,6 +233,15 @@ impl BearerValidator {
         Principal::from_claims(claims)
     }
 
+    /// The reason of a fetch that failed within the negative TTL.
+    fn recent_failure(&self) -> Option<String> {
+        let failed = self.failed.lock().ok()?;
+        failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < JWKS_NEGATIVE_TTL)
+            .map(|(_, reason)| format!("{reason} (not retried for a few seconds)"))
+    }
+
     async fn cached_key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.keys
             .read()
@@ -248,11 +263,19 @@ impl BearerValidator {
                 }
             }
         }
-        let set = self
-            .keycloak
-            .jwks()
-            .await
-            .map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
+        if let Some(reason) = self.recent_failure() {
+            return Err(AuthError::KeysUnavailable(reason));
+        }
+        let set = match self.keycloak.jwks().await {
+            Ok(set) => set,
+            Err(e) => {
+                let reason = e.to_string();
+                if let Ok(mut f) = self.failed.lock() {
+                    *f = Some((Instant::now(), reason.clone()));
+                }
+                return Err(AuthError::KeysUnavailable(reason));
+            }
+        };
         let by_kid = signing_keys(&set);
         let found = kid.and_then(|kid| by_kid.get(kid).cloned());
         *self.keys.write().await = Some(Keys {

@@ -86,7 +86,15 @@ pub struct Problem {
     pub retry_after: Option<u64>,
 }
 
+/// Seconds a client waits before retrying a part of the service that did not answer.
+const RETRY_AFTER_UNAVAILABLE: u64 = 2;
+
 impl Problem {
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     fn new(
         status: u16,
         code: &'static str,
@@ -185,16 +193,13 @@ impl Error {
             Error::ForbiddenTarget { detail } => {
                 Problem::new(403, "forbidden_target", "Forbidden", detail.clone())
             }
-            Error::RateLimited { retry_after } => {
-                let mut p = Problem::new(
-                    429,
-                    "rate_limited",
-                    "Too many requests",
-                    "too many attempts; retry later",
-                );
-                p.retry_after = Some(*retry_after);
-                p
-            }
+            Error::RateLimited { retry_after } => Problem::new(
+                429,
+                "rate_limited",
+                "Too many requests",
+                "too many attempts; retry later",
+            )
+            .retry_after(*retry_after),
             Error::RefreshTokenReused => Problem::new(
                 401,
                 "refresh_token_reused",
@@ -279,28 +284,27 @@ impl Error {
                 "Invalid cursor",
                 "the cursor is not one this API gave out",
             ),
-            Error::Keycloak(K::RateLimited { retry_after }) => {
-                let mut p = Problem::new(
-                    429,
-                    "rate_limited",
-                    "Too many requests",
-                    "Keycloak is rate limiting; retry later",
-                );
-                p.retry_after = Some(retry_after.unwrap_or(1));
-                p
-            }
+            Error::Keycloak(K::RateLimited { retry_after }) => Problem::new(
+                429,
+                "rate_limited",
+                "Too many requests",
+                "Keycloak is rate limiting; retry later",
+            )
+            .retry_after(retry_after.unwrap_or(1)),
             Error::Keycloak(K::Unavailable { .. }) => Problem::new(
                 503,
                 "keycloak_unavailable",
                 "Identity provider unavailable",
                 "Keycloak did not answer; retry later",
-            ),
+            )
+            .retry_after(RETRY_AFTER_UNAVAILABLE),
             Error::Keycloak(K::SecretUnavailable(_)) => Problem::new(
                 503,
                 "secret_unavailable",
                 "Configuration unavailable",
                 "the service could not read its Keycloak credentials; retry later",
-            ),
+            )
+            .retry_after(RETRY_AFTER_UNAVAILABLE),
             Error::Store(StoreError::AlreadyExists) => Problem::new(
                 409,
                 "already_exists",
@@ -312,7 +316,8 @@ impl Error {
                 "store_unavailable",
                 "Storage unavailable",
                 "the user store did not answer; retry later",
-            ),
+            )
+            .retry_after(RETRY_AFTER_UNAVAILABLE),
             Error::Keycloak(K::Forbidden | K::Unauthorized | K::InvalidClient | K::Protocol(_)) => {
                 Problem::new(
                     502,
@@ -323,6 +328,7 @@ impl Error {
             }
             Error::Unavailable { code, detail } => {
                 Problem::new(503, code, "Service unavailable", detail.clone())
+                    .retry_after(RETRY_AFTER_UNAVAILABLE)
             }
             Error::Store(StoreError::Other(_)) | Error::Internal(_) => Problem::new(
                 500,

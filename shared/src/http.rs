@@ -30,7 +30,15 @@ pub async fn serve(router: axum::Router<AppState>) -> Result<(), lambda_http::Er
     let app = router
         .fallback(|| async { Error::NotFound })
         .with_state(services);
-    lambda_http::run(app).await
+    lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
+        use lambda_http::tower::ServiceExt;
+        let deadline = req
+            .extensions()
+            .get::<lambda_http::Context>()
+            .and_then(|c| crate::deadline::of_invocation(c.deadline));
+        crate::deadline::within(deadline, app.clone().oneshot(req))
+    }))
+    .await
 }
 
 impl IntoResponse for Error {

@@ -5,17 +5,20 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod http;
 pub mod keycloak;
 pub mod policy;
 pub mod profile;
+pub mod repair;
 pub mod secrets;
 pub mod services;
 pub mod sessions;
 pub mod store;
 pub mod sync;
 pub mod sync_control;
+pub mod throttle;
 pub mod user_admin;
 pub mod users;
 

@@ -6,6 +6,7 @@
 //! SSO SDKs and credentials-process), which every function binary would then compile and carry,
 //! for what is here one value, a TTL and a forced refresh. The secret value never reaches a log.
 
+use crate::deadline::Bounded;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,7 +103,12 @@ impl ClientSecretCache {
             .get_secret_value()
             .secret_id(&self.secret_id)
             .send()
+            .within_deadline()
             .await
+            .map_err(|_| SecretError::Unavailable {
+                id: self.secret_id.clone(),
+                reason: "no answer before the invocation's deadline".into(),
+            })?
             .map_err(|e| SecretError::Unavailable {
                 id: self.secret_id.clone(),
                 reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),

@@ -2,16 +2,19 @@
 //! round trip), refresh, logout, token validation, and a user's view of their own sessions.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::Principal;
+use crate::deadline;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, TokenSet};
 use crate::profile::{attributes_of_claims, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, token_hash, KeycloakFields, LoginRecord, Session, SessionEnd, StoreError,
+    now_ms, token_hash, KeycloakFields, LoginRecord, RepairKind, Session, SessionEnd, StoreError,
+    UserStatus,
 };
+use crate::throttle;
 use crate::users::{is_technical_role, iso8601, UserView};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,6 +47,23 @@ pub struct TokensView {
     pub token_type: &'static str,
     pub expires_in: u64,
     pub refresh_expires_in: u64,
+}
+
+/// The answer of a login.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginView {
+    pub user: UserView,
+    pub tokens: TokensView,
+    pub session_id: String,
+}
+
+/// The answer of a refresh.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshView {
+    pub tokens: TokensView,
+    pub session_id: String,
 }
 
 impl From<&TokenSet> for TokensView {
@@ -107,8 +127,9 @@ fn identity(p: &Principal, attribute_names: &[String]) -> (KeycloakFields, Attri
     (fields, attributes_of_claims(attribute_names, c))
 }
 
-/// `sub` and `sid` of a refresh token, read without checking it: Keycloak checks it, and we act
-/// on them only after Keycloak accepted the token.
+/// `sub` and `sid` of a refresh token, read without checking it. They only say which session
+/// record to look at: nothing is done to a session unless the presented token proves it (its hash
+/// is the session's, or Keycloak accepted it).
 fn refresh_token_subject(token: &str) -> Option<(String, String)> {
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
@@ -139,6 +160,7 @@ fn session_record(
             .as_deref()
             .map(token_hash)
             .unwrap_or_default(),
+        previous_refresh_token_sha256: None,
         expires_at: now / 1000 + tokens.refresh_expires_in.max(tokens.expires_in) as i64,
         ended_at: None,
         end_reason: None,
@@ -163,14 +185,52 @@ pub async fn login(
     services: &Services,
     req: &LoginRequest,
     origin: &Origin,
-) -> Result<Value, Error> {
+) -> Result<LoginView, Error> {
     required("username", &req.username)?;
     required("password", &req.password)?;
-    let tokens = services
+    let username = req.username.trim();
+    let attempt = throttle::admit_login(services, username, origin.ip.as_deref()).await?;
+    let started = now_ms();
+    let tokens = match services
         .keycloak
-        .password_grant(req.username.trim(), &req.password)
-        .await?;
-    let principal = verified(services, &tokens).await?;
+        .password_grant(username, &req.password)
+        .await
+    {
+        Ok(tokens) => tokens,
+        // Keycloak says "disabled" before it checks the password (contract §1.3): telling the
+        // caller would let anyone probe account states. Only a correct password may learn it.
+        Err(KeycloakError::AccountDisabled) if !services.config.reveal_account_state => {
+            tracing::info!("login refused: the account is disabled in Keycloak");
+            return Err(Error::InvalidCredentials);
+        }
+        Err(e @ (KeycloakError::InvalidCredentials | KeycloakError::AccountDisabled)) => {
+            return Err(e.into())
+        }
+        Err(e) => {
+            attempt.inconclusive().await;
+            if matches!(e, KeycloakError::Unavailable { .. }) {
+                // The grant may still complete in Keycloak after we gave up on it.
+                note_repair(
+                    services,
+                    started,
+                    RepairKind::KeycloakSessions {
+                        username: username.to_lowercase(),
+                        sid: None,
+                    },
+                )
+                .await;
+            }
+            return Err(e.into());
+        }
+    };
+    attempt.succeeded().await;
+    let principal = match verified(services, &tokens).await {
+        Ok(p) => p,
+        Err(e) => {
+            end_issued_session(services, &tokens, username, None, started).await;
+            return Err(e);
+        }
+    };
     let sid = principal
         .session_id
         .clone()
@@ -187,9 +247,7 @@ pub async fn login(
     let session = session_record(&principal.user_id, &sid, &tokens, origin, now);
     if let Err(e) = services.store.record_login(&record, &session).await {
         // No Keycloak session the application does not know of.
-        if let Some(rt) = &tokens.refresh_token {
-            let _ = services.keycloak.logout(rt).await;
-        }
+        end_issued_session(services, &tokens, username, Some(&sid), started).await;
         return Err(e.into());
     }
     let user = UserView {
@@ -209,19 +267,83 @@ pub async fn login(
         last_login_at: Some(iso8601(now)),
         login_count: None,
     };
-    Ok(json!({"user": user, "tokens": TokensView::from(&tokens), "sessionId": sid}))
+    Ok(LoginView {
+        user,
+        tokens: TokensView::from(&tokens),
+        session_id: sid,
+    })
 }
 
-pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Value, Error> {
+/// Undo a login the store could not record: log the new session out of Keycloak, with the time
+/// the deadline leaves; failing that, leave it for the next sync.
+async fn end_issued_session(
+    services: &Services,
+    tokens: &TokenSet,
+    username: &str,
+    sid: Option<&str>,
+    started: i64,
+) {
+    let ended = match &tokens.refresh_token {
+        Some(rt) => deadline::compensate(services.keycloak.logout(rt)).await,
+        None => Err(KeycloakError::Protocol(
+            "no refresh token to log out with".into(),
+        )),
+    };
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "could not end the Keycloak session of a failed login");
+        note_repair(
+            services,
+            started,
+            RepairKind::KeycloakSessions {
+                username: username.to_lowercase(),
+                sid: sid.map(str::to_owned),
+            },
+        )
+        .await;
+    }
+}
+
+/// Write down what could not be undone, for the next sync run; the log line is the record of
+/// last resort when the store cannot be reached either.
+pub(crate) async fn note_repair(services: &Services, since: i64, kind: RepairKind) {
+    if let Err(e) = deadline::compensate(services.store.put_repair(since, kind.clone())).await {
+        tracing::error!(error = %e, repair = ?kind, "could not record a repair; fix it by hand");
+    }
+}
+
+pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<RefreshView, Error> {
     required("refreshToken", &req.refresh_token)?;
+    let presented = token_hash(&req.refresh_token);
+    let session = match refresh_token_subject(&req.refresh_token) {
+        Some((user_id, sid)) => services.store.get_session(&user_id, &sid).await?,
+        None => None,
+    };
+    let Some(session) = session.filter(|s| s.ended_at.is_none()) else {
+        // No live session here: nothing to refresh. If the token is genuine, Keycloak ends its
+        // session too (logout checks the token itself, so a forged one changes nothing).
+        if let Err(e) = services.keycloak.logout(&req.refresh_token).await {
+            tracing::debug!(error = %e, "logout of an unknown session's token");
+        }
+        return Err(invalid_grant("no live session for this token"));
+    };
+    if session.previous_refresh_token_sha256.as_deref() == Some(presented.as_str()) {
+        return Err(reused(services, &session).await);
+    }
+    let is_current = session.refresh_token_sha256 == presented;
     let tokens = match services.keycloak.refresh(&req.refresh_token).await {
         Ok(t) => t,
         Err(KeycloakError::InvalidGrant { description }) => {
-            // Keycloak no longer honours this session: end our record of it too.
-            if let Some((user_id, sid)) = refresh_token_subject(&req.refresh_token) {
+            // Keycloak no longer honours the session; the token proves which session it is only
+            // if it is the session's current one.
+            if is_current {
                 if let Err(e) = services
                     .store
-                    .end_session(&user_id, &sid, SessionEnd::EndedInKeycloak, now_ms())
+                    .end_session(
+                        &session.user_id,
+                        &session.sid,
+                        SessionEnd::EndedInKeycloak,
+                        now_ms(),
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, "could not end the local session");
@@ -237,31 +359,70 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Value,
         .clone()
         .or_else(|| tokens.session_state.clone())
         .unwrap_or_default();
+    if principal.user_id != session.user_id || sid != session.sid {
+        return Err(invalid_grant("the token does not belong to this session"));
+    }
+    if !is_current {
+        // Keycloak accepted a genuine token older than the session's current one: reuse.
+        return Err(reused(services, &session).await);
+    }
     let now = now_ms();
     let new_refresh = tokens.refresh_token.clone().unwrap_or_default();
     let expires_at = now / 1000 + tokens.refresh_expires_in as i64;
     match services
         .store
-        .record_refresh(&principal.user_id, &sid, &new_refresh, expires_at, now)
+        .record_refresh(
+            &session.user_id,
+            &sid,
+            &presented,
+            &new_refresh,
+            expires_at,
+            now,
+        )
         .await
     {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => {
-            // A session we never saw start (or already ended here): Keycloak says it lives.
-            services
-                .store
-                .put_session(&session_record(
-                    &principal.user_id,
-                    &sid,
-                    &tokens,
-                    &Origin::default(),
-                    now,
-                ))
-                .await?;
+        Ok(_) => Ok(RefreshView {
+            tokens: TokensView::from(&tokens),
+            session_id: sid,
+        }),
+        // Another refresh used the same token first (or the session just ended): this one is
+        // a replay, and the session ends.
+        Err(StoreError::VersionConflict | StoreError::NotFound) => {
+            Err(reused(services, &session).await)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    Ok(json!({"tokens": TokensView::from(&tokens), "sessionId": sid}))
+}
+
+fn invalid_grant(reason: &str) -> Error {
+    Error::Keycloak(KeycloakError::InvalidGrant {
+        description: reason.into(),
+    })
+}
+
+/// A replaced refresh token came back: end the session in Keycloak (so every token of it dies)
+/// and here.
+async fn reused(services: &Services, session: &Session) -> Error {
+    tracing::warn!(user_id = %session.user_id, sid = %session.sid, "refresh token reused: ending the session");
+    match services.keycloak.delete_session(&session.sid).await {
+        Ok(()) | Err(KeycloakError::NotFound) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not end the Keycloak session of a reused token")
+        }
+    }
+    if let Err(e) = services
+        .store
+        .end_session(
+            &session.user_id,
+            &session.sid,
+            SessionEnd::RefreshTokenReused,
+            now_ms(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "could not end the local session of a reused token");
+    }
+    Error::RefreshTokenReused
 }
 
 /// Always 204 for a token Keycloak refuses (already ended, forged): nothing to tell.
@@ -269,6 +430,7 @@ pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Err
     required("refreshToken", &req.refresh_token)?;
     match services.keycloak.logout(&req.refresh_token).await {
         Ok(()) => {
+            // Keycloak accepted the token, so its `sub` and `sid` are genuine.
             if let Some((user_id, sid)) = refresh_token_subject(&req.refresh_token) {
                 services
                     .store
@@ -282,27 +444,50 @@ pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Err
     }
 }
 
-/// The caller of a bearer route: a valid access token whose session has not ended here.
+/// The caller of a bearer route: a valid access token of a session this service opened and has
+/// not ended, of a user who is neither deleted nor disabled here. Anything else is 401: the check
+/// fails closed.
 pub async fn authenticate(
     services: &Services,
     authorization: Option<&str>,
 ) -> Result<Principal, Error> {
     let principal = services.bearer.authenticate(authorization).await?;
-    if let Some(sid) = &principal.session_id {
-        if let Some(session) = services.store.get_session(&principal.user_id, sid).await? {
-            if session.ended_at.is_some() {
-                return Err(Error::Unauthenticated);
-            }
-        }
+    let sid = principal
+        .session_id
+        .as_deref()
+        .ok_or(Error::Unauthenticated)?;
+    let (session, user) = services
+        .store
+        .session_and_user(&principal.user_id, sid)
+        .await?;
+    let live_session = session.is_some_and(|s| s.ended_at.is_none());
+    let usable_user = user.is_some_and(|u| u.status == UserStatus::Active);
+    if live_session && usable_user {
+        Ok(principal)
+    } else {
+        Err(Error::Unauthenticated)
     }
-    Ok(principal)
 }
 
-pub async fn validate(services: &Services, req: &ValidateRequest) -> Result<Value, Error> {
+/// `POST /auth/token/validate`: whether a token would be accepted by a bearer route, and its claims.
+#[derive(Clone, Debug, Serialize)]
+pub struct Validation {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Value>,
+}
+
+pub async fn validate(services: &Services, req: &ValidateRequest) -> Result<Validation, Error> {
     required("token", &req.token)?;
     match authenticate(services, Some(&format!("Bearer {}", req.token.trim()))).await {
-        Ok(p) => Ok(json!({"active": true, "claims": p.claims})),
-        Err(Error::Unauthenticated) => Ok(json!({"active": false})),
+        Ok(p) => Ok(Validation {
+            active: true,
+            claims: Some(p.claims),
+        }),
+        Err(Error::Unauthenticated) => Ok(Validation {
+            active: false,
+            claims: None,
+        }),
         Err(e) => Err(e),
     }
 }

@@ -116,6 +116,10 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
     }
     store.put_run(&run).await?;
     let mut counts = Counts::default();
+    // What timed-out registrations and logins left behind is finished first.
+    let repaired = crate::repair::run(services).await;
+    counts.add("repaired", repaired.removed);
+    counts.add("repairs_open", repaired.open);
     let outcome = match req.mode {
         Mode::Full => full(services, &req, &mut run, &mut counts).await,
         Mode::Incremental => incremental(services, &req, &mut run, &mut counts).await,

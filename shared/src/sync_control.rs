@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::audit::{self, Actor};
+use crate::deadline::Bounded;
 use crate::error::Error;
 use crate::policy::Action;
 use crate::services::Services;
@@ -68,19 +69,29 @@ async fn invoke_sync(services: &Services, req: &StartSyncRequest) -> Result<Stri
     let run_id = crate::store::SyncRun::new_id(now_ms());
     let payload =
         json!({"mode": req.mode, "dryRun": req.dry_run, "force": req.force, "runId": run_id});
-    services
+    let sent = services
         .lambda
         .invoke()
         .function_name(&services.config.sync_function_name)
         .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
         .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
         .send()
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %aws_sdk_lambda::error::DisplayErrorContext(&e), "could not start the bulk sync");
-            Error::Unavailable { code: "sync_unavailable", detail: "the bulk-sync function could not be started".into() }
-        })?;
-    Ok(run_id)
+        .within_deadline()
+        .await;
+    match sent {
+        Ok(Ok(_)) => Ok(run_id),
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+                _ => "no answer before the invocation's deadline".into(),
+            };
+            tracing::error!(error = %reason, "could not start the bulk sync");
+            Err(Error::Unavailable {
+                code: "sync_unavailable",
+                detail: "the bulk-sync function could not be started".into(),
+            })
+        }
+    }
 }
 
 pub async fn sync_run(

@@ -508,7 +508,7 @@ pub async fn delete(
                         ..Default::default()
                     };
                     match kc.update_user(&old.id, &disable).await {
-                        Ok(_) => kc.logout_user(&old.id).await,
+                        Ok(()) => kc.logout_user(&old.id).await,
                         Err(e) => Err(e),
                     }
                 };

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deadline;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
 use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
-use crate::store::{now_ms, token_hash, Claim, KeycloakFields, StoredResponse, User};
+use crate::store::{now_ms, token_hash, Claim, KeycloakFields, RepairKind, StoredResponse, User};
 
 /// Realm roles every user has for technical reasons; not worth storing.
 pub fn is_technical_role(role: &str) -> bool {
@@ -175,15 +176,24 @@ pub async fn validate_new_account(
     }
 }
 
+/// How long a claim holds when the invocation's deadline is unknown.
+const CLAIM_WITHOUT_DEADLINE_MS: i64 = 60_000;
+/// Added to the invocation's remaining time, so no live invocation loses its claim.
+const CLAIM_MARGIN_MS: i64 = 5_000;
+/// Clock skew tolerated between this function and Keycloak when telling which user a
+/// registration created.
+const CLOCK_SKEW_MS: i64 = 5_000;
+
 /// Register a user. With an idempotency key, a retry of the same request answers the first
 /// success again; the same key with a different request is a 400 `idempotency_key_reused`.
 pub async fn register(
     services: &Services,
     req: &RegisterRequest,
     idempotency_key: Option<&str>,
-    _origin: &crate::http::Origin,
+    origin: &crate::http::Origin,
 ) -> Result<UserView, Error> {
     let valid = validate_new_account(services, req, Editor::User).await?;
+    crate::throttle::admit_registration(services, origin.ip.as_deref()).await?;
     let Some(key) = idempotency_key.map(str::trim).filter(|k| !k.is_empty()) else {
         return create_account(services, &req.password, valid).await;
     };
@@ -204,10 +214,15 @@ pub async fn register(
         ])
         .to_string(),
     );
-    let expires_at = now_ms() / 1000 + 24 * 3600;
+    let now = now_ms();
+    // The claim lasts as long as this invocation can (plus a margin): if it dies, a retry takes
+    // the claim over instead of waiting for the record to expire.
+    let claim_until = now
+        + deadline::remaining().map_or(CLAIM_WITHOUT_DEADLINE_MS, |d| d.as_millis() as i64)
+        + CLAIM_MARGIN_MS;
     match services
         .store
-        .claim_idempotency(key, &fingerprint, expires_at)
+        .claim_idempotency(key, &fingerprint, now / 1000 + 24 * 3600, claim_until, now)
         .await?
     {
         Claim::Completed(stored) => serde_json::from_str(&stored.body).map_err(Error::internal),
@@ -257,9 +272,18 @@ pub async fn create_account(
         attributes: keycloak_attributes(&v.attributes),
         credentials: vec![PasswordCredential::new(password, v.temporary_password)],
     };
-    // An unknown outcome (timeout) answers 503; if Keycloak did create the user, the next full
-    // sync imports it, and a retry of this request answers 409.
-    let id = kc.create_user(&new_user).await?;
+    let started = now_ms();
+    let id = match kc.create_user(&new_user).await {
+        Ok(id) => id,
+        Err(e) => {
+            // An unknown outcome (timeout, 5xx): Keycloak may have created the user, or still will.
+            if matches!(e, KeycloakError::Unavailable { .. }) {
+                deadline::compensate(forget_registration(services, &v.username, None, started))
+                    .await;
+            }
+            return Err(e.into());
+        }
+    };
     let roles = match kc.user_effective_realm_roles(&id).await {
         Ok(roles) => roles
             .into_iter()
@@ -289,23 +313,59 @@ pub async fn create_account(
             let existing = services.store.get_user(&id).await?.ok_or(Error::NotFound)?;
             return Ok(UserView::from(&existing));
         }
-        Err(local) => return Err(undo_creation(services, &id, local).await),
+        Err(local) => {
+            tracing::warn!(user_id = %id, error = %local, "local write failed; removing the Keycloak user again");
+            deadline::compensate(forget_registration(
+                services,
+                &user.username,
+                Some(&id),
+                started,
+            ))
+            .await;
+            return Err(Error::Store(local));
+        }
     }
     Ok(UserView::from(&user))
 }
 
-/// No Keycloak user without its local record: delete the one just created.
-async fn undo_creation(services: &Services, id: &str, local: crate::store::StoreError) -> Error {
-    match services.keycloak.delete_user(id).await {
-        Ok(()) | Err(KeycloakError::NotFound) => {
-            tracing::warn!(user_id = %id, error = %local, "local write failed; Keycloak user removed again");
+/// No Keycloak user without its local record: delete the user this registration created (by id,
+/// or found by username and creation time), or, when that cannot be done now, leave a repair for
+/// the next sync run.
+async fn forget_registration(services: &Services, username: &str, id: Option<&str>, since: i64) {
+    let kc = &services.keycloak;
+    let found = match id {
+        Some(id) => Ok(Some(id.to_owned())),
+        None => kc.find_user_by_username(username).await.map(|u| {
+            u.filter(|u| u.created_timestamp >= since - CLOCK_SKEW_MS)
+                .map(|u| u.id)
+        }),
+    };
+    let deleted = match found {
+        Ok(Some(id)) => match kc.delete_user(&id).await {
+            Ok(()) | Err(KeycloakError::NotFound) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not delete the Keycloak user of a failed registration");
+                false
+            }
+        },
+        // Not there (yet): a creation still in flight may land later.
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for the Keycloak user of a failed registration");
+            false
         }
-        Err(undo) => {
-            tracing::error!(user_id = %id, error = %local, undo_error = %undo,
-                "local write failed AND the Keycloak user could not be removed: remove it by hand");
-        }
+    };
+    if !deleted {
+        crate::sessions::note_repair(
+            services,
+            since,
+            RepairKind::KeycloakUser {
+                username: username.to_owned(),
+                user_id: id.map(str::to_owned),
+            },
+        )
+        .await;
     }
-    Error::Store(local)
 }
 
 #[cfg(test)]

@@ -245,3 +245,40 @@ async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval() {
         "one fetch at first use; unknown kids within 30 s do not refetch"
     );
 }
+
+#[tokio::test]
+async fn a_keycloak_outage_is_not_multiplied_by_the_requests_during_it() {
+    let (r, kc, v) = setup("user-sync").await;
+    let t = kc
+        .password_grant("carol", "carol-dev-password")
+        .await
+        .unwrap();
+    let failing = r
+        .fault(json!({"method": "GET", "path": "/realms/{realm}/protocol/openid-connect/certs", "status": 503}))
+        .await;
+    // A cold instance during the outage: every request needs the keys, one fetch is tried.
+    for _ in 0..20 {
+        assert!(matches!(
+            v.validate(&t.access_token).await.unwrap_err(),
+            AuthError::KeysUnavailable(_)
+        ));
+    }
+    let fetches = r.hits(&failing).await;
+    assert!(
+        fetches <= 4,
+        "one fetch (with its retries) for 20 requests, not 20: {fetches}"
+    );
+}
+
+#[tokio::test]
+async fn the_last_good_keys_keep_working_while_keycloak_is_down() {
+    let (r, kc, v) = setup("user-sync").await;
+    let t = kc
+        .password_grant("carol", "carol-dev-password")
+        .await
+        .unwrap();
+    v.validate(&t.access_token).await.unwrap();
+    r.fault(json!({"path": "/realms/{realm}/*", "status": 503}))
+        .await;
+    assert_eq!(v.validate(&t.access_token).await.unwrap().username, "carol");
+}

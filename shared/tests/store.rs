@@ -72,6 +72,7 @@ fn session(user_id: &str, sid: &str, expires_at: i64) -> Session {
         ip: Some("10.0.0.1".into()),
         user_agent: Some("tests".into()),
         refresh_token_sha256: token_hash("refresh-1"),
+        previous_refresh_token_sha256: None,
         expires_at,
         ended_at: None,
         end_reason: None,
@@ -537,16 +538,44 @@ async fn sessions_refresh_and_end_once() {
         .await
         .unwrap();
     let s = store
-        .record_refresh("u1", "s1", "refresh-2", 6_000, 4_000)
+        .record_refresh(
+            "u1",
+            "s1",
+            &token_hash("refresh-1"),
+            "refresh-2",
+            6_000,
+            4_000,
+        )
         .await
         .unwrap();
     assert_eq!(
         (
             s.refresh_count,
             s.expires_at,
-            s.refresh_token_sha256.clone()
+            s.refresh_token_sha256.clone(),
+            s.previous_refresh_token_sha256.clone()
         ),
-        (1, 6_000, token_hash("refresh-2"))
+        (
+            1,
+            6_000,
+            token_hash("refresh-2"),
+            Some(token_hash("refresh-1"))
+        )
+    );
+    assert_eq!(
+        store
+            .record_refresh(
+                "u1",
+                "s1",
+                &token_hash("refresh-1"),
+                "refresh-x",
+                6_000,
+                4_100
+            )
+            .await
+            .unwrap_err(),
+        StoreError::VersionConflict,
+        "only the current token rotates the session"
     );
     assert!(store
         .end_session("u1", "s1", SessionEnd::Logout, 4_500)
@@ -566,14 +595,22 @@ async fn sessions_refresh_and_end_once() {
     );
     assert_eq!(
         store
-            .record_refresh("u1", "s1", "refresh-3", 7_000, 5_000)
+            .record_refresh(
+                "u1",
+                "s1",
+                &token_hash("refresh-2"),
+                "refresh-3",
+                7_000,
+                5_000
+            )
             .await
             .unwrap_err(),
-        StoreError::NotFound
+        StoreError::VersionConflict,
+        "an ended session never comes back"
     );
     assert_eq!(
         store
-            .record_refresh("u1", "nope", "x", 7_000, 5_000)
+            .record_refresh("u1", "nope", "x", "y", 7_000, 5_000)
             .await
             .unwrap_err(),
         StoreError::NotFound
@@ -658,21 +695,21 @@ async fn idempotency_claims_replay_and_mismatch() {
     let store = table().await;
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-a", 9_999_999_999)
+            .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
         Claim::New
     );
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-a", 9_999_999_999)
+            .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
         Claim::InProgress
     );
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-b", 9_999_999_999)
+            .claim_idempotency("key-1", "body-b", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
         Claim::Mismatch
@@ -684,14 +721,14 @@ async fn idempotency_claims_replay_and_mismatch() {
     store.complete_idempotency("key-1", &resp).await.unwrap();
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-a", 9_999_999_999)
+            .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
         Claim::Completed(resp)
     );
     assert_eq!(
         store
-            .claim_idempotency("key-2", "body-a", 9_999_999_999)
+            .claim_idempotency("key-2", "body-a", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
         Claim::New
@@ -699,10 +736,40 @@ async fn idempotency_claims_replay_and_mismatch() {
     store.release_idempotency("key-2").await.unwrap();
     assert_eq!(
         store
-            .claim_idempotency("key-2", "body-a", 9_999_999_999)
+            .claim_idempotency("key-2", "body-a", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
         Claim::New
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_invocation_died_is_taken_over_by_a_retry() {
+    let store = table().await;
+    let claim = |hash: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_idempotency("key-9", hash, 9_999_999_999, now + 15_000, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(claim("body-a", 1_000).await, Claim::New);
+    assert_eq!(
+        claim("body-a", 10_000).await,
+        Claim::InProgress,
+        "its invocation may be alive"
+    );
+    assert_eq!(
+        claim("body-b", 20_000).await,
+        Claim::Mismatch,
+        "never for another request"
+    );
+    assert_eq!(
+        claim("body-a", 20_000).await,
+        Claim::New,
+        "dead: the retry runs it again"
     );
 }
 

@@ -12,18 +12,20 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     let mut request: SyncRequest = serde_json::from_value(event.payload)
         .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
-    // Lambda always gives a deadline ahead; a local runner may not. Without one, no time budget.
-    let (deadline, now) = (event.context.deadline as i64, user_sync::store::now_ms());
-    request.deadline_ms = if deadline > now + 1_000 {
-        Some(sync::stop_writing_at(deadline, now))
-    } else {
-        tracing::warn!(
-            deadline,
-            now,
-            "no usable invocation deadline: running without a time budget"
-        );
-        None
+    let deadline = user_sync::deadline::of_invocation(event.context.deadline);
+    request.deadline_ms = match deadline {
+        Some(d) => {
+            let now = user_sync::store::now_ms();
+            let left = d
+                .saturating_duration_since(std::time::Instant::now())
+                .as_millis() as i64;
+            Some(sync::stop_writing_at(now + left, now))
+        }
+        None => {
+            tracing::warn!("no usable invocation deadline: running without a time budget");
+            None
+        }
     };
-    let run = sync::run(&services, request).await?;
+    let run = user_sync::deadline::within(deadline, sync::run(&services, request)).await?;
     Ok(serde_json::to_value(run)?)
 }

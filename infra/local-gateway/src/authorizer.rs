@@ -9,14 +9,26 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use crate::template::JwtAuthorizer;
+
+/// An unknown `kid` is looked up at most this often, whatever the outcome: an unreachable issuer
+/// is not hammered by every request that arrives meanwhile.
+const REFETCH_EVERY: Duration = Duration::from_secs(10);
+/// A key fetch gives up after this.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    last_attempt: Option<Instant>,
+}
 
 pub struct Authorizer {
     config: JwtAuthorizer,
     http: reqwest::Client,
-    keys: Mutex<(HashMap<String, DecodingKey>, Option<Instant>)>,
+    /// Held only to read or swap the keys, never across a fetch.
+    cache: std::sync::RwLock<KeyCache>,
 }
 
 impl Authorizer {
@@ -24,43 +36,63 @@ impl Authorizer {
         Authorizer {
             config,
             http,
-            keys: Mutex::new((HashMap::new(), None)),
+            cache: std::sync::RwLock::new(KeyCache::default()),
         }
     }
 
     async fn key(&self, kid: &str) -> Option<DecodingKey> {
-        let mut keys = self.keys.lock().await;
-        let stale = keys.1.is_none_or(|t| t.elapsed() > Duration::from_secs(10));
-        if !keys.0.contains_key(kid) && stale {
-            let discovery: Value = self
-                .http
-                .get(format!(
-                    "{}/.well-known/openid-configuration",
-                    self.config.issuer
-                ))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let set: JwkSet = self
-                .http
-                .get(discovery["jwks_uri"].as_str()?)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            keys.0 = set
-                .keys
+        {
+            // Known key, or a fetch tried recently: answer from the cache. Otherwise this request
+            // claims the next fetch, so concurrent ones do not all go out.
+            let mut cache = self.cache.write().ok()?;
+            if let Some(key) = cache.keys.get(kid) {
+                return Some(key.clone());
+            }
+            if cache
+                .last_attempt
+                .is_some_and(|t| t.elapsed() < REFETCH_EVERY)
+            {
+                return None;
+            }
+            cache.last_attempt = Some(Instant::now());
+        }
+        let keys = tokio::time::timeout(FETCH_TIMEOUT, self.fetch_keys())
+            .await
+            .ok()
+            .flatten()?;
+        let mut cache = self.cache.write().ok()?;
+        cache.keys = keys;
+        cache.keys.get(kid).cloned()
+    }
+
+    async fn fetch_keys(&self) -> Option<HashMap<String, DecodingKey>> {
+        let discovery: Value = self
+            .http
+            .get(format!(
+                "{}/.well-known/openid-configuration",
+                self.config.issuer
+            ))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let set: JwkSet = self
+            .http
+            .get(discovery["jwks_uri"].as_str()?)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(
+            set.keys
                 .iter()
                 .filter_map(|k| Some((k.common.key_id.clone()?, DecodingKey::from_jwk(k).ok()?)))
-                .collect();
-            keys.1 = Some(Instant::now());
-        }
-        keys.0.get(kid).cloned()
+                .collect(),
+        )
     }
 
     pub async fn authorize(

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::error::{classify, Endpoint, KeycloakError};
 use super::types::*;
+use crate::deadline::Bounded;
 use crate::secrets::{ClientSecretCache, Secret};
 
 /// Retry tuning. The defaults suit a Lambda: a few quick retries, never minutes of waiting.
@@ -205,29 +206,48 @@ impl KeycloakClient {
         format!("{}/admin/realms/{}{path}", self.base_url, self.realm)
     }
 
-    /// Send with retries. Returns any answer that is not a retryable failure.
+    /// Send with retries. Returns any answer that is not a retryable failure. Every attempt and
+    /// every wait between attempts fits in the invocation's remaining time; past it the call is
+    /// `Unavailable`, so the function answers (and compensates) before the platform cuts it off.
     async fn send(
         &self,
         safety: Safety,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Reply, KeycloakError> {
+        let out_of_time = || KeycloakError::Unavailable {
+            reason: "no answer before the invocation's deadline".into(),
+        };
+        // Wait before the next attempt, if the deadline leaves room for the wait and an attempt.
+        let pause = |delay: Duration| async move {
+            if crate::deadline::budget().is_some_and(|b| b <= delay) {
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            true
+        };
         let mut attempt = 0;
         loop {
             let last = attempt >= self.retry.max_retries;
-            match build().header("accept", "application/json").send().await {
+            let sent = build()
+                .header("accept", "application/json")
+                .send()
+                .within_deadline()
+                .await
+                .map_err(|_| out_of_time())?;
+            match sent {
                 Err(e) => {
                     let unsent = e.is_connect();
                     let retryable = unsent
                         || (safety == Safety::Idempotent && (e.is_timeout() || e.is_request()));
+                    let reason = e.without_url().to_string();
                     if retryable && !last {
-                        tracing::warn!(attempt, error = %e.without_url(), "Keycloak request failed; retrying");
-                        tokio::time::sleep(self.retry.backoff(attempt)).await;
-                        attempt += 1;
-                        continue;
+                        tracing::warn!(attempt, error = %reason, "Keycloak request failed; retrying");
+                        if pause(self.retry.backoff(attempt)).await {
+                            attempt += 1;
+                            continue;
+                        }
                     }
-                    return Err(KeycloakError::Unavailable {
-                        reason: e.without_url().to_string(),
-                    });
+                    return Err(KeycloakError::Unavailable { reason });
                 }
                 Ok(resp) => {
                     let status = resp.status();
@@ -238,9 +258,10 @@ impl KeycloakClient {
                             .unwrap_or_else(|| self.retry.backoff(attempt));
                         if !last && delay <= self.retry.max_retry_after {
                             tracing::warn!(attempt, ?delay, "Keycloak rate limited; waiting");
-                            tokio::time::sleep(delay).await;
-                            attempt += 1;
-                            continue;
+                            if pause(delay).await {
+                                attempt += 1;
+                                continue;
+                            }
                         }
                         return Err(KeycloakError::RateLimited { retry_after: wait });
                     }
@@ -252,9 +273,10 @@ impl KeycloakClient {
                                 status = status.as_u16(),
                                 "Keycloak error; retrying"
                             );
-                            tokio::time::sleep(self.retry.backoff(attempt)).await;
-                            attempt += 1;
-                            continue;
+                            if pause(self.retry.backoff(attempt)).await {
+                                attempt += 1;
+                                continue;
+                            }
                         }
                         return Err(KeycloakError::Unavailable {
                             reason: format!("HTTP {}", status.as_u16()),
@@ -267,7 +289,9 @@ impl KeycloakClient {
                         .map(str::to_owned);
                     let body = resp
                         .bytes()
+                        .within_deadline()
                         .await
+                        .map_err(|_| out_of_time())?
                         .map_err(|e| KeycloakError::Unavailable {
                             reason: e.without_url().to_string(),
                         })?
@@ -570,18 +594,14 @@ impl KeycloakClient {
     }
 
     /// GET → merge → PUT of the complete representation: a partial PUT would clear every
-    /// field it leaves out (Keycloak 24+). Returns the user as written.
-    pub async fn update_user(
-        &self,
-        id: &str,
-        update: &UserUpdate,
-    ) -> Result<UserRepresentation, KeycloakError> {
+    /// field it leaves out (Keycloak 24+).
+    pub async fn update_user(&self, id: &str, update: &UserUpdate) -> Result<(), KeycloakError> {
         let path = format!("/users/{}", encode(id));
         let mut rep: Value = self.admin_get(&path, &[]).await?;
         update.merge_into(&mut rep);
         self.admin(Method::PUT, &path, &[], Some(&rep), Safety::Idempotent)
-            .await?;
-        serde_json::from_value(rep).map_err(|e| KeycloakError::Protocol(e.to_string()))
+            .await
+            .map(|_| ())
     }
 
     pub async fn delete_user(&self, id: &str) -> Result<(), KeycloakError> {

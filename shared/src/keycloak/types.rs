@@ -138,11 +138,16 @@ impl UserUpdate {
             && self.attributes.is_empty()
     }
 
-    /// Merge into the representation read by GET; everything not named here is kept as read.
+    /// Merge into the representation read by GET; everything not named here is kept as read —
+    /// except `enabled`, which is left out unless this update sets it: GET shows a user who is
+    /// temporarily locked by brute-force detection as `enabled: false` (contract §4.1), and
+    /// writing that back would disable them for good. Keycloak keeps the stored value of a root
+    /// field the PUT leaves out.
     pub fn merge_into(&self, rep: &mut Value) {
         let Some(obj) = rep.as_object_mut() else {
             return;
         };
+        obj.remove("enabled");
         for (key, value) in [
             ("email", &self.email),
             ("firstName", &self.first_name),
@@ -310,8 +315,27 @@ mod tests {
         assert_eq!(
             rep,
             json!({"id": "1", "username": "a", "firstName": "A", "lastName": "C",
-                               "attributes": {"title": ["y"]}, "enabled": true})
+                               "attributes": {"title": ["y"]}})
         );
+    }
+
+    #[test]
+    fn a_locked_users_enabled_false_is_never_written_back() {
+        // GET of a user in a brute-force lockout says enabled: false.
+        let mut rep = json!({"id": "1", "username": "a", "enabled": false});
+        UserUpdate {
+            last_name: Some("C".into()),
+            ..Default::default()
+        }
+        .merge_into(&mut rep);
+        assert!(rep.get("enabled").is_none());
+        let mut rep = json!({"id": "1", "username": "a", "enabled": true});
+        UserUpdate {
+            enabled: Some(false),
+            ..Default::default()
+        }
+        .merge_into(&mut rep);
+        assert_eq!(rep["enabled"], false, "an explicit change is written");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! by time, with the actor in GSI3 so either side can be listed newest first; kept for
 //! `AUDIT_RETENTION_DAYS` (TTL).
 
+use crate::deadline::Bounded;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,8 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(item))
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         Ok(())
     }
@@ -120,7 +122,7 @@ impl Store {
                     ))
                 }
             };
-            let out = req.send().await.map_err(sdk_error)?;
+            let out = req.send().within_deadline().await?.map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 items.push(
                     serde_dynamo::from_item(item).map_err(|e| StoreError::Other(e.to_string()))?,

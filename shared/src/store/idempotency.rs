@@ -1,6 +1,7 @@
 //! Idempotency records for registration: the first request with a key claims it; a retry with
 //! the same key and body gets the stored response; the same key with another body is refused.
 
+use crate::deadline::Bounded;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -37,13 +38,17 @@ fn key(idempotency_key: &str) -> HashMap<String, aws_sdk_dynamodb::types::Attrib
 }
 
 impl Store {
-    /// Claim `idempotency_key` for a request whose body hashes to `request_hash`, until
-    /// `expires_at` (epoch s).
+    /// Claim `idempotency_key` for a request whose body hashes to `request_hash`: the record is
+    /// kept until `expires_at` (epoch s), the claim itself holds until `claim_until` (epoch ms, the
+    /// claiming invocation's end). A claim whose invocation died is taken over by a retry of the
+    /// same request.
     pub async fn claim_idempotency(
         &self,
         idempotency_key: &str,
         request_hash: &str,
         expires_at: i64,
+        claim_until: i64,
+        now: i64,
     ) -> Result<Claim, StoreError> {
         let mut put = self
             .client
@@ -52,11 +57,19 @@ impl Store {
             .item("state", s("in_progress"))
             .item("request_hash", s(request_hash))
             .item("expires_at", n(expires_at))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("claim_until", n(claim_until))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :in_progress AND claim_until < :now \
+                 AND request_hash = :hash)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":hash", s(request_hash));
         for (k, v) in key(idempotency_key) {
             put = put.item(k, v);
         }
-        match put.send().await {
+        match put.send().within_deadline().await? {
             Ok(_) => return Ok(Claim::New),
             Err(e)
                 if e.as_service_error()
@@ -70,12 +83,19 @@ impl Store {
             .set_key(Some(key(idempotency_key)))
             .consistent_read(true)
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         let Some(item) = out.item else {
             // Released between our put and get: try once more.
-            return Box::pin(self.claim_idempotency(idempotency_key, request_hash, expires_at))
-                .await;
+            return Box::pin(self.claim_idempotency(
+                idempotency_key,
+                request_hash,
+                expires_at,
+                claim_until,
+                now,
+            ))
+            .await;
         };
         let text = |k: &str| {
             item.get(k)
@@ -117,7 +137,8 @@ impl Store {
             .expression_attribute_values(":status", n(response.status))
             .expression_attribute_values(":body", s(response.body.clone()))
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         Ok(())
     }
@@ -129,7 +150,8 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(key(idempotency_key)))
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         Ok(())
     }

@@ -9,13 +9,18 @@
 //! | sync lease / state / run | `SYNC` | `LEASE` / `STATE` / `RUN#<run id>` |
 //! | idempotency record | `IDEMPOTENCY#<hash>` | `REGISTER` |
 //! | audit record | `AUDIT#<target id>` | `<time>#<request id>` (GSI3: `AUDIT_ACTOR#<actor id>`) |
+//! | attempt counter | `THROTTLE#<kind>#<key>` | `<window start>` |
+//! | repair | `REPAIR` | `<time>#<id>` |
 
 mod audit;
 mod idempotency;
+mod repairs;
 mod sessions;
 mod sync;
+mod throttle;
 mod users;
 
+use crate::deadline::Bounded;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -24,8 +29,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 pub use audit::{AuditQuery, AuditRecord};
 pub use idempotency::{Claim, StoredResponse};
+pub use repairs::{Repair, RepairKind};
 pub use sessions::{token_hash, Session, SessionEnd};
 pub use sync::{SyncRun, SyncState};
+pub use throttle::AttemptWindow;
 pub use users::{
     ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, User, UserStatus,
     WriteLock, DELETED_BY_ADMIN, MISSING_IN_KEYCLOAK,
@@ -53,6 +60,12 @@ pub enum StoreError {
     Unavailable(String),
     #[error("DynamoDB error: {0}")]
     Other(String),
+}
+
+impl From<crate::deadline::Expired> for StoreError {
+    fn from(_: crate::deadline::Expired) -> Self {
+        StoreError::Unavailable("no answer before the invocation's deadline".into())
+    }
 }
 
 const RETRYABLE_CODES: &[&str] = &[
@@ -234,7 +247,8 @@ impl Store {
             .set_expression_attribute_names(Some(update.names))
             .set_expression_attribute_values(Some(update.values))
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(_) => Ok(true),
             Err(e)
@@ -267,7 +281,8 @@ impl Store {
                     .batch_write_item()
                     .request_items(&self.table, pending)
                     .send()
-                    .await
+                    .within_deadline()
+                    .await?
                     .map_err(sdk_error)?;
                 pending = out
                     .unprocessed_items
@@ -316,7 +331,8 @@ impl Store {
                         .set_expression_attribute_values(Some(values.clone()))
                         .set_exclusive_start_key(start.take())
                         .send()
-                        .await
+                        .within_deadline()
+                        .await?
                         .map_err(sdk_error)?;
                     items.extend(out.items.unwrap_or_default());
                     match out.last_evaluated_key {

@@ -1,6 +1,7 @@
 //! Session records: one per Keycloak session (`sid`), under the user's partition. The refresh token
 //! itself is never stored, only its SHA-256; `expires_at` is the table's TTL attribute.
 
+use crate::deadline::Bounded;
 use std::collections::HashMap;
 
 use aws_lc_rs::digest;
@@ -24,6 +25,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// SHA-256 (hex) of the current refresh token.
     pub refresh_token_sha256: String,
+    /// SHA-256 of the token the last refresh replaced: presenting it again is reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_refresh_token_sha256: Option<String>,
     /// Epoch seconds; DynamoDB's TTL removes the record some time after.
     pub expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +44,8 @@ pub enum SessionEnd {
     /// Keycloak no longer honours it (expired, admin logout, user disabled or deleted there).
     EndedInKeycloak,
     UserDeactivated,
+    /// A replaced refresh token was presented again: whoever holds it is not to be trusted.
+    RefreshTokenReused,
 }
 
 impl SessionEnd {
@@ -49,6 +55,7 @@ impl SessionEnd {
             SessionEnd::Revoked => "revoked",
             SessionEnd::EndedInKeycloak => "ended_in_keycloak",
             SessionEnd::UserDeactivated => "user_deactivated",
+            SessionEnd::RefreshTokenReused => "refresh_token_reused",
         }
     }
 }
@@ -99,7 +106,8 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(session.to_item()?))
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         Ok(())
     }
@@ -116,23 +124,28 @@ impl Store {
             .set_key(Some(self.session_key(user_id, sid)))
             .consistent_read(true)
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         out.item.map(Session::from_item).transpose()
     }
 
-    /// A refresh of a live session: new token hash and expiry, one more refresh.
-    /// `NotFound` when the session is unknown or already ended.
+    /// A refresh of a live session by its current token (`presented`, a SHA-256): the new token's
+    /// hash becomes current, the presented one previous. `VersionConflict` when the session moved
+    /// on (another refresh used the token first) or ended meanwhile — an ended session never comes
+    /// back; `NotFound` when there is no such session.
     pub async fn record_refresh(
         &self,
         user_id: &str,
         sid: &str,
+        presented: &str,
         new_token: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<Session, StoreError> {
         let mut u = Update::default();
         u.set("refresh_token_sha256", s(token_hash(new_token)));
+        u.set("previous_refresh_token_sha256", s(presented));
         u.set("expires_at", n(expires_at));
         u.set("refreshed_at", n(now));
         let (count, zero, one) = (u.name("refresh_count"), u.value(n(0)), u.value(n(1)));
@@ -140,7 +153,11 @@ impl Store {
             "refresh_count",
             format!("if_not_exists({count}, {zero}) + {one}"),
         );
-        let ended = u.name("ended_at");
+        let (ended, current, presented_v) = (
+            u.name("ended_at"),
+            u.name("refresh_token_sha256"),
+            u.value(s(presented)),
+        );
         let result = self
             .client
             .update_item()
@@ -148,23 +165,40 @@ impl Store {
             .set_key(Some(self.session_key(user_id, sid)))
             .update_expression(u.expression())
             .condition_expression(format!(
-                "attribute_exists(pk) AND attribute_not_exists({ended})"
+                "attribute_exists(pk) AND attribute_not_exists({ended}) AND {current} = {presented_v}"
             ))
             .set_expression_attribute_names(Some(u.names))
             .set_expression_attribute_values(Some(u.values))
             .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(out) => Session::from_item(out.attributes.unwrap_or_default()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(sdk_error(e)),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    if c.item.as_ref().is_some_and(|i| !i.is_empty()) {
+                        Err(StoreError::VersionConflict)
+                    } else {
+                        Err(StoreError::NotFound)
+                    }
+                }
+                _ => Err(sdk_error(e)),
+            },
         }
+    }
+
+    /// A session and its user's record, read together (one round trip).
+    pub async fn session_and_user(
+        &self,
+        user_id: &str,
+        sid: &str,
+    ) -> Result<(Option<Session>, Option<super::User>), StoreError> {
+        let (session, user) = tokio::join!(self.get_session(user_id, sid), self.get_user(user_id));
+        Ok((session?, user?))
     }
 
     /// End a session. Returns false when it was unknown or already ended (nothing written).
@@ -199,7 +233,8 @@ impl Store {
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
-                .await
+                .within_deadline()
+                .await?
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 sessions.push(Session::from_item(item)?);

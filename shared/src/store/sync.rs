@@ -1,6 +1,7 @@
 //! Bulk-sync bookkeeping: a lease so one run goes at a time, the sync state (last runs, event
 //! cursor), and run records kept for a while (TTL).
 
+use crate::deadline::Bounded;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,8 @@ impl Store {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":owner", s(owner))
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(_) => Ok(true),
             Err(e)
@@ -99,7 +101,8 @@ impl Store {
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(owner))
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(_) => Ok(()),
             Err(e)
@@ -120,7 +123,8 @@ impl Store {
             .set_key(Some(key("STATE")))
             .consistent_read(true)
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         match out.item {
             Some(item) => {
@@ -139,7 +143,8 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(item))
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         Ok(())
     }
@@ -153,7 +158,8 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(item))
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         Ok(())
     }
@@ -166,7 +172,8 @@ impl Store {
             .set_key(Some(key(&format!("RUN#{run_id}"))))
             .consistent_read(true)
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         out.item
             .map(|i| serde_dynamo::from_item(i).map_err(|e| StoreError::Other(e.to_string())))
@@ -185,7 +192,8 @@ impl Store {
             .scan_index_forward(false)
             .limit(limit)
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         out.items
             .unwrap_or_default()

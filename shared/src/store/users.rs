@@ -2,6 +2,7 @@
 //! attributes, admin edits under a write lock with versions that only grow, tombstones, and
 //! listing with prefix search.
 
+use crate::deadline::Bounded;
 use std::collections::HashMap;
 
 use aws_lc_rs::digest;
@@ -377,7 +378,8 @@ impl Store {
             .set_key(Some(self.user_key(id)))
             .consistent_read(true)
             .send()
-            .await
+            .within_deadline()
+            .await?
             .map_err(sdk_error)?;
         out.item.map(User::from_item).transpose()
     }
@@ -391,7 +393,8 @@ impl Store {
             .set_item(Some(user.to_item()?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(_) => Ok(()),
             Err(e)
@@ -437,7 +440,8 @@ impl Store {
             .set_expression_attribute_values(Some(u.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -559,7 +563,8 @@ impl Store {
             .return_values(ReturnValue::UpdatedOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(out) => Ok(match out.attributes {
                 Some(old)
@@ -659,7 +664,8 @@ impl Store {
             .transact_items(TransactWriteItem::builder().update(user_update).build())
             .transact_items(TransactWriteItem::builder().put(session_put).build())
             .send()
-            .await;
+            .within_deadline()
+            .await?;
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -742,7 +748,8 @@ impl Store {
             let out = req
                 .set_expression_attribute_values(Some(values))
                 .send()
-                .await
+                .within_deadline()
+                .await?
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 items.push(User::from_item(item)?);

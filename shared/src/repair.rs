@@ -1,0 +1,117 @@
+//! Finishing what a flow could not undo before its deadline (`store::repairs`): a registration
+//! answered as failed must leave no Keycloak user without its local record, and a login answered
+//! as failed no Keycloak session the store does not know. Every sync run does this first.
+
+use crate::keycloak::KeycloakError;
+use crate::services::Services;
+use crate::store::{now_ms, Repair, RepairKind};
+
+/// How long after its flow a repair keeps looking: a request Keycloak received late lands well
+/// within this, and after it nothing more can appear.
+const WATCH_MS: i64 = 15 * 60 * 1000;
+/// Clock skew tolerated between this service and Keycloak.
+const SKEW_MS: i64 = 5_000;
+
+/// What a round of repairs did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Repaired {
+    /// Keycloak users and sessions removed.
+    pub removed: u64,
+    /// Repairs still watching for a late arrival, or that failed and are retried next run.
+    pub open: u64,
+}
+
+pub async fn run(services: &Services) -> Repaired {
+    let mut done = Repaired::default();
+    let repairs = match services.store.repairs().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the repairs; next run");
+            return done;
+        }
+    };
+    for repair in repairs {
+        match apply(services, &repair).await {
+            Ok(removed) => {
+                done.removed += removed;
+                let watching = now_ms() - repair.since < WATCH_MS;
+                if watching && removed == 0 {
+                    done.open += 1;
+                } else if let Err(e) = services.store.delete_repair(&repair.id).await {
+                    tracing::warn!(error = %e, "could not close a repair");
+                }
+            }
+            Err(e) => {
+                done.open += 1;
+                tracing::warn!(error = %e, repair = ?repair.kind, "repair failed; next run");
+            }
+        }
+    }
+    done
+}
+
+/// Remove what the repair is about, if it is there now; how many things were removed.
+async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakError> {
+    let kc = &services.keycloak;
+    let user_id = match &repair.kind {
+        RepairKind::KeycloakUser {
+            user_id: Some(id), ..
+        } => Some(id.clone()),
+        RepairKind::KeycloakUser { username, .. }
+        | RepairKind::KeycloakSessions { username, .. } => {
+            kc.find_user_by_username(username).await?.map(|u| u.id)
+        }
+    };
+    let Some(user_id) = user_id else {
+        return Ok(0);
+    };
+    match &repair.kind {
+        RepairKind::KeycloakUser { .. } => {
+            let user = match kc.get_user(&user_id).await {
+                Ok(u) => u,
+                Err(KeycloakError::NotFound) => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let created_by_the_flow = user.created_timestamp >= repair.since - SKEW_MS;
+            let known_here = services
+                .store
+                .get_user(&user_id)
+                .await
+                .map_err(|e| KeycloakError::Unavailable {
+                    reason: e.to_string(),
+                })?
+                .is_some();
+            if !created_by_the_flow || known_here {
+                return Ok(0);
+            }
+            tracing::warn!(%user_id, "repair: deleting a Keycloak user a failed registration left");
+            match kc.delete_user(&user_id).await {
+                Ok(()) | Err(KeycloakError::NotFound) => Ok(1),
+                Err(e) => Err(e),
+            }
+        }
+        RepairKind::KeycloakSessions { sid, .. } => {
+            let mut removed = 0;
+            for session in kc.user_sessions(&user_id).await? {
+                let from_the_flow = session.start >= repair.since - SKEW_MS
+                    && sid.as_ref().is_none_or(|s| *s == session.id);
+                let known_here = services
+                    .store
+                    .get_session(&user_id, &session.id)
+                    .await
+                    .map_err(|e| KeycloakError::Unavailable {
+                        reason: e.to_string(),
+                    })?
+                    .is_some_and(|s| s.ended_at.is_none());
+                if from_the_flow && !known_here {
+                    tracing::warn!(%user_id, "repair: ending a Keycloak session a failed login left");
+                    match kc.delete_session(&session.id).await {
+                        Ok(()) | Err(KeycloakError::NotFound) => removed += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Repairs: what a flow could not undo before its deadline (a Keycloak user or session that may
+//! exist without its local record), written down for the next sync run to finish. Kept a week
+//! (TTL); a repair that is done or can no longer matter is deleted.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{n, s, sdk_error, Item, Store, StoreError};
+use crate::deadline::Bounded;
+
+const REPAIR: &str = "REPAIR";
+const KEPT_S: i64 = 7 * 24 * 3600;
+
+/// Something Keycloak may hold that the store does not know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RepairKind {
+    /// A registration answered as failed: a Keycloak user with this username created at or after
+    /// `since` must not live without its local record.
+    KeycloakUser {
+        username: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+    },
+    /// A login answered as failed: this user's Keycloak sessions begun at or after `since` that the
+    /// store has no record of are ended.
+    KeycloakSessions {
+        username: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sid: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Repair {
+    pub id: String,
+    /// Epoch ms at which the flow that left it began.
+    pub since: i64,
+    #[serde(flatten)]
+    pub kind: RepairKind,
+}
+
+fn key(id: &str) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    HashMap::from([("pk".into(), s(REPAIR)), ("sk".into(), s(id))])
+}
+
+impl Store {
+    pub async fn put_repair(&self, since: i64, kind: RepairKind) -> Result<(), StoreError> {
+        let repair = Repair {
+            id: format!("{since:013}#{}", uuid::Uuid::new_v4()),
+            since,
+            kind,
+        };
+        let mut item: Item =
+            serde_dynamo::to_item(&repair).map_err(|e| StoreError::Other(e.to_string()))?;
+        item.extend(key(&repair.id));
+        item.insert("expires_at".into(), n(since / 1000 + KEPT_S));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .within_deadline()
+            .await?
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// Every open repair, oldest first.
+    pub async fn repairs(&self) -> Result<Vec<Repair>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(REPAIR))
+            .consistent_read(true)
+            .send()
+            .within_deadline()
+            .await?
+            .map_err(sdk_error)?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| StoreError::Other(e.to_string())))
+            .collect()
+    }
+
+    pub async fn delete_repair(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .send()
+            .within_deadline()
+            .await?
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}
