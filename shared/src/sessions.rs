@@ -223,7 +223,6 @@ pub async fn login(
             return Err(e.into());
         }
     };
-    attempt.succeeded().await;
     let principal = match verified(services, &tokens).await {
         Ok(p) => p,
         Err(e) => {
@@ -245,7 +244,11 @@ pub async fn login(
         at: now,
     };
     let session = session_record(&principal.user_id, &sid, &tokens, origin, now);
-    if let Err(e) = services.store.record_login(&record, &session).await {
+    let (recorded, ()) = tokio::join!(
+        services.store.record_login(&record, &session),
+        attempt.succeeded()
+    );
+    if let Err(e) = recorded {
         // No Keycloak session the application does not know of.
         end_issued_session(services, &tokens, username, Some(&sid), started).await;
         return Err(e.into());

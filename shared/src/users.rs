@@ -184,6 +184,21 @@ const CLAIM_MARGIN_MS: i64 = 5_000;
 /// registration created.
 const CLOCK_SKEW_MS: i64 = 5_000;
 
+/// What identifies a registration request for its idempotency key. It leaves the password out:
+/// no password-derived value is ever stored.
+pub fn fingerprint(account: &NewAccount) -> String {
+    token_hash(
+        &serde_json::json!([
+            account.username,
+            account.email,
+            account.first_name,
+            account.last_name,
+            account.attributes
+        ])
+        .to_string(),
+    )
+}
+
 /// Register a user. With an idempotency key, a retry of the same request answers the first
 /// success again; the same key with a different request is a 400 `idempotency_key_reused`.
 pub async fn register(
@@ -203,17 +218,7 @@ pub async fn register(
             "must be at most 255 characters",
         ));
     }
-    // The request's fingerprint leaves the password out: no password-derived value is stored.
-    let fingerprint = token_hash(
-        &serde_json::json!([
-            valid.username,
-            valid.email,
-            valid.first_name,
-            valid.last_name,
-            valid.attributes
-        ])
-        .to_string(),
-    );
+    let fingerprint = fingerprint(&valid);
     let now = now_ms();
     // The claim lasts as long as this invocation can (plus a margin): if it dies, a retry takes
     // the claim over instead of waiting for the record to expire.

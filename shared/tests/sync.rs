@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use user_sync::keycloak::UserUpdate;
 use user_sync::services::Services;
 use user_sync::store::{Attributes, KeycloakFields, LoginRecord, Session, UserStatus};
 use user_sync::sync::{run, Mode, SyncRequest};
-use user_sync::Config;
 
 struct Setup {
     realm: common::Realm,
@@ -20,39 +17,10 @@ struct Setup {
 }
 
 async fn setup_with(realm: common::Realm, vars: &[(&str, &str)]) -> Setup {
-    let store = common::table().await;
-    let table = store.table_name().to_owned();
-    let secret_id = common::secret(common::SECRET).await;
-    let mut env: Vec<(String, String)> = vec![
-        ("KEYCLOAK_URL".into(), common::emulator().into()),
-        ("KEYCLOAK_REALM".into(), realm.name.clone()),
-        ("KEYCLOAK_CLIENT_ID".into(), "user-sync".into()),
-        ("KEYCLOAK_SECRET_ID".into(), secret_id.clone()),
-        ("TABLE_NAME".into(), table),
-        ("SYNC_MAX_DEACTIVATIONS".into(), "50,100%".into()),
-    ];
-    for (k, v) in vars {
-        env.retain(|(key, _)| key != k);
-        env.push(((*k).into(), (*v).into()));
-    }
-    let config =
-        Config::from_lookup(|k| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
-            .unwrap();
-    let keycloak = realm.client();
-    let secrets = Arc::new(user_sync::secrets::ClientSecretCache::new(
-        common::secretsmanager(),
-        &secret_id,
-        user_sync::secrets::DEFAULT_TTL,
-    ));
-    // Not used by the sync itself; present because Services carries it.
-    let lambda = aws_sdk_lambda::Client::from_conf(
-        aws_sdk_lambda::Config::builder()
-            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-            .build(),
-    );
+    let mut with_guard = vec![("SYNC_MAX_DEACTIVATIONS", "50,100%")];
+    with_guard.extend_from_slice(vars);
     Setup {
-        services: Services::from_parts(config, secrets, keycloak, store, lambda),
+        services: common::services(&realm, &with_guard).await,
         realm,
     }
 }

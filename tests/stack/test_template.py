@@ -44,3 +44,17 @@ def test_every_function_binary_is_a_workspace_binary():
     for f in functions:
         assert f["Metadata"]["BuildMethod"] == "rust-cargolambda"
         assert f["Metadata"]["BuildProperties"]["Binary"] in binaries
+
+
+def test_each_functions_local_timeout_is_its_template_timeout():
+    """cargo lambda watch gives no real deadline; each function declares its template Timeout."""
+    import tomllib
+
+    doc = template()
+    default = doc["Globals"]["Function"]["Timeout"]
+    functions = {r["Metadata"]["BuildProperties"]["Binary"]: r["Properties"].get("Timeout", default)
+                 for r in doc["Resources"].values() if r["Type"] == "AWS::Serverless::Function"}
+    for binary, timeout in functions.items():
+        manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
+        env = manifest["package"]["metadata"]["lambda"]["env"]
+        assert env["FUNCTION_TIMEOUT_SECONDS"] == str(timeout), binary

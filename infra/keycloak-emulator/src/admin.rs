@@ -147,7 +147,20 @@ fn read(emu: &Emulator, realm: &Realm, req: &Req, caller: &Caller, rest: &[&str]
                 require(caller.query_users())?;
                 let user = find_user(realm, caller, id)?;
                 require(caller.view_users())?;
-                ok_json(&realm.user_json(user, false, caller.manage_users()))
+                let mut rep = realm.user_json(user, false, caller.manage_users());
+                // `UserResource#getUser`: a user in a brute-force lockout reads as disabled.
+                if realm.temporarily_locked(&user.id) {
+                    rep["enabled"] = json!(false);
+                }
+                ok_json(&rep)
+            }
+            ["attack-detection", "brute-force", "users", id] => {
+                require(caller.view_users())?;
+                let status = match realm.login_failures.get(*id) {
+                    Some(f) if realm.settings.brute_force.protected => f.status(realm.now_ms()),
+                    _ => crate::brute_force::clean_status(),
+                };
+                ok_json(&status)
             }
             ["users", id, "role-mappings"] => {
                 let user = viewable_user(realm, caller, id)?;
@@ -391,6 +404,20 @@ fn write(emu: &Emulator, realm: &mut Realm, req: &Req, caller: &Caller, rest: &[
                 let id = managed_user(realm, caller, id)?;
                 realm.delete_user(&id);
                 realm.admin_event(&caller.auth, "DELETE", "USER", &format!("users/{id}"), None);
+                no_content()
+            }
+            ["attack-detection", "brute-force", "users", id] if m == Method::DELETE => {
+                require(caller.manage_users())?;
+                realm.login_failures.remove(*id);
+                let path = format!("attack-detection/brute-force/users/{id}");
+                realm.admin_event(&caller.auth, "DELETE", "USER_LOGIN_FAILURE", &path, None);
+                no_content()
+            }
+            ["attack-detection", "brute-force", "users"] if m == Method::DELETE => {
+                require(caller.manage_users())?;
+                realm.login_failures.clear();
+                let path = "attack-detection/brute-force/users";
+                realm.admin_event(&caller.auth, "DELETE", "USER_LOGIN_FAILURE", path, None);
                 no_content()
             }
             ["users", id, "reset-password"] if m == Method::PUT => {
@@ -959,6 +986,9 @@ const KNOWN_REQUIRED_ACTIONS: &[&str] = &[
     "delete_credential",
 ];
 
+/// Set on a user that a permanent brute-force lockout disabled.
+pub const PERMANENT_LOCKOUT_ATTRIBUTE: &str = "disabledReason";
+
 fn password_credential(rep: &UserRep) -> Option<CredentialRep> {
     rep.credentials
         .iter()
@@ -1175,7 +1205,18 @@ fn update_user(
     if let Some(e) = rep.enabled {
         user.enabled = e;
     }
+    // `enabled: true` clears brute-force failures and a permanent lockout (contract §4.5).
+    let cleared = rep.enabled == Some(true)
+        && (realm.login_failures.remove(&id).is_some()
+            | user
+                .attributes
+                .remove(PERMANENT_LOCKOUT_ATTRIBUTE)
+                .is_some());
     realm.replace_user(user);
+    if cleared {
+        let path = format!("users/{id}");
+        realm.admin_event(&caller.auth, "DELETE", "USER_LOGIN_FAILURE", &path, None);
+    }
     if disabling {
         realm.end_user_sessions(&id);
     }

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod brute_force;
 pub mod control;
 pub mod http;
 pub mod jwt;

@@ -280,6 +280,20 @@ fn password_grant(
             "Invalid user credentials",
         );
     };
+    let permanently_locked = user
+        .attributes
+        .get(crate::admin::PERMANENT_LOCKOUT_ATTRIBUTE)
+        .is_some_and(|v| v.iter().any(|r| r == "permanentLockout"));
+    if !user.enabled && permanently_locked {
+        // A lockout is never disclosed: it reads as a wrong password (contract §1.3, §7.1).
+        return refuse(
+            realm,
+            Some(&user.id),
+            "user_disabled",
+            401,
+            "Invalid user credentials",
+        );
+    }
     if !user.enabled {
         return refuse(
             realm,
@@ -289,11 +303,38 @@ fn password_grant(
             "Account disabled",
         );
     }
+    if realm.temporarily_locked(&user.id) {
+        return refuse(
+            realm,
+            Some(&user.id),
+            "user_temporarily_disabled",
+            401,
+            "Invalid user credentials",
+        );
+    }
     let password_ok = match (&user.password_hash, form_value(form, "password")) {
         (Some(stored), Some(given)) => *stored == emu.keys.hash_password(given),
         _ => false,
     };
     if !password_ok {
+        if realm.settings.brute_force.protected {
+            let (settings, now) = (realm.settings.brute_force.clone(), realm.now_ms());
+            let verdict = realm
+                .login_failures
+                .entry(user.id.clone())
+                .or_default()
+                .fail(&settings, now, &ip);
+            if verdict == crate::brute_force::Verdict::PermanentlyLocked {
+                let mut locked = user.clone();
+                locked.enabled = false;
+                locked.attributes.insert(
+                    crate::admin::PERMANENT_LOCKOUT_ATTRIBUTE.into(),
+                    vec!["permanentLockout".into()],
+                );
+                realm.replace_user(locked);
+                realm.end_user_sessions(&user.id);
+            }
+        }
         return refuse(
             realm,
             Some(&user.id),
@@ -302,6 +343,7 @@ fn password_grant(
             "Invalid user credentials",
         );
     }
+    realm.login_failures.remove(&user.id);
     if !user.required_actions.is_empty() || profile_incomplete(realm, &user) {
         return refuse(
             realm,

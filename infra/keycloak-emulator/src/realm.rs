@@ -139,6 +139,7 @@ pub struct Settings {
     pub admin_events_details_enabled: bool,
     pub admin_events_expiration: Option<i64>,
     pub default_role: String,
+    pub brute_force: crate::brute_force::Settings,
 }
 
 pub struct Realm {
@@ -159,6 +160,8 @@ pub struct Realm {
     pub events: Vec<Value>,
     pub admin_events: Vec<Value>,
     pub profile: UserProfile,
+    /// Login failures by user id (brute-force detection).
+    pub login_failures: HashMap<String, crate::brute_force::Failures>,
     pub clock_offset_ms: i64,
     /// Usernames of the non-service-account users in listing order, rebuilt on demand after a
     /// change: offset paging (`first=99900`) then costs a slice, not a walk of the whole map.
@@ -368,6 +371,7 @@ impl Realm {
             admin_events_details_enabled: b(source, "adminEventsDetailsEnabled", false),
             admin_events_expiration: i(&attrs, "adminEventsExpiration"),
             default_role: default_role.clone(),
+            brute_force: crate::brute_force::Settings::from_export(source),
         };
         let profile = UserProfile::from_realm_export(source)?;
         let mut realm = Realm {
@@ -388,6 +392,7 @@ impl Realm {
             profile,
             clock_offset_ms: 0,
             listing: Mutex::new(None),
+            login_failures: HashMap::new(),
         };
         realm.import_clients(source);
         realm.import_roles(source, &default_role);
@@ -661,6 +666,15 @@ impl Realm {
         };
         self.insert_user(user);
         Ok(())
+    }
+
+    /// Whether brute-force detection holds the user back right now.
+    pub fn temporarily_locked(&self, user_id: &str) -> bool {
+        self.settings.brute_force.protected
+            && self
+                .login_failures
+                .get(user_id)
+                .is_some_and(|f| f.locked(self.now_ms()))
     }
 
     pub fn now_ms(&self) -> i64 {

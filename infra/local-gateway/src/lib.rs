@@ -2,7 +2,8 @@
 //! authorizer come from `template.yaml`; each request becomes a Lambda event sent to
 //! `cargo lambda watch`'s Invoke API, and the function's answer becomes the HTTP response.
 //! Where a client would notice, it answers as API Gateway does: `404 {"message":"Not Found"}`,
-//! `401 {"message":"Unauthorized"}`, `500 {"message":"Internal Server Error"}`, and
+//! `401 {"message":"Unauthorized"}`, `429 {"message":"Too Many Requests"}` above the template's
+//! route throttling, `500 {"message":"Internal Server Error"}`, and
 //! `503 {"message":"Service Unavailable"}` when the integration times out.
 
 pub mod authorizer;
@@ -29,6 +30,33 @@ pub struct Gateway {
     pub lambda_url: String,
     authorizers: HashMap<String, Authorizer>,
     http: reqwest::Client,
+    /// Token buckets of the throttled routes, by route key.
+    buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl Gateway {
+    /// API Gateway's throttling: a token bucket per route holding up to `burst` requests,
+    /// refilled at `rate` per second. Whether this request may pass.
+    fn admit(&self, route_key: &str) -> bool {
+        let Some(t) = self.api.throttle(route_key) else {
+            return true;
+        };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let (tokens, last) = buckets
+            .entry(route_key.to_owned())
+            .or_insert((t.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * t.rate).min(t.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Gateway {
@@ -44,6 +72,7 @@ impl Gateway {
             lambda_url: lambda_url.trim_end_matches('/').to_owned(),
             authorizers,
             http,
+            buckets: std::sync::Mutex::new(HashMap::new()),
         })
     }
 }
@@ -120,6 +149,9 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         return message(404, "Not Found");
     };
     let route = route.clone();
+    if !gw.admit(&route.key()) {
+        return message(429, "Too Many Requests");
+    }
     let Ok(body) = axum::body::to_bytes(body, 10 * 1024 * 1024).await else {
         return message(413, "Request Entity Too Large");
     };

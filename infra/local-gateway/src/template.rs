@@ -30,10 +30,39 @@ pub struct JwtAuthorizer {
     pub audience: Vec<String>,
 }
 
+/// A route's throttling (`ThrottlingRateLimit` requests per second, `ThrottlingBurstLimit` at once).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Throttle {
+    pub rate: f64,
+    pub burst: f64,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Api {
     pub routes: Vec<Route>,
     pub authorizers: HashMap<String, JwtAuthorizer>,
+    /// The stage's `DefaultRouteSettings` throttling.
+    pub default_throttle: Option<Throttle>,
+    /// `RouteSettings` throttling by route key (`POST /auth/login`).
+    pub route_throttles: HashMap<String, Throttle>,
+}
+
+impl Api {
+    /// The throttling that applies to a route: its own settings, else the stage's.
+    pub fn throttle(&self, route_key: &str) -> Option<Throttle> {
+        self.route_throttles
+            .get(route_key)
+            .copied()
+            .or(self.default_throttle)
+    }
+}
+
+fn throttle_of(settings: &Value) -> Option<Throttle> {
+    let number = |k: &str| get(settings, k).and_then(|v| text(v).parse::<f64>().ok());
+    Some(Throttle {
+        rate: number("ThrottlingRateLimit")?,
+        burst: number("ThrottlingBurstLimit")?,
+    })
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -186,6 +215,14 @@ pub fn load(yaml: &str, overrides: &HashMap<String, String>) -> Result<Api, Stri
             continue;
         }
         let props = resolve(get(res, "Properties").unwrap_or(&Value::Null), &params);
+        api.default_throttle = get(&props, "DefaultRouteSettings").and_then(throttle_of);
+        if let Some(Value::Mapping(routes)) = get(&props, "RouteSettings") {
+            for (key, settings) in routes {
+                if let Some(t) = throttle_of(settings) {
+                    api.route_throttles.insert(text(key), t);
+                }
+            }
+        }
         let auth = get(&props, "Auth");
         default_authorizer = auth.and_then(|a| get(a, "DefaultAuthorizer")).map(text);
         if let Some(Value::Mapping(auths)) = auth.and_then(|a| get(a, "Authorizers")) {

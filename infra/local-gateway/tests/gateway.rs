@@ -15,9 +15,19 @@ const TEMPLATE: &str = r#"
 Transform: AWS::Serverless-2016-10-31
 Globals:
   Function: {Timeout: 1}
+Parameters:
+  EchoRate: {Type: Number, Default: 2}
 Resources:
   Api:
     Type: AWS::Serverless::HttpApi
+    Properties:
+      DefaultRouteSettings: {ThrottlingRateLimit: 1000, ThrottlingBurstLimit: 1000}
+      RouteSettings:
+        "ANY /items/{id}": {ThrottlingRateLimit: !Ref EchoRate, ThrottlingBurstLimit: 5}
+      Auth:
+        Authorizers:
+          Jwt:
+            JwtConfiguration: {issuer: "http://127.0.0.1:9/realms/nowhere", audience: [x]}
   Echo:
     Type: AWS::Serverless::Function
     Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: echo}}
@@ -31,6 +41,12 @@ Resources:
     Properties:
       Events:
         Slow: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /slow, Method: GET}}
+  Guarded:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: echo}}
+    Properties:
+      Events:
+        Guarded: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /guarded, Method: GET, Auth: {Authorizer: Jwt}}}
   Broken:
     Type: AWS::Serverless::Function
     Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: broken}}
@@ -177,4 +193,73 @@ async fn a_function_error_is_500_internal_server_error() {
         r.json::<Value>().await.unwrap(),
         json!({"message": "Internal Server Error"})
     );
+}
+
+#[tokio::test]
+async fn above_the_routes_throttling_the_answer_is_429_too_many_requests() {
+    let (base, seen) = start().await;
+    let client = reqwest::Client::new();
+    let answers = futures_join(
+        (0..12)
+            .map(|_| client.get(format!("{base}/items/1")).send())
+            .collect(),
+    )
+    .await;
+    let throttled: Vec<_> = answers.iter().filter(|s| **s == 429).collect();
+    assert!(
+        (6..=7).contains(&throttled.len()),
+        "a burst of 5 (plus what refills meanwhile) passes: {answers:?}"
+    );
+    assert!(
+        seen.lock().unwrap().len() <= 6,
+        "throttled requests never reach the function"
+    );
+    let r = client.get(format!("{base}/items/1")).send().await.unwrap();
+    if r.status() == 429 {
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"message": "Too Many Requests"})
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = client.get(format!("{base}/items/1")).send().await.unwrap();
+    assert_eq!(r.status(), 202, "the bucket refills at the route's rate");
+}
+
+async fn futures_join(
+    requests: Vec<
+        impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+    >,
+) -> Vec<u16> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = requests.into_iter().map(tokio::spawn).collect();
+    for h in handles {
+        out.push(h.await.unwrap().unwrap().status().as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_holds_no_request_hostage() {
+    let (base, seen) = start().await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let req = client
+                .get(format!("{base}/guarded"))
+                .bearer_auth("eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vbmUifQ.e30.c2ln")
+                .send();
+            tokio::spawn(req)
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap().unwrap().status(), 401);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "one bounded key fetch, not one per request in turn: {:?}",
+        started.elapsed()
+    );
+    assert!(seen.lock().unwrap().is_empty());
 }

@@ -548,8 +548,29 @@ impl KeycloakClient {
             .ok_or_else(|| KeycloakError::Protocol("user created without a Location header".into()))
     }
 
+    /// A user as Keycloak stores them. `GET /users/{id}` shows a user in a temporary brute-force
+    /// lockout as `enabled: false` (contract §4.1); a lockout is not a disable, so such a user is
+    /// read as enabled (one more call, for disabled-looking users only).
     pub async fn get_user(&self, id: &str) -> Result<UserRepresentation, KeycloakError> {
-        self.admin_get(&format!("/users/{}", encode(id)), &[]).await
+        let mut rep: UserRepresentation = self
+            .admin_get(&format!("/users/{}", encode(id)), &[])
+            .await?;
+        if !rep.enabled && self.temporarily_locked(id).await? {
+            rep.enabled = true;
+        }
+        Ok(rep)
+    }
+
+    /// Whether brute-force detection holds the user back right now (a permanent lockout is a
+    /// real disable and does not count).
+    pub async fn temporarily_locked(&self, id: &str) -> Result<bool, KeycloakError> {
+        let status: Value = self
+            .admin_get(
+                &format!("/attack-detection/brute-force/users/{}", encode(id)),
+                &[],
+            )
+            .await?;
+        Ok(status.get("disabled").and_then(Value::as_bool) == Some(true))
     }
 
     pub async fn find_user_by_username(

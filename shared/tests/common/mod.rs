@@ -312,3 +312,38 @@ impl Realm {
         assert_eq!(r.status(), 204);
     }
 }
+
+/// Everything a function builds at cold start, against moto (a fresh table and secret) and the
+/// emulator realm `realm`; `vars` add or override configuration variables.
+pub async fn services(realm: &Realm, vars: &[(&str, &str)]) -> user_sync::services::Services {
+    let store = table().await;
+    let secret_id = secret(SECRET).await;
+    let mut env: Vec<(String, String)> = vec![
+        ("KEYCLOAK_URL".into(), emulator().into()),
+        ("KEYCLOAK_REALM".into(), realm.name.clone()),
+        ("KEYCLOAK_CLIENT_ID".into(), "user-sync".into()),
+        ("KEYCLOAK_SECRET_ID".into(), secret_id.clone()),
+        ("TABLE_NAME".into(), store.table_name().to_owned()),
+    ];
+    for (k, v) in vars {
+        env.retain(|(key, _)| key != k);
+        env.push(((*k).into(), (*v).into()));
+    }
+    let config = user_sync::Config::from_lookup(|k| {
+        env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let secrets = std::sync::Arc::new(user_sync::secrets::ClientSecretCache::new(
+        secretsmanager(),
+        &secret_id,
+        user_sync::secrets::DEFAULT_TTL,
+    ));
+    // Present because Services carries it; these tests start no bulk sync through it.
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .build(),
+    );
+    user_sync::services::Services::from_parts(config, secrets, realm.client(), store, lambda)
+}

@@ -23,8 +23,11 @@ pub struct Stack {
     pub gateway: String,
     pub keycloak: String,
     pub moto: String,
+    pub lambda: String,
     pub table: String,
     pub realm: String,
+    /// Where the stack keeps its pids and logs.
+    pub dev_dir: std::path::PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -73,17 +76,37 @@ pub fn stack() -> &'static Stack {
             gateway: text("gateway"),
             keycloak: text("keycloak"),
             moto: text("moto"),
+            lambda: text("lambda"),
             table: text("table"),
             realm: text("realm"),
+            dev_dir: dev,
         }
     })
 }
 
+/// A client whose requests come from a loopback address of its own (127.x.y.z), as clients of a
+/// deployed API come from addresses of their own: the per-IP abuse limits of one test never
+/// count another test's requests.
 pub fn http() -> reqwest::Client {
+    let [a, b, c] = [fastrand_byte(), fastrand_byte(), fastrand_byte()];
+    http_from(std::net::Ipv4Addr::new(127, a, b, c.max(2)))
+}
+
+/// A client whose requests all come from `ip`.
+pub fn http_from(ip: std::net::Ipv4Addr) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(90))
+        .local_address(std::net::IpAddr::V4(ip))
         .build()
         .unwrap()
+}
+
+fn fastrand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(N.fetch_add(1, Ordering::SeqCst));
+    h.finish() as u8
 }
 
 /// A username no other test uses.
@@ -113,7 +136,18 @@ impl Resp {
 }
 
 pub async fn call(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
-    let mut req = http().request(method, format!("{}{path}", stack().gateway));
+    call_with(&http(), method, path, token, body).await
+}
+
+/// A call through the gateway with a given client (a fixed source address).
+pub async fn call_with(
+    client: &reqwest::Client,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let mut req = client.request(method, format!("{}{path}", stack().gateway));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -340,8 +374,60 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     )
 }
 
-/// Add a fault rule to the emulator (`{realm}` in the path is replaced).
-pub async fn fault(mut rule: Value) {
+/// Run the bulk-sync function as a schedule does; answers the run record.
+pub async fn run_sync(mode: &str) -> Value {
+    let r = http()
+        .post(format!(
+            "{}/2015-03-31/functions/bulk-sync/invocations",
+            stack().lambda
+        ))
+        .json(&json!({ "mode": mode }))
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
+/// Freeze moto (SIGSTOP): DynamoDB and Secrets Manager accept connections and never answer, as a
+/// hung service does. `resume_moto` undoes it.
+pub fn pause_moto() {
+    signal_moto("-STOP");
+}
+
+pub fn resume_moto() {
+    signal_moto("-CONT");
+}
+
+fn signal_moto(signal: &str) {
+    let pid = std::fs::read_to_string(stack().dev_dir.join("moto.pid")).unwrap();
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// How often a fault rule has matched (a latency-only rule with no delay just counts).
+pub async fn fault_hits(rule_id: &str) -> u64 {
+    let rules: Value = http()
+        .get(format!("{}/_emulator/faults", stack().keycloak))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == rule_id)
+        .map_or(0, |r| r["hits"].as_u64().unwrap_or(0))
+}
+
+/// Add a fault rule to the emulator (`{realm}` in the path is replaced); answers its id.
+pub async fn fault(mut rule: Value) -> String {
     let path = rule["path"]
         .as_str()
         .unwrap()
@@ -354,4 +440,6 @@ pub async fn fault(mut rule: Value) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    created["id"].as_str().unwrap_or_default().to_owned()
 }

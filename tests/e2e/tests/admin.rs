@@ -242,7 +242,7 @@ async fn delete_stops_sign_in_refresh_and_sessions() {
     .await;
     assert_eq!(
         (again.status, again.body["code"].clone()),
-        (403, json!("account_disabled"))
+        (401, json!("invalid_credentials"))
     );
     let refresh = post(
         "/auth/refresh",

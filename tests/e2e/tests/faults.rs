@@ -1,4 +1,4 @@
-//! Failure paths that disturb the whole stack (the table gone, Keycloak's clock moved): in their
+//! Failure paths that disturb the whole stack (DynamoDB hanging, Keycloak's clock moved): in their
 //! own test binary, so with their own stack, and one at a time.
 
 #![allow(clippy::unwrap_used)]
@@ -6,74 +6,118 @@
 use e2e::*;
 use reqwest::Method;
 use serde_json::json;
+use std::time::{Duration, Instant};
+
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-#[tokio::test]
-async fn a_local_write_failure_during_registration_removes_the_keycloak_user() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let username = unique("orphan");
-    // Warm the register function first, so the failure is the write, not a cold start.
-    assert_eq!(
-        post("/auth/register", registration(&unique("warm")))
-            .await
-            .status,
-        201
-    );
-    let ddb = store();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(&stack().moto)
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "e2e",
-            ))
-            .build(),
-    );
-    let description = client
-        .describe_table()
-        .table_name(ddb.table_name())
-        .send()
-        .await
-        .unwrap();
-    client
-        .delete_table()
-        .table_name(ddb.table_name())
-        .send()
-        .await
-        .unwrap();
+/// Start `flow`, freeze moto `after` into it (DynamoDB then accepts connections and never
+/// answers, as a hung service does), and give moto back once the flow has answered. Returns the
+/// answer and how long it took.
+async fn with_dynamodb_hanging_after<F>(after: Duration, flow: F) -> (Resp, Duration)
+where
+    F: std::future::Future<Output = Resp> + Send + 'static,
+{
+    let started = Instant::now();
+    let task = tokio::spawn(flow);
+    tokio::time::sleep(after).await;
+    pause_moto();
+    let answer = task.await;
+    resume_moto();
+    (answer.unwrap(), started.elapsed())
+}
 
-    let r = post("/auth/register", registration(&username)).await;
-    assert!(r.status >= 500, "{} {}", r.status, r.text);
+fn assert_own_503(r: &Resp, took: Duration, code: &str) {
+    assert!(
+        took < Duration::from_secs(10),
+        "answered after {took:?}, past the function timeout"
+    );
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (503, Some(code)),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn with_dynamodb_hanging_a_login_answers_its_own_503_before_calling_keycloak() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (username, _) = signed_in_user("hung").await;
+    let counter = fault(
+        json!({"method": "POST", "path": "/realms/{realm}/protocol/openid-connect/token",
+                               "bodyContains": format!("username={username}&"), "latencyMs": 0}),
+    )
+    .await;
+    let body = json!({"username": username, "password": "a-good-password"});
+    let (r, took) =
+        with_dynamodb_hanging_after(
+            Duration::ZERO,
+            async move { post("/auth/login", body).await },
+        )
+        .await;
+    assert_own_503(&r, took, "store_unavailable");
+    assert_eq!(
+        fault_hits(&counter).await,
+        0,
+        "the throttle could not count: Keycloak is not asked"
+    );
+}
+
+#[tokio::test]
+async fn with_dynamodb_hanging_after_keycloak_a_login_ends_the_new_keycloak_session() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (username, login) = signed_in_user("hungsess").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = keycloak_admin(Method::POST, &format!("/users/{id}/logout"), None).await;
+    assert_eq!(status, 204);
+    // Keycloak answers the grant after a second; by then DynamoDB hangs.
+    fault(
+        json!({"method": "POST", "path": "/realms/{realm}/protocol/openid-connect/token",
+                 "bodyContains": format!("username={username}&"), "latencyMs": 1000, "times": 1}),
+    )
+    .await;
+    let body = json!({"username": username, "password": "a-good-password"});
+    let (r, took) = with_dynamodb_hanging_after(Duration::from_millis(400), async move {
+        post("/auth/login", body).await
+    })
+    .await;
+    assert_own_503(&r, took, "store_unavailable");
+    let (_, sessions) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+    assert_eq!(
+        sessions,
+        json!([]),
+        "no Keycloak session the store does not know"
+    );
+}
+
+#[tokio::test]
+async fn with_dynamodb_hanging_after_keycloak_a_registration_removes_the_keycloak_user() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let username = unique("hungreg");
+    fault(json!({"method": "POST", "path": "/admin/realms/{realm}/users",
+                 "bodyContains": format!("\"username\":\"{username}\""), "latencyMs": 1000, "times": 1}))
+    .await;
+    let body = registration(&username);
+    let (r, took) = with_dynamodb_hanging_after(Duration::from_millis(400), async move {
+        post("/auth/register", body).await
+    })
+    .await;
+    assert_own_503(&r, took, "store_unavailable");
     assert!(
         keycloak_users_named(&username).await.is_empty(),
         "no Keycloak user without its local record"
     );
-
-    // Put the table back for whoever comes next.
-    let t = description.table.unwrap();
-    let mut create = client
-        .create_table()
-        .table_name(ddb.table_name())
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .set_key_schema(t.key_schema)
-        .set_attribute_definitions(t.attribute_definitions);
-    for g in t.global_secondary_indexes.unwrap_or_default() {
-        create = create.global_secondary_indexes(
-            aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
-                .index_name(g.index_name.unwrap())
-                .set_key_schema(g.key_schema)
-                .set_projection(g.projection)
-                .build()
-                .unwrap(),
-        );
-    }
-    create.send().await.unwrap();
     assert_eq!(
         post("/auth/register", registration(&username)).await.status,
-        201
+        201,
+        "a retry works"
     );
 }
 
