@@ -155,7 +155,10 @@ async fn login_returns_tokens_and_records_the_user_and_session() {
         "the token itself is never stored"
     );
     let ip: std::net::IpAddr = session.ip.as_deref().unwrap().parse().unwrap();
-    assert!(ip.is_loopback(), "the caller's address, as API Gateway states it: {ip}");
+    assert!(
+        ip.is_loopback(),
+        "the caller's address, as API Gateway states it: {ip}"
+    );
 }
 
 #[tokio::test]
