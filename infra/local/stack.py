@@ -7,7 +7,8 @@ functions (`cargo lambda watch`) and the local API Gateway.
 
 Ports and names come from the environment (defaults in brackets): KEYCLOAK_PORT [8080],
 MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], KEYCLOAK_SECRET_ID
-[keycloak-user-sync/keycloak-client], DEV_DIR [.dev]. With KEYCLOAK_URL set, no emulator is started
+[keycloak-user-sync/keycloak-client], DEV_DIR [.dev]; GATEWAY_PARAMETERS adds template parameter
+overrides for the gateway (`Name=Value ...`). With KEYCLOAK_URL set, no emulator is started
 and that Keycloak is used; its client secret is then read from KEYCLOAK_CLIENT_SECRET.
 Pids and logs go under DEV_DIR. `up` is safe to run twice. No secret is printed.
 """
@@ -102,7 +103,9 @@ def services(with_functions=False):
                     "--parameter", f"KeycloakUrl={keycloak_url()}",
                     "--parameter", f"KeycloakRealm={realm_name()}",
                     "--parameter", f"KeycloakClientId={client_id()}",
-                    "--parameter", f"JwtAudience={client_id()}"],
+                    "--parameter", f"JwtAudience={client_id()}"]
+                   + [arg for p in os.environ.get("GATEWAY_PARAMETERS", "").split()
+                      for arg in ("--parameter", p)],
             "port": GATEWAY_PORT,
             "ready": f"http://{HOST}:{GATEWAY_PORT}/",
             "hint": "GATEWAY_PORT",

@@ -75,24 +75,6 @@ impl Principal {
         self.realm_roles.iter().any(|r| r == role)
     }
 
-    /// Admin routes: `manager` or `admin` (names from config).
-    pub fn require_manager(&self, config: &Config) -> Result<(), Error> {
-        if self.has_realm_role(&config.admin_role) || self.has_realm_role(&config.manager_role) {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
-        }
-    }
-
-    /// Delete, bulk sync and sync status: `admin` only.
-    pub fn require_admin(&self, config: &Config) -> Result<(), Error> {
-        if self.has_realm_role(&config.admin_role) {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
-        }
-    }
-
     fn from_claims(claims: Value) -> Result<Self, AuthError> {
         let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         let strings = |v: Option<&Value>| -> Vec<String> {

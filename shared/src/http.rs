@@ -32,11 +32,33 @@ pub async fn serve(router: axum::Router<AppState>) -> Result<(), lambda_http::Er
         .with_state(services);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         use lambda_http::tower::ServiceExt;
+        use tracing::Instrument;
         let deadline = req
             .extensions()
             .get::<lambda_http::Context>()
             .and_then(|c| crate::deadline::of_invocation(c.deadline));
-        crate::deadline::within(deadline, app.clone().oneshot(req))
+        let (route, request_id) = match req.extensions().get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => (
+                ctx.route_key.clone().unwrap_or_default(),
+                ctx.request_id.clone().unwrap_or_default(),
+            ),
+            _ => Default::default(),
+        };
+        let span = tracing::info_span!("request", %route, %request_id);
+        let app = app.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let response = crate::deadline::within(deadline, app.oneshot(req)).await;
+            if let Ok(r) = &response {
+                tracing::info!(
+                    status = r.status().as_u16(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "request"
+                );
+            }
+            response
+        }
+        .instrument(span)
     }))
     .await
 }

@@ -1,6 +1,10 @@
-//! What every keycloak-user-sync function shares, organised by domain: `config`, `error` (one
-//! error type, mapped once to problem+json), `secrets`, `keycloak`, `auth`, `store`, `http`, and
-//! `services`, which builds them all once per cold start.
+//! What every keycloak-user-sync function shares. Features, in the product's words: `users`
+//! (registration), `sessions` (login, refresh, logout, the bearer check), `user_admin`,
+//! `sync_control`, `sync` (the reconcile engine), `repair`, `policy` (who may act on whom),
+//! `profile` (what a profile may contain), `audit`, `throttle`. Beneath them: `http` (the HTTP
+//! edge on lambda_http + axum), `error` (one error type, mapped once to problem+json), `deadline`
+//! (every outbound call bounded by the invocation's time), `auth` (bearer tokens), `keycloak`,
+//! `store` (DynamoDB), `secrets`, `config`, and `services`, which builds them once per cold start.
 
 pub mod audit;
 pub mod auth;

@@ -3,7 +3,7 @@
 //! mistake: a crawl with any failed page deactivates nobody, every suspect is confirmed one by one,
 //! and a mass deactivation waits for approval. Unchanged users are never written.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -15,8 +15,8 @@ use crate::keycloak::{EventQuery, KeycloakClient, KeycloakError, UserRepresentat
 use crate::profile::{attributes_of_user, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, KeycloakFields, SessionEnd, Store, SyncRun, User, UserStatus,
-    MISSING_IN_KEYCLOAK,
+    now_ms, ApplyOutcome, KeycloakFields, SessionEnd, Store, SyncCounts, SyncRun, SyncStatus, User,
+    UserStatus, MISSING_IN_KEYCLOAK,
 };
 use crate::users::is_technical_role;
 
@@ -33,21 +33,7 @@ const MEMBER_PAGE: u32 = 500;
 /// Events per page.
 const EVENT_PAGE: u32 = 500;
 
-#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Full,
-    Incremental,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Full => "full",
-            Mode::Incremental => "incremental",
-        }
-    }
-}
+pub use crate::store::SyncMode as Mode;
 
 /// What starts a run: a schedule (`{"mode": "full"}`) or the admin API (`{mode, dryRun, force, runId}`).
 #[derive(Clone, Debug, Deserialize)]
@@ -77,15 +63,6 @@ fn out_of_time(req: &SyncRequest) -> bool {
     req.deadline_ms.is_some_and(|d| now_ms() > d)
 }
 
-#[derive(Default)]
-struct Counts(BTreeMap<String, u64>);
-
-impl Counts {
-    fn add(&mut self, key: &str, n: u64) {
-        *self.0.entry(key.to_owned()).or_default() += n;
-    }
-}
-
 /// Run one sync and record it. The run record is written whatever happens.
 pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error> {
     let started = now_ms();
@@ -94,11 +71,12 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
             .run_id
             .clone()
             .unwrap_or_else(|| SyncRun::new_id(started)),
-        mode: req.mode.as_str().into(),
-        status: "running".into(),
+        mode: req.mode,
+        escalated: false,
+        status: SyncStatus::Running,
         started_at: started,
         finished_at: None,
-        counts: BTreeMap::new(),
+        counts: SyncCounts::default(),
         plan: None,
         errors: Vec::new(),
         expires_at: started / 1000 + RUN_RETENTION_S,
@@ -108,54 +86,46 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
         .acquire_lease(&run.run_id, started + LEASE_MS, started)
         .await?
     {
-        run.status = "skipped".into();
+        run.status = SyncStatus::Skipped;
         run.errors.push("another run holds the lease".into());
         run.finished_at = Some(now_ms());
         store.put_run(&run).await?;
         return Ok(run);
     }
     store.put_run(&run).await?;
-    let mut counts = Counts::default();
+    let mut counts = SyncCounts::default();
     // What timed-out registrations and logins left behind is finished first.
     let repaired = crate::repair::run(services).await;
-    counts.add("repaired", repaired.removed);
-    counts.add("repairs_open", repaired.open);
+    counts.repaired = repaired.removed;
+    counts.repairs_open = repaired.open;
     let outcome = match req.mode {
         Mode::Full => full(services, &req, &mut run, &mut counts).await,
         Mode::Incremental => incremental(services, &req, &mut run, &mut counts).await,
     };
     if let Err(e) = &outcome {
-        run.status = "failed".into();
+        run.status = SyncStatus::Failed;
         run.errors.push(e.to_string());
     }
-    run.counts = counts.0;
-    run.finished_at = Some(now_ms());
-    run.counts.insert(
-        "duration_ms".into(),
-        (run.finished_at.unwrap_or(started) - started).max(0) as u64,
-    );
-    if run.status == "continued" {
-        let wrote: u64 = ["created", "updated", "reactivated"]
-            .iter()
-            .map(|k| run.counts.get(*k).copied().unwrap_or(0))
-            .sum();
-        if wrote == 0 {
-            // A follow-up would get no further: say so instead of handing over forever.
-            run.status = "failed".into();
-            run.errors
-                .push("the time budget is too small to make progress".into());
-        }
+    let finished = now_ms();
+    run.finished_at = Some(finished);
+    counts.duration_ms = (finished - started).max(0) as u64;
+    run.counts = counts;
+    // A follow-up that would get no further fails instead of handing over forever.
+    if run.status == SyncStatus::Continued && run.counts.written() == 0 {
+        run.status = SyncStatus::Failed;
+        run.errors
+            .push("the time budget is too small to make progress".into());
     }
     let recorded = store.put_run(&run).await;
     if let Err(e) = store.release_lease(&run.run_id).await {
         tracing::warn!(error = %e, "could not release the sync lease; it expires by itself");
     }
     // Only once the lease is free: the follow-up takes it.
-    if run.status == "continued" {
+    if run.status == SyncStatus::Continued {
         continue_in_new_invocation(services, &req).await;
     }
     emit_metrics(&run);
-    tracing::info!(run_id = %run.run_id, mode = %run.mode, status = %run.status, counts = ?run.counts, "sync run finished");
+    tracing::info!(run_id = %run.run_id, mode = ?run.mode, status = ?run.status, counts = ?run.counts, "sync run finished");
     recorded?;
     outcome.map(|_| run)
 }
@@ -182,7 +152,7 @@ async fn continue_in_new_invocation(services: &Services, req: &SyncRequest) {
 
 /// Out of time: nobody is deactivated in a run that did not finish; the follow-up goes on.
 fn hand_over(run: &mut SyncRun) {
-    run.status = "continued".into();
+    run.status = SyncStatus::Continued;
     run.errors
         .push("time budget reached: continuing in a follow-up invocation".into());
 }
@@ -381,7 +351,7 @@ pub async fn observe_user(
 async fn apply_changes(
     store: &Store,
     changes: Vec<(String, KeycloakFields, Attributes, i64)>,
-    counts: &mut Counts,
+    counts: &mut SyncCounts,
     errors: &mut Vec<String>,
     req: &SyncRequest,
 ) -> bool {
@@ -411,22 +381,21 @@ async fn apply_changes(
             break;
         };
         match done {
-            Ok((_, Ok(outcome))) => counts.add(
-                match outcome {
-                    ApplyOutcome::Created => "created",
-                    ApplyOutcome::Updated => "updated",
-                    ApplyOutcome::Reactivated => "reactivated",
-                    ApplyOutcome::Unchanged => "unchanged",
-                    ApplyOutcome::Skipped => "skipped_newer",
-                },
-                1,
-            ),
+            Ok((_, Ok(outcome))) => {
+                *match outcome {
+                    ApplyOutcome::Created => &mut counts.created,
+                    ApplyOutcome::Updated => &mut counts.updated,
+                    ApplyOutcome::Reactivated => &mut counts.reactivated,
+                    ApplyOutcome::Unchanged => &mut counts.unchanged,
+                    ApplyOutcome::Skipped => &mut counts.skipped_newer,
+                } += 1;
+            }
             Ok((id, Err(e))) => {
-                counts.add("failed", 1);
+                counts.failed += 1;
                 errors.push(format!("user {id}: {e}"));
             }
             Err(e) => {
-                counts.add("failed", 1);
+                counts.failed += 1;
                 errors.push(e.to_string());
             }
         }
@@ -443,7 +412,7 @@ async fn full(
     services: &Services,
     req: &SyncRequest,
     run: &mut SyncRun,
-    counts: &mut Counts,
+    counts: &mut SyncCounts,
 ) -> Result<(), Error> {
     let cfg = &services.config;
     let names = &cfg.user_attributes;
@@ -480,16 +449,16 @@ async fn full(
                 if l.status == UserStatus::Deleted
                     && l.deleted_reason.as_deref() != Some(MISSING_IN_KEYCLOAK) =>
             {
-                counts.add("skipped_deleted", 1)
+                counts.skipped_deleted += 1
             }
             Some(l) if l.kc_hash == fields.content_hash() && l.status != UserStatus::Deleted => {
-                counts.add("unchanged", 1)
+                counts.unchanged += 1
             }
             Some(_) => changes.push((o.rep.id.clone(), fields, business, o.at)),
         }
     }
-    counts.add("seen", seen.len() as u64);
-    counts.add("only_in_keycloak", new_users.len() as u64);
+    counts.seen += seen.len() as u64;
+    counts.only_in_keycloak += new_users.len() as u64;
     // Suspects: active local users the crawl did not see. Only a complete crawl may accuse anyone,
     // and each suspect is asked about by id: paging can miss a user when others come and go.
     let mut deactivations: Vec<(String, String, Deactivation)> = Vec::new();
@@ -510,12 +479,12 @@ async fn full(
                     ));
                 }
                 Ok(rep) => {
-                    counts.add("missed_by_paging", 1);
+                    counts.missed_by_paging += 1;
                     let (f, b) = fields_of(&rep, members.get(&rep.id), names);
                     changes.push((rep.id.clone(), f, b, now_ms()));
                 }
                 Err(e) => {
-                    counts.add("failed", 1);
+                    counts.failed += 1;
                     run.errors.push(format!("confirming {}: {e}", l.id));
                 }
             }
@@ -524,13 +493,10 @@ async fn full(
         run.errors
             .push("crawl incomplete: no user deactivated in this run".into());
     }
-    counts.add(
-        "only_local",
-        deactivations
-            .iter()
-            .filter(|d| matches!(d.2, Deactivation::Deleted))
-            .count() as u64,
-    );
+    counts.only_local += deactivations
+        .iter()
+        .filter(|d| matches!(d.2, Deactivation::Deleted))
+        .count() as u64;
     let active = local
         .values()
         .filter(|l| l.status == UserStatus::Active)
@@ -545,7 +511,7 @@ async fn full(
     if req.dry_run {
         run.plan =
             Some(json!({"create": new_users.len(), "update": changes.len(), "deactivate": plan}));
-        run.status = "dry_run".into();
+        run.status = SyncStatus::DryRun;
         return Ok(());
     }
     let now = now_ms();
@@ -559,7 +525,7 @@ async fn full(
             .map(User::to_item)
             .collect::<Result<Vec<_>, _>>()?;
         store.batch_put(items).await?;
-        counts.add("created", chunk.len() as u64);
+        counts.created += chunk.len() as u64;
     }
     if !apply_changes(store, changes, counts, &mut run.errors, req).await {
         hand_over(run);
@@ -567,7 +533,7 @@ async fn full(
     }
     if !deactivations.is_empty() && !guard_ok && !req.force {
         run.plan = Some(json!({"deactivate": plan}));
-        run.status = "needs_approval".into();
+        run.status = SyncStatus::NeedsApproval;
         run.errors.push(format!(
             "{} deactivations exceed SYNC_MAX_DEACTIVATIONS; none applied. POST /admin/sync {{\"mode\":\"full\",\"force\":true}} applies them",
             deactivations.len()
@@ -583,23 +549,27 @@ async fn full(
             };
             match applied {
                 Ok(n) => {
-                    counts.add("deactivated", n);
+                    counts.deactivated += n;
                     store
                         .end_all_sessions(&id, SessionEnd::UserDeactivated, now)
                         .await?;
                 }
                 Err(e) => {
-                    counts.add("failed", 1);
+                    counts.failed += 1;
                     run.errors.push(format!("deactivating {id}: {e}"));
                 }
             }
         }
-        run.status = if complete { "succeeded" } else { "incomplete" }.into();
+        run.status = if complete {
+            SyncStatus::Succeeded
+        } else {
+            SyncStatus::Incomplete
+        };
     }
     let mut state = store.sync_state().await?;
     state.last_full_run_at = Some(run.started_at);
     state.last_run_id = Some(run.run_id.clone());
-    if run.status == "succeeded" {
+    if run.status == SyncStatus::Succeeded {
         state.last_success_at = Some(now_ms());
         state.event_cursor_ms = Some(run.started_at);
     }
@@ -635,7 +605,7 @@ async fn incremental(
     services: &Services,
     req: &SyncRequest,
     run: &mut SyncRun,
-    counts: &mut Counts,
+    counts: &mut SyncCounts,
 ) -> Result<(), Error> {
     let store = &services.store;
     let kc = &services.keycloak;
@@ -644,7 +614,7 @@ async fn incremental(
         // A gap: only a full reconcile can be trusted. It runs under this run's lease.
         run.errors
             .push(format!("event gap ({gap}): running a full reconcile"));
-        run.mode = "incremental->full".into();
+        run.escalated = true;
         return full(services, req, run, counts).await;
     }
     let cursor = state.event_cursor_ms.unwrap_or_default();
@@ -701,8 +671,8 @@ async fn incremental(
         }
     }
     let unique: BTreeSet<String> = users.into_iter().collect();
-    counts.add("events", seen_events.len() as u64);
-    counts.add("seen", unique.len() as u64);
+    counts.events += seen_events.len() as u64;
+    counts.seen += unique.len() as u64;
     let now = now_ms();
     let mut changes = Vec::new();
     for id in unique {
@@ -717,7 +687,7 @@ async fn incremental(
                     && store.get_user(&id).await?.is_some()
                     && store.mark_missing(&id, now).await?
                 {
-                    counts.add("deactivated", 1);
+                    counts.deactivated += 1;
                     store
                         .end_all_sessions(&id, SessionEnd::UserDeactivated, now)
                         .await?;
@@ -728,36 +698,84 @@ async fn incremental(
     }
     if req.dry_run {
         run.plan = Some(json!({"update": changes.len()}));
-        run.status = "dry_run".into();
+        run.status = SyncStatus::DryRun;
         return Ok(());
     }
     apply_changes(store, changes, counts, &mut run.errors, req).await;
     state.event_cursor_ms = Some(newest);
     state.last_run_id = Some(run.run_id.clone());
     store.put_sync_state(&state).await?;
-    run.status = "succeeded".into();
+    run.status = SyncStatus::Succeeded;
     Ok(())
 }
 
 /// One CloudWatch Embedded Metric Format line per run (Lambda sends stdout to CloudWatch Logs,
-/// which turns it into metrics). Written by hand: one line, no metrics facade needed.
-fn emit_metrics(run: &SyncRun) {
-    let names: Vec<&String> = run.counts.keys().collect();
+/// which turns it into metrics). Written by hand rather than with `metrics_cloudwatch_embedded`:
+/// a run emits exactly one line whose dimensions (its final status) are known only at the end,
+/// so a global metrics recorder and its flush would be more code and another dependency tree.
+pub fn metrics_line(run: &SyncRun) -> serde_json::Value {
+    let counts = serde_json::to_value(&run.counts).unwrap_or_default();
+    let names: Vec<&String> = counts
+        .as_object()
+        .map(|c| c.keys().collect())
+        .unwrap_or_default();
     let mut line = json!({
         "_aws": {
-            "Timestamp": now_ms(),
+            "Timestamp": run.finished_at.unwrap_or(run.started_at),
             "CloudWatchMetrics": [{
                 "Namespace": "KeycloakUserSync",
                 "Dimensions": [["Mode", "Status"]],
                 "Metrics": names.iter().map(|n| json!({"Name": n, "Unit": if n.as_str() == "duration_ms" { "Milliseconds" } else { "Count" }})).collect::<Vec<_>>(),
             }],
         },
-        "Mode": run.mode,
+        "Mode": if run.was_full() { "full" } else { "incremental" },
         "Status": run.status,
         "RunId": run.run_id,
     });
-    for (k, v) in &run.counts {
-        line[k.as_str()] = json!(v);
+    if let (Some(line), Some(counts)) = (line.as_object_mut(), counts.as_object()) {
+        line.extend(counts.clone());
     }
-    println!("{line}");
+    line
+}
+
+fn emit_metrics(run: &SyncRun) {
+    println!("{}", metrics_line(run));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::store::SyncMode;
+
+    #[test]
+    fn the_metrics_line_is_embedded_metric_format() {
+        let run = SyncRun {
+            run_id: "1".into(),
+            mode: SyncMode::Incremental,
+            escalated: true,
+            status: SyncStatus::Succeeded,
+            started_at: 1,
+            finished_at: Some(2),
+            counts: SyncCounts {
+                created: 3,
+                duration_ms: 10,
+                ..Default::default()
+            },
+            plan: None,
+            errors: Vec::new(),
+            expires_at: 0,
+        };
+        let line = metrics_line(&run);
+        assert_eq!(
+            (line["Mode"].as_str(), line["Status"].as_str()),
+            (Some("full"), Some("succeeded"))
+        );
+        assert_eq!(line["created"], 3);
+        let metrics = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
+        assert!(metrics.contains(&json!({"Name": "duration_ms", "Unit": "Milliseconds"})));
+        assert!(metrics.contains(&json!({"Name": "created", "Unit": "Count"})));
+    }
 }

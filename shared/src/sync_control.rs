@@ -1,7 +1,7 @@
 //! Bulk-sync control for admins: start a run (or approve a held one with `force`) by
 //! asynchronous invoke of the bulk-sync function, read a run, and the sync status.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::audit::{self, Actor};
@@ -9,12 +9,13 @@ use crate::deadline::Bounded;
 use crate::error::Error;
 use crate::policy::Action;
 use crate::services::Services;
-use crate::store::now_ms;
+use crate::store::{now_ms, SyncCounts, SyncMode, SyncRun, SyncStatus};
+use crate::users::iso8601;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartSyncRequest {
-    pub mode: crate::sync::Mode,
+    pub mode: SyncMode,
     #[serde(default)]
     pub dry_run: bool,
     #[serde(default)]
@@ -94,20 +95,124 @@ async fn invoke_sync(services: &Services, req: &StartSyncRequest) -> Result<Stri
     }
 }
 
+/// A run as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRunView {
+    pub run_id: String,
+    pub mode: SyncMode,
+    /// An incremental run that reconciled fully (a gap in the events).
+    pub escalated: bool,
+    pub status: SyncStatus,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub counts: CountsView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Value>,
+    pub errors: Vec<String>,
+}
+
+/// `SyncCounts` in the API's camelCase.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountsView {
+    pub seen: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deactivated: u64,
+    pub reactivated: u64,
+    pub failed: u64,
+    pub skipped_newer: u64,
+    pub skipped_deleted: u64,
+    pub missed_by_paging: u64,
+    pub only_in_keycloak: u64,
+    pub only_local: u64,
+    pub events: u64,
+    pub repaired: u64,
+    pub repairs_open: u64,
+    pub duration_ms: u64,
+}
+
+impl From<&SyncCounts> for CountsView {
+    fn from(c: &SyncCounts) -> Self {
+        CountsView {
+            seen: c.seen,
+            created: c.created,
+            updated: c.updated,
+            unchanged: c.unchanged,
+            deactivated: c.deactivated,
+            reactivated: c.reactivated,
+            failed: c.failed,
+            skipped_newer: c.skipped_newer,
+            skipped_deleted: c.skipped_deleted,
+            missed_by_paging: c.missed_by_paging,
+            only_in_keycloak: c.only_in_keycloak,
+            only_local: c.only_local,
+            events: c.events,
+            repaired: c.repaired,
+            repairs_open: c.repairs_open,
+            duration_ms: c.duration_ms,
+        }
+    }
+}
+
+impl From<&SyncRun> for SyncRunView {
+    fn from(r: &SyncRun) -> Self {
+        SyncRunView {
+            run_id: r.run_id.clone(),
+            mode: r.mode,
+            escalated: r.escalated,
+            status: r.status,
+            started_at: iso8601(r.started_at),
+            finished_at: r.finished_at.map(iso8601),
+            counts: CountsView::from(&r.counts),
+            plan: r.plan.clone(),
+            errors: r.errors.clone(),
+        }
+    }
+}
+
 pub async fn sync_run(
     services: &Services,
     actor: Actor<'_>,
     run_id: &str,
-) -> Result<crate::store::SyncRun, Error> {
+) -> Result<SyncRunView, Error> {
     services
         .policy
         .allow_route(actor.principal, Action::ControlSync)?;
-    services.store.get_run(run_id).await?.ok_or(Error::NotFound)
+    if !SyncRun::is_run_id(run_id) {
+        return Err(Error::NotFound);
+    }
+    let run = services
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok(SyncRunView::from(&run))
+}
+
+/// `GET /admin/sync/status`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatusView {
+    pub last_run: Option<SyncRunView>,
+    pub last_success_at: Option<String>,
+    pub last_full_run_at: Option<String>,
+    pub event_cursor: Option<String>,
+    pub users_synced_last24h: u64,
+    pub runs_last24h: usize,
+    pub failure_rate_last24h: f64,
+    /// Drift the last full run found.
+    pub users_only_in_keycloak: Option<u64>,
+    pub users_only_local: Option<u64>,
+    pub as_of_run_id: Option<String>,
 }
 
 /// Last run, last success, users synced and failure rate over 24 h, and the drift the last full
 /// run found (users only in Keycloak, users only local).
-pub async fn sync_status(services: &Services, actor: Actor<'_>) -> Result<Value, Error> {
+pub async fn sync_status(services: &Services, actor: Actor<'_>) -> Result<SyncStatusView, Error> {
     services
         .policy
         .allow_route(actor.principal, Action::ControlSync)?;
@@ -116,28 +221,29 @@ pub async fn sync_status(services: &Services, actor: Actor<'_>) -> Result<Value,
     let since = now_ms() - 24 * 3600 * 1000;
     let day: Vec<_> = runs
         .iter()
-        .filter(|r| r.started_at >= since && r.status != "running")
+        .filter(|r| r.started_at >= since && r.status.is_finished())
         .collect();
-    let counted = |r: &crate::store::SyncRun, k: &str| r.counts.get(k).copied().unwrap_or(0);
-    let synced: u64 = day
+    let failed = day
         .iter()
-        .map(|r| counted(r, "created") + counted(r, "updated") + counted(r, "reactivated"))
-        .sum();
-    let failed = day.iter().filter(|r| r.status == "failed").count();
+        .filter(|r| r.status == SyncStatus::Failed)
+        .count();
     let last_full = runs
         .iter()
-        .find(|r| r.mode.ends_with("full") && r.status != "running" && r.status != "skipped");
-    let iso = |ms: Option<i64>| ms.map(crate::users::iso8601);
-    Ok(json!({
-        "lastRun": runs.first(),
-        "lastSuccessAt": iso(state.last_success_at),
-        "lastFullRunAt": iso(state.last_full_run_at),
-        "eventCursor": iso(state.event_cursor_ms),
-        "usersSyncedLast24h": synced,
-        "runsLast24h": day.len(),
-        "failureRateLast24h": if day.is_empty() { 0.0 } else { failed as f64 / day.len() as f64 },
-        "usersOnlyInKeycloak": last_full.map(|r| counted(r, "only_in_keycloak")),
-        "usersOnlyLocal": last_full.map(|r| counted(r, "only_local")),
-        "asOfRunId": last_full.map(|r| r.run_id.clone()),
-    }))
+        .find(|r| r.was_full() && r.status.is_finished() && r.status != SyncStatus::Skipped);
+    Ok(SyncStatusView {
+        last_run: runs.first().map(SyncRunView::from),
+        last_success_at: state.last_success_at.map(iso8601),
+        last_full_run_at: state.last_full_run_at.map(iso8601),
+        event_cursor: state.event_cursor_ms.map(iso8601),
+        users_synced_last24h: day.iter().map(|r| r.counts.written()).sum(),
+        runs_last24h: day.len(),
+        failure_rate_last24h: if day.is_empty() {
+            0.0
+        } else {
+            failed as f64 / day.len() as f64
+        },
+        users_only_in_keycloak: last_full.map(|r| r.counts.only_in_keycloak),
+        users_only_local: last_full.map(|r| r.counts.only_local),
+        as_of_run_id: last_full.map(|r| r.run_id.clone()),
+    })
 }

@@ -87,7 +87,12 @@ async fn a_fifth_attribute_is_a_configuration_change() {
     )
     .await
     .unwrap();
-    assert_eq!(run.status, "succeeded", "{:?}", run.errors);
+    assert_eq!(
+        run.status,
+        user_sync::store::SyncStatus::Succeeded,
+        "{:?}",
+        run.errors
+    );
     let local = services.store.get_user(&imported).await.unwrap().unwrap();
     assert_eq!(local.attributes["costCenter"], "CC-7");
 }

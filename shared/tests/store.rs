@@ -671,11 +671,15 @@ async fn sync_state_and_runs_are_kept() {
     for started in [100, 300, 200] {
         let run = SyncRun {
             run_id: SyncRun::new_id(started),
-            mode: "full".into(),
-            status: "succeeded".into(),
+            mode: SyncMode::Full,
+            escalated: false,
+            status: SyncStatus::Succeeded,
             started_at: started,
             finished_at: Some(started + 1),
-            counts: [("seen".to_owned(), 3)].into(),
+            counts: SyncCounts {
+                seen: 3,
+                ..Default::default()
+            },
             plan: None,
             errors: vec![],
             expires_at: 9_999_999_999,

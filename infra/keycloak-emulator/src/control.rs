@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{empty, json_response, no_content, ok_json, with_header, Req};
+use crate::http::{empty, json_response, no_content, ok_json, with_header, Call, Req};
 use crate::realm::{new_id, User};
-use crate::{method_not_allowed, no_such_resource, Emulator};
+use crate::{method_not_allowed, Emulator};
 
 /// A rule applied to matching requests before Keycloak logic runs.
 #[derive(Clone, Debug, Deserialize)]
@@ -197,112 +198,153 @@ fn bad_request(msg: &str) -> Response {
     json_response(400, &json!({"error": msg}))
 }
 
-pub fn handle(emu: &Emulator, req: &Req, rest: &[&str]) -> Response {
-    let m = &req.method;
-    match rest {
-        ["health"] => ok_json(&json!({"status": "UP", "realms": emu.realm_names()})),
-        ["reset"] if m == Method::POST => match emu.reset() {
-            Ok(()) => no_content(),
-            Err(e) => json_response(500, &json!({"error": e})),
-        },
-        ["realms"] if m == Method::POST => {
-            let Ok(body) = serde_json::from_slice::<CloneRequest>(&req.body) else {
-                return bad_request("expected {\"name\": ..., \"from\"?: ...}");
-            };
-            let from = body.from.or_else(|| emu.realm_names().into_iter().next());
-            let Some(source) = from.as_deref().and_then(|f| emu.realm(f)) else {
-                return json_response(404, &json!({"error": "source realm not found"}));
-            };
-            let export = match &body.patch {
-                None => Arc::clone(&source.source),
-                Some(patch) => {
-                    let mut export = (*source.source).clone();
-                    merge_patch(&mut export, patch);
-                    Arc::new(export)
-                }
-            };
-            match emu.add_realm(export, Some(&body.name), false) {
-                Ok(name) => with_header(
-                    json_response(201, &json!({"realm": name})),
-                    "location",
-                    &format!("{}/realms/{name}", req.base_url),
-                ),
-                Err(e) => json_response(409, &json!({"error": e})),
-            }
-        }
-        ["realms", name] if m == Method::DELETE => {
-            if emu.remove_realm(name) {
-                no_content()
-            } else {
-                json_response(404, &json!({"error": "realm not found"}))
-            }
-        }
-        ["realms", name, "reset"] if m == Method::POST => {
-            let Some(entry) = emu.realm(name) else {
-                return json_response(404, &json!({"error": "realm not found"}));
-            };
-            match crate::realm::Realm::import(&entry.source, Some(name), &emu.keys) {
-                Ok(fresh) => {
-                    *entry.realm.write() = fresh;
-                    no_content()
-                }
-                Err(e) => json_response(500, &json!({"error": e})),
-            }
-        }
-        ["realms", name, "clock"] => {
-            let Some(entry) = emu.realm(name) else {
-                return json_response(404, &json!({"error": "realm not found"}));
-            };
-            if m == Method::GET {
-                let offset = entry.realm.read().clock_offset_ms / 1000;
-                return ok_json(&json!({"offsetSeconds": offset}));
-            }
-            if m != Method::PUT {
-                return method_not_allowed();
-            }
-            match serde_json::from_slice::<ClockRequest>(&req.body) {
-                Ok(c) => {
-                    entry.realm.write().clock_offset_ms = c.offset_seconds * 1000;
-                    no_content()
-                }
-                Err(_) => bad_request("expected {\"offsetSeconds\": n}"),
-            }
-        }
-        ["realms", name, "users", "bulk"] if m == Method::POST => bulk_users(emu, req, name),
-        ["faults"] if m == Method::POST => match serde_json::from_slice::<FaultRule>(&req.body) {
-            Ok(mut rule) => {
-                rule.id = new_id();
-                rule.hits = 0;
-                let id = rule.id.clone();
-                emu.faults.lock().push(rule);
-                json_response(201, &json!({"id": id}))
-            }
-            Err(e) => bad_request(&format!("bad fault rule: {e}")),
-        },
-        ["faults"] if m == Method::GET => {
-            ok_json(&serde_json::to_value(&*emu.faults.lock()).unwrap_or(json!([])))
-        }
-        ["faults"] if m == Method::DELETE => {
-            emu.faults.lock().clear();
-            no_content()
-        }
-        ["faults", id] if m == Method::DELETE => {
-            let mut rules = emu.faults.lock();
-            let before = rules.len();
-            rules.retain(|r| r.id != *id);
-            if rules.len() < before {
-                no_content()
-            } else {
-                empty(404)
-            }
-        }
-        ["stats"] if m == Method::GET => ok_json(&json!(emu.stats())),
-        ["stats"] if m == Method::DELETE => {
-            emu.clear_stats();
-            no_content()
-        }
-        _ => no_such_resource(),
+pub fn router() -> Router<Arc<Emulator>> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/reset", post(reset))
+        .route("/realms", post(clone_realm))
+        .route("/realms/{name}", delete(drop_realm))
+        .route("/realms/{name}/reset", post(reset_realm))
+        .route("/realms/{name}/clock", get(clock).put(set_clock))
+        .route("/realms/{name}/users/bulk", post(bulk))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/faults/{id}", delete(remove_fault))
+        .route("/stats", get(stats).delete(clear_stats))
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
+}
+
+async fn health(c: Call) -> Response {
+    ok_json(&json!({"status": "UP", "realms": c.emu.realm_names()}))
+}
+
+async fn reset(c: Call) -> Response {
+    match c.emu.reset() {
+        Ok(()) => no_content(),
+        Err(e) => json_response(500, &json!({"error": e})),
     }
+}
+
+fn realm_not_found() -> Response {
+    json_response(404, &json!({"error": "realm not found"}))
+}
+
+async fn clone_realm(c: Call) -> Response {
+    let (emu, req) = (&c.emu, &c.req);
+    let Ok(body) = serde_json::from_slice::<CloneRequest>(&req.body) else {
+        return bad_request("expected {\"name\": ..., \"from\"?: ...}");
+    };
+    let from = body.from.or_else(|| emu.realm_names().into_iter().next());
+    let Some(source) = from.as_deref().and_then(|f| emu.realm(f)) else {
+        return json_response(404, &json!({"error": "source realm not found"}));
+    };
+    let export = match &body.patch {
+        None => Arc::clone(&source.source),
+        Some(patch) => {
+            let mut export = (*source.source).clone();
+            merge_patch(&mut export, patch);
+            Arc::new(export)
+        }
+    };
+    match emu.add_realm(export, Some(&body.name), false) {
+        Ok(name) => with_header(
+            json_response(201, &json!({"realm": name})),
+            "location",
+            &format!("{}/realms/{name}", req.base_url),
+        ),
+        Err(e) => json_response(409, &json!({"error": e})),
+    }
+}
+
+async fn drop_realm(c: Call) -> Response {
+    if c.emu.remove_realm(c.param("name")) {
+        no_content()
+    } else {
+        realm_not_found()
+    }
+}
+
+async fn reset_realm(c: Call) -> Response {
+    let name = c.param("name");
+    let Some(entry) = c.emu.realm(name) else {
+        return realm_not_found();
+    };
+    match crate::realm::Realm::import(&entry.source, Some(name), &c.emu.keys) {
+        Ok(fresh) => {
+            *entry.realm.write() = fresh;
+            no_content()
+        }
+        Err(e) => json_response(500, &json!({"error": e})),
+    }
+}
+
+async fn clock(c: Call) -> Response {
+    let Some(entry) = c.emu.realm(c.param("name")) else {
+        return realm_not_found();
+    };
+    let offset = entry.realm.read().clock_offset_ms / 1000;
+    ok_json(&json!({"offsetSeconds": offset}))
+}
+
+async fn set_clock(c: Call) -> Response {
+    let Some(entry) = c.emu.realm(c.param("name")) else {
+        return realm_not_found();
+    };
+    match serde_json::from_slice::<ClockRequest>(&c.req.body) {
+        Ok(clock) => {
+            entry.realm.write().clock_offset_ms = clock.offset_seconds * 1000;
+            no_content()
+        }
+        Err(_) => bad_request("expected {\"offsetSeconds\": n}"),
+    }
+}
+
+async fn bulk(c: Call) -> Response {
+    bulk_users(&c.emu, &c.req, c.param("name"))
+}
+
+async fn add_fault(c: Call) -> Response {
+    match serde_json::from_slice::<FaultRule>(&c.req.body) {
+        Ok(mut rule) => {
+            rule.id = new_id();
+            rule.hits = 0;
+            let id = rule.id.clone();
+            c.emu.faults.lock().push(rule);
+            json_response(201, &json!({"id": id}))
+        }
+        Err(e) => bad_request(&format!("bad fault rule: {e}")),
+    }
+}
+
+async fn list_faults(c: Call) -> Response {
+    ok_json(&serde_json::to_value(&*c.emu.faults.lock()).unwrap_or(json!([])))
+}
+
+async fn clear_faults(c: Call) -> Response {
+    c.emu.faults.lock().clear();
+    no_content()
+}
+
+async fn remove_fault(c: Call) -> Response {
+    let mut rules = c.emu.faults.lock();
+    let before = rules.len();
+    rules.retain(|r| r.id != c.param("id"));
+    if rules.len() < before {
+        no_content()
+    } else {
+        empty(404)
+    }
+}
+
+async fn stats(c: Call) -> Response {
+    ok_json(&json!(c.emu.stats()))
+}
+
+async fn clear_stats(c: Call) -> Response {
+    c.emu.clear_stats();
+    no_content()
 }
 
 impl serde::Serialize for FaultRule {

@@ -1,11 +1,55 @@
 //! Request and response plumbing, and Keycloak's three error body shapes (contract §0.1).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::body::Body;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use crate::Emulator;
+
+/// What a handler gets: the emulator, the request as the middleware prepared it (body read,
+/// query parsed), and the route's path parameters.
+pub struct Call {
+    pub emu: Arc<Emulator>,
+    pub req: Arc<Req>,
+    params: HashMap<String, String>,
+}
+
+impl Call {
+    /// A path parameter of the route (empty if the route has none by that name).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+impl FromRequestParts<Arc<Emulator>> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, emu: &Arc<Emulator>) -> Result<Self, Response> {
+        let req = parts
+            .extensions
+            .get::<Arc<Req>>()
+            .cloned()
+            .ok_or_else(crate::no_such_resource)?;
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, emu)
+            .await
+            .map(|Path(p)| p)
+            .unwrap_or_default();
+        Ok(Call {
+            emu: Arc::clone(emu),
+            req,
+            params,
+        })
+    }
+}
+
+/// A request with its body read and its query parsed (the middleware builds it once).
 pub struct Req {
     pub method: Method,
     pub path: String,

@@ -159,8 +159,18 @@ fn route_key(segments: &[String]) -> String {
     out
 }
 
+/// The emulator's routes: the control API, the OIDC endpoints and the admin API of every realm.
 pub fn router(emu: Arc<Emulator>) -> Router {
-    Router::new().fallback(handle).with_state(emu)
+    Router::new()
+        .nest("/_emulator", control::router())
+        .nest("/realms/{realm}", oidc::router())
+        .nest("/admin/realms/{realm}", admin::router())
+        .fallback(|| async { no_such_resource() })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&emu),
+            prepare,
+        ))
+        .with_state(emu)
 }
 
 /// Serve until the future resolves (or forever).
@@ -169,15 +179,43 @@ pub async fn serve(
     emu: Arc<Emulator>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Keycloak (JAX-RS) takes `/users/` for `/users`, and clients send it so (the official admin
+    // client does); the slash goes before routing, so it wraps the router.
+    let app = tower_layer::Layer::layer(
+        &axum::middleware::map_request(trim_trailing_slash),
+        router(emu),
+    );
     axum::serve(
         listener,
-        router(emu).into_make_service_with_connect_info::<SocketAddr>(),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
     )
     .with_graceful_shutdown(shutdown)
     .await
 }
 
-async fn handle(State(emu): State<Arc<Emulator>>, request: Request) -> Response {
+async fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let rebuilt = match request.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// Around every request: the body read (a huge one refused), the `Req` the handlers read built
+/// once, the request counted and the fault rules applied (not for the control API), and a
+/// `Server-Timing` header that lets benchmarks tell server time from the network.
+async fn prepare(
+    State(emu): State<Arc<Emulator>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let remote_ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -208,17 +246,17 @@ async fn handle(State(emu): State<Arc<Emulator>>, request: Request) -> Response 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_owned();
-    let req = Req {
+    let req = Arc::new(Req {
         raw_query: parts.uri.query().unwrap_or("").to_owned(),
-        method: parts.method,
+        method: parts.method.clone(),
         path,
         segments,
         query,
-        headers: parts.headers,
-        body,
+        headers: parts.headers.clone(),
+        body: body.clone(),
         base_url: format!("http://{host}"),
         remote_ip,
-    };
+    });
     let is_control = req.segments.first().is_some_and(|s| s == "_emulator");
     if !is_control {
         emu.count(&req);
@@ -231,8 +269,10 @@ async fn handle(State(emu): State<Arc<Emulator>>, request: Request) -> Response 
             control::FaultOutcome::None => {}
         }
     }
+    let mut request = Request::from_parts(parts, axum::body::Body::from(body));
+    request.extensions_mut().insert(Arc::clone(&req));
     let started = Instant::now();
-    let resp = dispatch(&emu, &req);
+    let resp = next.run(request).await;
     let took = started.elapsed();
     if took > Duration::from_millis(250) {
         eprintln!(
@@ -240,22 +280,11 @@ async fn handle(State(emu): State<Arc<Emulator>>, request: Request) -> Response 
             req.method, req.path
         );
     }
-    // Standard Server-Timing header: lets benchmarks separate server time from the network.
     http::with_header(
         resp,
         "server-timing",
         &format!("app;dur={:.3}", took.as_secs_f64() * 1000.0),
     )
-}
-
-fn dispatch(emu: &Emulator, req: &Req) -> Response {
-    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    match seg.as_slice() {
-        ["_emulator", rest @ ..] => control::handle(emu, req, rest),
-        ["realms", realm, rest @ ..] => oidc::handle(emu, req, realm, rest),
-        ["admin", "realms", realm, rest @ ..] => admin::handle(emu, req, realm, rest),
-        _ => no_such_resource(),
-    }
 }
 
 /// What Keycloak (RESTEasy) answers for a path it has no resource for.

@@ -1,61 +1,105 @@
 //! The OIDC side of a realm: token endpoint (password, client_credentials, refresh_token),
 //! logout, introspection, userinfo, JWKS, discovery and the public realm document (contract §1–§3).
 
+use std::sync::Arc;
+
 use axum::http::Method;
 use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::http::{empty, html, json_response, oauth_error, ok_json, with_header, Req};
+use crate::http::{empty, html, json_response, oauth_error, ok_json, with_header, Call, Req};
 use crate::realm::{new_id, Client, Realm, User};
-use crate::{method_not_allowed, no_such_resource, Emulator};
+use crate::{method_not_allowed, Emulator};
 
 pub fn issuer(req: &Req, realm: &str) -> String {
     format!("{}/realms/{realm}", req.base_url)
 }
 
-pub fn handle(emu: &Emulator, req: &Req, realm_name: &str, rest: &[&str]) -> Response {
-    let Some(entry) = emu.realm(realm_name) else {
+pub fn router() -> Router<Arc<Emulator>> {
+    Router::new()
+        .route("/", get(realm_document))
+        .route("/.well-known/openid-configuration", get(discovery_document))
+        .route("/protocol/openid-connect/certs", get(certs))
+        .route("/protocol/openid-connect/token", post(token_endpoint))
+        .route(
+            "/protocol/openid-connect/token/introspect",
+            post(introspect_endpoint),
+        )
+        .route(
+            "/protocol/openid-connect/logout",
+            get(logout_endpoint).post(logout_endpoint),
+        )
+        .route(
+            "/protocol/openid-connect/userinfo",
+            get(userinfo_endpoint).post(userinfo_endpoint),
+        )
+        .route("/protocol/openid-connect/revoke", post(revoke_endpoint))
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
+}
+
+/// Run an OIDC endpoint on its realm (write lock: most of them create or end sessions), with the
+/// issuer the request's base URL gives.
+fn on_realm(
+    c: &Call,
+    endpoint: impl FnOnce(&Emulator, &mut Realm, &Req, &str) -> Response,
+) -> Response {
+    let name = c.param("realm");
+    let Some(entry) = c.emu.realm(name) else {
         return oauth_error(404, "Realm does not exist", None);
     };
-    let iss = issuer(req, realm_name);
-    let m = &req.method;
-    match rest {
-        [] if m == Method::GET => {
-            let realm = entry.realm.read();
-            ok_json(&json!({
-                "realm": realm.name, "public_key": emu.keys.sig.spki_b64,
-                "token-service": format!("{iss}/protocol/openid-connect"),
-                "account-service": format!("{iss}/account"), "tokens-not-before": 0,
-            }))
-        }
-        [".well-known", "openid-configuration"] if m == Method::GET => ok_json(&discovery(&iss)),
-        ["protocol", "openid-connect", "certs"] if m == Method::GET => with_header(
+    let iss = issuer(&c.req, name);
+    let mut realm = entry.realm.write();
+    endpoint(&c.emu, &mut realm, &c.req, &iss)
+}
+
+async fn realm_document(c: Call) -> Response {
+    on_realm(&c, |emu, realm, _, iss| {
+        ok_json(&json!({
+            "realm": realm.name, "public_key": emu.keys.sig.spki_b64,
+            "token-service": format!("{iss}/protocol/openid-connect"),
+            "account-service": format!("{iss}/account"), "tokens-not-before": 0,
+        }))
+    })
+}
+
+async fn discovery_document(c: Call) -> Response {
+    on_realm(&c, |_, _, _, iss| ok_json(&discovery(iss)))
+}
+
+async fn certs(c: Call) -> Response {
+    on_realm(&c, |emu, _, _, _| {
+        with_header(
             ok_json(&emu.keys.jwks()),
             "access-control-allow-origin",
             "*",
-        ),
-        ["protocol", "openid-connect", "token"] if m == Method::POST => {
-            no_store(token(emu, &mut entry.realm.write(), req, &iss))
-        }
-        ["protocol", "openid-connect", "token", "introspect"] if m == Method::POST => {
-            introspect(emu, &mut entry.realm.write(), req, &iss)
-        }
-        ["protocol", "openid-connect", "logout"] if m == Method::POST || m == Method::GET => {
-            logout(emu, &mut entry.realm.write(), req, &iss)
-        }
-        ["protocol", "openid-connect", "userinfo"] if m == Method::GET || m == Method::POST => {
-            userinfo(emu, &mut entry.realm.write(), req, &iss)
-        }
-        ["protocol", "openid-connect", "revoke"] if m == Method::POST => {
-            revoke(emu, &mut entry.realm.write(), req, &iss)
-        }
-        [".well-known", "openid-configuration"]
-        | ["protocol", "openid-connect", "certs" | "token" | "logout" | "userinfo" | "revoke"]
-        | ["protocol", "openid-connect", "token", "introspect"] => method_not_allowed(),
-        _ => no_such_resource(),
-    }
+        )
+    })
+}
+
+async fn token_endpoint(c: Call) -> Response {
+    on_realm(&c, |emu, realm, req, iss| {
+        no_store(token(emu, realm, req, iss))
+    })
+}
+
+async fn introspect_endpoint(c: Call) -> Response {
+    on_realm(&c, introspect)
+}
+
+async fn logout_endpoint(c: Call) -> Response {
+    on_realm(&c, logout)
+}
+
+async fn userinfo_endpoint(c: Call) -> Response {
+    on_realm(&c, userinfo)
+}
+
+async fn revoke_endpoint(c: Call) -> Response {
+    on_realm(&c, revoke)
 }
 
 fn no_store(resp: Response) -> Response {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
@@ -182,7 +182,7 @@ fn intrinsic(name: &str, arg: &Value, params: &HashMap<String, String>) -> Value
 
 /// Parse the template; `overrides` replace parameter defaults (like `--parameter-overrides`).
 pub fn load(yaml: &str, overrides: &HashMap<String, String>) -> Result<Api, String> {
-    let doc: Value = serde_yaml::from_str(yaml).map_err(|e| format!("template.yaml: {e}"))?;
+    let doc: Value = serde_yaml_ng::from_str(yaml).map_err(|e| format!("template.yaml: {e}"))?;
     let mut params: HashMap<String, String> = HashMap::new();
     if let Some(Value::Mapping(ps)) = get(&doc, "Parameters") {
         for (k, v) in ps {

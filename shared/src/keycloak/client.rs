@@ -410,19 +410,6 @@ impl KeycloakClient {
         .map(|_| ())
     }
 
-    /// Token introspection: `{"active": false}` or the token's claims.
-    pub async fn introspect(&self, token: &str) -> Result<Value, KeycloakError> {
-        let reply = self
-            .client_form(
-                "token/introspect",
-                Endpoint::Introspection,
-                Safety::Idempotent,
-                &[("token", token)],
-            )
-            .await?;
-        json(&reply.body)
-    }
-
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, KeycloakError> {
         let url = self.oidc_url("certs");
         let reply = self
@@ -431,20 +418,6 @@ impl KeycloakClient {
         if !reply.status.is_success() {
             return Err(KeycloakError::Protocol(format!(
                 "JWKS answered HTTP {}",
-                reply.status
-            )));
-        }
-        json(&reply.body)
-    }
-
-    pub async fn discovery(&self) -> Result<Value, KeycloakError> {
-        let url = format!("{}/.well-known/openid-configuration", self.issuer());
-        let reply = self
-            .send(Safety::Idempotent, || self.http.get(&url))
-            .await?;
-        if !reply.status.is_success() {
-            return Err(KeycloakError::Protocol(format!(
-                "discovery answered HTTP {}",
                 reply.status
             )));
         }
@@ -701,14 +674,6 @@ impl KeycloakClient {
             .await
     }
 
-    pub async fn user_realm_roles(
-        &self,
-        id: &str,
-    ) -> Result<Vec<RoleRepresentation>, KeycloakError> {
-        self.admin_get(&format!("/users/{}/role-mappings/realm", encode(id)), &[])
-            .await
-    }
-
     /// Effective realm roles of a user: direct, from groups, and composites expanded.
     pub async fn user_effective_realm_roles(
         &self,
@@ -719,45 +684,6 @@ impl KeycloakClient {
             &[],
         )
         .await
-    }
-
-    /// Grant realm roles. Keycloak needs both `id` and `name` of each role; granting a role the
-    /// user has is a no-op there, so this is safe to retry.
-    pub async fn add_realm_roles(
-        &self,
-        id: &str,
-        roles: &[RoleRepresentation],
-    ) -> Result<(), KeycloakError> {
-        self.change_realm_roles(Method::POST, id, roles).await
-    }
-
-    pub async fn remove_realm_roles(
-        &self,
-        id: &str,
-        roles: &[RoleRepresentation],
-    ) -> Result<(), KeycloakError> {
-        self.change_realm_roles(Method::DELETE, id, roles).await
-    }
-
-    async fn change_realm_roles(
-        &self,
-        method: Method,
-        id: &str,
-        roles: &[RoleRepresentation],
-    ) -> Result<(), KeycloakError> {
-        let refs: Vec<Value> = roles
-            .iter()
-            .map(|r| serde_json::json!({"id": r.id, "name": r.name}))
-            .collect();
-        self.admin(
-            method,
-            &format!("/users/{}/role-mappings/realm", encode(id)),
-            &[],
-            Some(&refs),
-            Safety::Idempotent,
-        )
-        .await
-        .map(|_| ())
     }
 
     /// The roles a composite realm role contains (realm and client roles).

@@ -60,7 +60,6 @@ pub enum Endpoint {
     RefreshGrant,
     ClientCredentials,
     Logout,
-    Introspection,
     Admin,
 }
 
@@ -123,9 +122,6 @@ pub fn classify(endpoint: Endpoint, status: u16, body: &[u8]) -> KeycloakError {
                 KeycloakError::InvalidClient
             }
             (400, "invalid_client") => KeycloakError::InvalidClient,
-            (401, "invalid_request") if endpoint == Endpoint::Introspection => {
-                KeycloakError::InvalidClient
-            }
             (401, "invalid_grant") if endpoint == Endpoint::PasswordGrant => {
                 KeycloakError::InvalidCredentials
             }
@@ -238,14 +234,6 @@ mod tests {
             KeycloakError::InvalidGrant {
                 description: "Session not active".into()
             }
-        );
-        assert_eq!(
-            c(
-                Endpoint::Introspection,
-                401,
-                &oauth("invalid_request", "Authentication failed.")
-            ),
-            KeycloakError::InvalidClient
         );
     }
 

@@ -1,5 +1,5 @@
-//! The Keycloak client: OIDC flows (password, refresh, client credentials, logout, introspection,
-//! JWKS, discovery) and the admin API, following `shared/keycloak-contract.md` exactly.
+//! The Keycloak client: OIDC flows (password, refresh, client credentials, logout, JWKS) and the
+//! admin API, following `shared/keycloak-contract.md` exactly.
 //!
 //! Own types rather than the `keycloak` crate: that crate generates every admin representation of
 //! one server version (a large compile for the ~10 fields used here), and serializing a

@@ -31,7 +31,7 @@ pub use audit::{AuditQuery, AuditRecord};
 pub use idempotency::{Claim, StoredResponse};
 pub use repairs::{Repair, RepairKind};
 pub use sessions::{token_hash, Session, SessionEnd};
-pub use sync::{SyncRun, SyncState};
+pub use sync::{SyncCounts, SyncMode, SyncRun, SyncState, SyncStatus};
 pub use throttle::AttemptWindow;
 pub use users::{
     ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, User, UserStatus,

@@ -2,7 +2,7 @@
 //! cursor), and run records kept for a while (TTL).
 
 use crate::deadline::Bounded;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,17 +24,97 @@ pub struct SyncState {
     pub last_run_id: Option<String>,
 }
 
+/// What a run reconciles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Every Keycloak user against every local record.
+    Full,
+    /// The users Keycloak's events name since the cursor.
+    Incremental,
+}
+
+/// How a run ended (or that it is still going).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    Running,
+    /// Another run held the lease.
+    Skipped,
+    Succeeded,
+    /// A full run whose crawl missed pages: it deactivated nobody.
+    Incomplete,
+    /// Some writes failed or were not done; they are retried by the next run.
+    Partial,
+    Failed,
+    /// Out of time: a follow-up invocation goes on.
+    Continued,
+    /// More deactivations than `SYNC_MAX_DEACTIVATIONS`: none applied, the plan waits for
+    /// `POST /admin/sync {"force": true}`.
+    NeedsApproval,
+    DryRun,
+}
+
+impl SyncStatus {
+    /// Whether the run has ended.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, SyncStatus::Running)
+    }
+}
+
+/// What a run did, by kind. Every field is a count of users unless it says otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncCounts {
+    /// Keycloak users the run looked at.
+    pub seen: u64,
+    pub created: u64,
+    pub updated: u64,
+    /// Same content as stored: not written.
+    pub unchanged: u64,
+    pub deactivated: u64,
+    /// Users the sync had marked missing that Keycloak has again.
+    pub reactivated: u64,
+    pub failed: u64,
+    /// A newer observation (a login, an admin change) was stored meanwhile.
+    pub skipped_newer: u64,
+    /// Deleted here by an admin: left alone.
+    pub skipped_deleted: u64,
+    /// Missed by paging and found by id.
+    pub missed_by_paging: u64,
+    pub only_in_keycloak: u64,
+    pub only_local: u64,
+    /// Keycloak events read (incremental).
+    pub events: u64,
+    /// Keycloak users and sessions removed by repairs.
+    pub repaired: u64,
+    pub repairs_open: u64,
+    /// Milliseconds the run took.
+    pub duration_ms: u64,
+}
+
+impl SyncCounts {
+    /// Users written into the store.
+    pub fn written(&self) -> u64 {
+        self.created + self.updated + self.reactivated
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncRun {
     /// `<start ms>-<random>`: sortable, and names the record directly.
     pub run_id: String,
-    pub mode: String,
-    pub status: String,
+    /// The mode asked for.
+    pub mode: SyncMode,
+    /// An incremental run that found a gap in the events and reconciled fully instead.
+    #[serde(default)]
+    pub escalated: bool,
+    pub status: SyncStatus,
     pub started_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<i64>,
     #[serde(default)]
-    pub counts: BTreeMap<String, u64>,
+    pub counts: SyncCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Value>,
     #[serde(default)]
@@ -46,6 +126,21 @@ pub struct SyncRun {
 impl SyncRun {
     pub fn new_id(started_at: i64) -> String {
         format!("{started_at:013}-{:08x}", fastrand::u32(..))
+    }
+
+    /// Whether the run reconciled every user (asked for, or escalated to).
+    pub fn was_full(&self) -> bool {
+        self.mode == SyncMode::Full || self.escalated
+    }
+
+    /// Whether `id` can name a run at all (`<13 digits>-<8 hex>`).
+    pub fn is_run_id(id: &str) -> bool {
+        id.split_once('-').is_some_and(|(ms, r)| {
+            ms.len() == 13
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && r.len() == 8
+                && r.bytes().all(|b| b.is_ascii_hexdigit())
+        })
     }
 }
 

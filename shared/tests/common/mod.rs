@@ -297,6 +297,37 @@ impl Realm {
             .unwrap_or(0)
     }
 
+    /// Grant (`POST`) or take back (`DELETE`) a realm role, as an admin would in Keycloak.
+    pub async fn role_mapping(
+        &self,
+        method: reqwest::Method,
+        user_id: &str,
+        role: &user_sync::keycloak::RoleRepresentation,
+    ) {
+        let token = self
+            .client()
+            .client_credentials()
+            .await
+            .unwrap()
+            .access_token;
+        let r = self
+            .http
+            .request(
+                method,
+                format!(
+                    "{}/admin/realms/{}/users/{user_id}/role-mappings/realm",
+                    emulator(),
+                    self.name
+                ),
+            )
+            .bearer_auth(token)
+            .json(&json!([{"id": role.id, "name": role.name}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
     pub async fn clock(&self, seconds: i64) {
         let r = self
             .http

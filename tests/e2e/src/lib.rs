@@ -38,6 +38,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+static TEMPLATE_THROTTLING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The stack of this test binary with the template's own route throttling. Other binaries raise
+/// it: their tests run in parallel from one machine, which a deployed API's route limits (all
+/// clients together) are not sized for. Call before anything else starts the stack.
+pub fn stack_with_template_throttling() -> &'static Stack {
+    TEMPLATE_THROTTLING.store(true, Ordering::SeqCst);
+    stack()
+}
+
 pub fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     static CHILD: OnceLock<Mutex<Child>> = OnceLock::new();
@@ -53,6 +64,15 @@ pub fn stack() -> &'static Stack {
             .env("GATEWAY_PORT", free_port().to_string())
             .env("TABLE_NAME", format!("e2e-{}", std::process::id()))
             .env("STACK_NO_RELOAD", "1")
+            .env(
+                "GATEWAY_PARAMETERS",
+                if TEMPLATE_THROTTLING.load(Ordering::SeqCst) {
+                    ""
+                } else {
+                    "LoginThrottleRateLimit=10000 LoginThrottleBurstLimit=10000 \
+                     RegisterThrottleRateLimit=10000 RegisterThrottleBurstLimit=10000"
+                },
+            )
             .env_remove("KEYCLOAK_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -523,6 +523,10 @@ async fn an_admin_starts_bulk_syncs_and_reads_their_runs_and_the_status() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert!(run["counts"]["seen"].as_u64().unwrap() >= 4);
     assert!(
+        run["startedAt"].is_string() && run["counts"]["onlyInKeycloak"].is_u64(),
+        "the API speaks camelCase: {run}"
+    );
+    assert!(
         run["counts"]["unchanged"].as_u64().unwrap() >= 1,
         "users created through the API are already in step: {run}"
     );

@@ -8,6 +8,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn above_the_registration_routes_rate_the_gateway_answers_429() {
+    stack_with_template_throttling();
     // RegisterThrottleBurstLimit (20) requests at once pass; the rest of a burst of 60 do not.
     let requests: Vec<_> = (0..60)
         .map(|_| tokio::spawn(async { post("/auth/register", json!({"username": "x"})).await }))
