@@ -725,7 +725,7 @@ pub fn metrics_line(run: &SyncRun) -> serde_json::Value {
             "CloudWatchMetrics": [{
                 "Namespace": "KeycloakUserSync",
                 "Dimensions": [["Mode", "Status"]],
-                "Metrics": names.iter().map(|n| json!({"Name": n, "Unit": if n.as_str() == "duration_ms" { "Milliseconds" } else { "Count" }})).collect::<Vec<_>>(),
+                "Metrics": names.iter().map(|n| json!({"Name": n, "Unit": if n.as_str() == "durationMs" { "Milliseconds" } else { "Count" }})).collect::<Vec<_>>(),
             }],
         },
         "Mode": if run.was_full() { "full" } else { "incremental" },
@@ -775,7 +775,7 @@ mod tests {
         let metrics = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap();
-        assert!(metrics.contains(&json!({"Name": "duration_ms", "Unit": "Milliseconds"})));
+        assert!(metrics.contains(&json!({"Name": "durationMs", "Unit": "Milliseconds"})));
         assert!(metrics.contains(&json!({"Name": "created", "Unit": "Count"})));
     }
 }

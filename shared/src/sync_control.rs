@@ -107,55 +107,10 @@ pub struct SyncRunView {
     pub started_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
-    pub counts: CountsView,
+    pub counts: SyncCounts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Value>,
     pub errors: Vec<String>,
-}
-
-/// `SyncCounts` in the API's camelCase.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CountsView {
-    pub seen: u64,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub deactivated: u64,
-    pub reactivated: u64,
-    pub failed: u64,
-    pub skipped_newer: u64,
-    pub skipped_deleted: u64,
-    pub missed_by_paging: u64,
-    pub only_in_keycloak: u64,
-    pub only_local: u64,
-    pub events: u64,
-    pub repaired: u64,
-    pub repairs_open: u64,
-    pub duration_ms: u64,
-}
-
-impl From<&SyncCounts> for CountsView {
-    fn from(c: &SyncCounts) -> Self {
-        CountsView {
-            seen: c.seen,
-            created: c.created,
-            updated: c.updated,
-            unchanged: c.unchanged,
-            deactivated: c.deactivated,
-            reactivated: c.reactivated,
-            failed: c.failed,
-            skipped_newer: c.skipped_newer,
-            skipped_deleted: c.skipped_deleted,
-            missed_by_paging: c.missed_by_paging,
-            only_in_keycloak: c.only_in_keycloak,
-            only_local: c.only_local,
-            events: c.events,
-            repaired: c.repaired,
-            repairs_open: c.repairs_open,
-            duration_ms: c.duration_ms,
-        }
-    }
 }
 
 impl From<&SyncRun> for SyncRunView {
@@ -167,7 +122,7 @@ impl From<&SyncRun> for SyncRunView {
             status: r.status,
             started_at: iso8601(r.started_at),
             finished_at: r.finished_at.map(iso8601),
-            counts: CountsView::from(&r.counts),
+            counts: r.counts.clone(),
             plan: r.plan.clone(),
             errors: r.errors.clone(),
         }

@@ -313,7 +313,7 @@ async fn a_user_the_crawl_misses_but_keycloak_has_is_not_deactivated() {
     let r = run(&s.services, full()).await.unwrap();
     assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
     assert_eq!(
-        (count(&r, "missed_by_paging"), count(&r, "deactivated")),
+        (count(&r, "missedByPaging"), count(&r, "deactivated")),
         (1, 0)
     );
     assert_eq!(s.local("bob").await.status, UserStatus::Active);

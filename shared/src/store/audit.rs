@@ -50,25 +50,17 @@ fn sort_key(r: &AuditRecord) -> String {
 
 impl Store {
     pub async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(record).map_err(|e| StoreError::Other(e.to_string()))?;
         let sk = sort_key(record);
-        item.insert("pk".into(), s(format!("AUDIT#{}", record.target_id)));
-        item.insert("sk".into(), s(sk.clone()));
-        item.insert(
-            "gsi3pk".into(),
-            s(format!("AUDIT_ACTOR#{}", record.actor_id)),
-        );
-        item.insert("gsi3sk".into(), s(sk));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .within_deadline()
-            .await?
-            .map_err(sdk_error)?;
-        Ok(())
+        let keys = [
+            ("pk".into(), s(format!("AUDIT#{}", record.target_id))),
+            ("sk".into(), s(sk.clone())),
+            (
+                "gsi3pk".into(),
+                s(format!("AUDIT_ACTOR#{}", record.actor_id)),
+            ),
+            ("gsi3sk".into(), s(sk)),
+        ];
+        self.put_record(record, keys).await
     }
 
     /// Newest first. By target (the table), by actor (GSI3), or both (the target's records

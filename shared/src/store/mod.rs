@@ -229,6 +229,27 @@ impl Store {
         serde_json::from_slice(&body).map_err(|_| StoreError::InvalidCursor)
     }
 
+    /// Write `record` (serialized as attributes) with the given keys and extra attributes,
+    /// unconditionally: records that only ever have one writer (runs, state, audit, repairs).
+    pub(crate) async fn put_record<T: serde::Serialize>(
+        &self,
+        record: &T,
+        keys: impl IntoIterator<Item = (String, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(record).map_err(|e| StoreError::Other(e.to_string()))?;
+        item.extend(keys);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .within_deadline()
+            .await?
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
     /// Apply `update` to the item at `key` if `condition` holds; `Ok(false)` when it did not
     /// (nothing written).
     pub(crate) async fn update_if(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{n, s, sdk_error, Item, Store, StoreError};
+use super::{n, s, sdk_error, Store, StoreError};
 use crate::deadline::Bounded;
 
 const REPAIR: &str = "REPAIR";
@@ -52,19 +52,9 @@ impl Store {
             since,
             kind,
         };
-        let mut item: Item =
-            serde_dynamo::to_item(&repair).map_err(|e| StoreError::Other(e.to_string()))?;
-        item.extend(key(&repair.id));
-        item.insert("expires_at".into(), n(since / 1000 + KEPT_S));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .within_deadline()
-            .await?
-            .map_err(sdk_error)?;
-        Ok(())
+        let mut keys = key(&repair.id);
+        keys.insert("expires_at".into(), n(since / 1000 + KEPT_S));
+        self.put_record(&repair, keys).await
     }
 
     /// Every open repair, oldest first.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{n, s, sdk_error, Item, Store, StoreError};
+use super::{n, s, sdk_error, Store, StoreError};
 
 const SYNC: &str = "SYNC";
 
@@ -62,9 +62,10 @@ impl SyncStatus {
     }
 }
 
-/// What a run did, by kind. Every field is a count of users unless it says otherwise.
+/// What a run did, by kind. Every field is a count of users unless it says otherwise. Stored,
+/// shown by the API and emitted as metrics under the same camelCase names.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct SyncCounts {
     /// Keycloak users the run looked at.
     pub seen: u64,
@@ -230,33 +231,12 @@ impl Store {
     }
 
     pub async fn put_sync_state(&self, state: &SyncState) -> Result<(), StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(state).map_err(|e| StoreError::Other(e.to_string()))?;
-        item.extend(key("STATE"));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .within_deadline()
-            .await?
-            .map_err(sdk_error)?;
-        Ok(())
+        self.put_record(state, key("STATE")).await
     }
 
     pub async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(run).map_err(|e| StoreError::Other(e.to_string()))?;
-        item.extend(key(&format!("RUN#{}", run.run_id)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .within_deadline()
-            .await?
-            .map_err(sdk_error)?;
-        Ok(())
+        self.put_record(run, key(&format!("RUN#{}", run.run_id)))
+            .await
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<Option<SyncRun>, StoreError> {
