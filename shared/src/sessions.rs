@@ -525,12 +525,15 @@ pub struct SessionView {
     pub end_reason: Option<String>,
 }
 
-pub async fn my_sessions(
-    services: &Services,
-    principal: &Principal,
-) -> Result<Vec<SessionView>, Error> {
+/// `GET /auth/sessions`.
+#[derive(Serialize)]
+pub struct SessionList {
+    pub items: Vec<SessionView>,
+}
+
+pub async fn my_sessions(services: &Services, principal: &Principal) -> Result<SessionList, Error> {
     let now_s = now_ms() / 1000;
-    Ok(services
+    let items = services
         .store
         .list_sessions(&principal.user_id)
         .await?
@@ -548,7 +551,8 @@ pub async fn my_sessions(
             user_agent: s.user_agent,
             id: s.sid,
         })
-        .collect())
+        .collect();
+    Ok(SessionList { items })
 }
 
 /// End one of the caller's own sessions, in Keycloak and here.

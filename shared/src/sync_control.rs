@@ -35,18 +35,27 @@ impl StartSyncRequest {
     }
 }
 
+/// `202 {"runId": ...}`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStarted {
+    pub run_id: String,
+}
+
 /// Start a bulk-sync run by asynchronous invoke; answers its run id at once. A run with `force`
 /// approves the deactivations a previous run held back.
 pub async fn start_sync(
     services: &Services,
     actor: Actor<'_>,
     req: &StartSyncRequest,
-) -> Result<String, Error> {
+) -> Result<SyncStarted, Error> {
     let result = async {
         services
             .policy
             .allow_route(actor.principal, Action::ControlSync)?;
-        invoke_sync(services, req).await
+        invoke_sync(services, req)
+            .await
+            .map(|run_id| SyncStarted { run_id })
     }
     .await;
     let action = if req.force {

@@ -29,6 +29,12 @@ pub fn iso8601(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// `{"user": ...}`: the answer of a registration or an admin's creation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Created {
+    pub user: UserView,
+}
+
 /// A user in API responses.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

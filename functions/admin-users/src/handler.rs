@@ -8,14 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
 use user_sync::audit::{self, Actor};
 use user_sync::http::{header, json, AppState, Caller, Json, Origin};
 use user_sync::sync_control::{self, StartSyncRequest};
 use user_sync::user_admin::{
     self, CreateUserRequest, ListParams, PasswordRequest, PatchUserRequest, SyncUserRequest,
 };
-use user_sync::users::UserView;
+use user_sync::users::{Created, UserView};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {
@@ -74,7 +73,7 @@ async fn create_user(
     Json(input): Json<CreateUserRequest>,
 ) -> Result<Response, Error> {
     let user = user_admin::create(&s, actor(&caller, &origin), input).await?;
-    Ok(json(StatusCode::CREATED, &json!({ "user": user })))
+    Ok(json(StatusCode::CREATED, &Created { user }))
 }
 
 async fn get_user(
@@ -150,9 +149,10 @@ async fn start_sync(
     origin: Origin,
     Json(input): Json<StartSyncRequest>,
 ) -> Result<Response, Error> {
-    let run_id = sync_control::start_sync(&s, actor(&caller, &origin), &input).await?;
-    let mut r = json(StatusCode::ACCEPTED, &json!({ "runId": run_id }));
-    if let Ok(v) = format!("/admin/sync/runs/{run_id}").parse() {
+    let started = sync_control::start_sync(&s, actor(&caller, &origin), &input).await?;
+    let location = format!("/admin/sync/runs/{}", started.run_id);
+    let mut r = json(StatusCode::ACCEPTED, &started);
+    if let Ok(v) = location.parse() {
         r.headers_mut().insert("location", v);
     }
     Ok(r)

@@ -5,9 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use serde_json::json;
 use user_sync::http::{header, json, AppState, Json, Origin};
-use user_sync::users::{self, RegisterRequest};
+use user_sync::users::{self, Created, RegisterRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {
@@ -22,5 +21,5 @@ async fn register(
 ) -> Result<Response, Error> {
     let key = header(&headers, "idempotency-key");
     let user = users::register(&s, &input, key, &origin).await?;
-    Ok(json(StatusCode::CREATED, &json!({ "user": user })))
+    Ok(json(StatusCode::CREATED, &Created { user }))
 }

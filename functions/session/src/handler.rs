@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use serde_json::json;
 use user_sync::http::{json, AppState, Caller, Json};
 use user_sync::sessions::{self, ValidateRequest};
 use user_sync::Error;
@@ -23,8 +22,7 @@ async fn me(State(s): State<AppState>, Caller(p): Caller) -> Result<Response, Er
 }
 
 async fn my_sessions(State(s): State<AppState>, Caller(p): Caller) -> Result<Response, Error> {
-    let items = sessions::my_sessions(&s, &p).await?;
-    Ok(json(StatusCode::OK, &json!({ "items": items })))
+    Ok(json(StatusCode::OK, &sessions::my_sessions(&s, &p).await?))
 }
 
 async fn revoke(

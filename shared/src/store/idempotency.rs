@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::sessions::token_hash;
-use super::{n, s, sdk_error, Store, StoreError};
+use super::{n, s, sdk_error, written, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredResponse {
@@ -69,12 +69,8 @@ impl Store {
         for (k, v) in key(idempotency_key) {
             put = put.item(k, v);
         }
-        match put.send().within_deadline().await? {
-            Ok(_) => return Ok(Claim::New),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(sdk_error(e)),
+        if written(put.send().within_deadline().await?)? {
+            return Ok(Claim::New);
         }
         let out = self
             .client

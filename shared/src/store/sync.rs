@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{n, s, sdk_error, Store, StoreError};
+use super::{n, s, sdk_error, written, Store, StoreError};
 
 const SYNC: &str = "SYNC";
 
@@ -174,16 +174,7 @@ impl Store {
             .send()
             .within_deadline()
             .await?;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        written(result)
     }
 
     /// Give the lease back, if `owner` still holds it.
@@ -199,16 +190,7 @@ impl Store {
             .send()
             .within_deadline()
             .await?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        written(result).map(|_| ())
     }
 
     pub async fn sync_state(&self) -> Result<SyncState, StoreError> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{n, s, sdk_error, Store, StoreError};
+use super::{n, s, sdk_error, written, Store, StoreError};
 use crate::deadline::Bounded;
 
 /// One subject's counter in one window.
@@ -68,16 +68,7 @@ impl Store {
             .send()
             .within_deadline()
             .await?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        written(result).map(|_| ())
     }
 
     /// Forget a subject's attempts in a window (a successful login clears its username's count).

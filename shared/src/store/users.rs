@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::sessions::Session;
-use super::{n, s, sdk_error, user_pk, Item, Store, StoreError, Update};
+use super::{n, s, sdk_error, user_pk, written, Item, Store, StoreError, Update};
 pub use crate::profile::Attributes;
 
 pub const PROFILE: &str = "PROFILE";
@@ -395,15 +395,10 @@ impl Store {
             .send()
             .within_deadline()
             .await?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(sdk_error(e)),
+        if written(result)? {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists)
         }
     }
 
