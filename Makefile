@@ -10,7 +10,7 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate bench bench-emulator clean
+.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts bench bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
@@ -77,5 +77,24 @@ bench: $(TOOLS)
 bench-emulator:
 	cargo run --release -q -p keycloak-emulator --example loadtest
 
+# ---------------------------------------------------------------------------------------------
+# Deployable artifacts. One cargo-lambda compilation (release, arm64) builds every function;
+# `sam build` (BuildMethod: makefile, build_in_source in samconfig.toml) runs build-<LogicalId>
+# for each function, which only copies that function's bootstrap out of it.
+LAMBDA_FUNCTIONS := $(notdir $(wildcard functions/*))
+
+lambda-artifacts: $(TOOLS)
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix -p ,$(LAMBDA_FUNCTIONS))
+
+# LoginSyncFunction -> target/lambda/login-sync/bootstrap (the logical id in kebab case).
+build-%Function: lambda-artifacts
+	bin=$$(echo '$*' | sed -E 's/([a-z0-9])([A-Z])/\1-\2/g' | tr 'A-Z' 'a-z'); \
+	cp "target/lambda/$$bin/bootstrap" "$(ARTIFACTS_DIR)/bootstrap"
+
+sam-build: $(TOOLS)
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		$(VENV)/bin/sam build
+
 clean:
-	rm -rf target $(VENV) $(COMPAT)/node_modules .dev
+	rm -rf target $(VENV) $(COMPAT)/node_modules .dev .aws-sam

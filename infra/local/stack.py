@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Start, check and stop the local stack on loopback: moto (DynamoDB + Secrets Manager) and the
-Keycloak emulator, then create the table and the client secret in moto; with `dev`, also the
-functions (`cargo lambda watch`) and the local API Gateway.
+Keycloak emulator, then create the table and the two client secrets in moto; with `dev`, also
+the functions (`cargo lambda watch`) and the local API Gateway.
 
     stack.py up | up-all | dev | down | status | env | serve-for-tests
 
 Ports and names come from the environment (defaults in brackets): KEYCLOAK_PORT [8080],
-MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], KEYCLOAK_SECRET_ID
-[keycloak-user-sync/keycloak-client], DEV_DIR [.dev]; GATEWAY_PARAMETERS adds template parameter
-overrides for the gateway (`Name=Value ...`). With KEYCLOAK_URL set, no emulator is started
-and that Keycloak is used; its client secret is then read from KEYCLOAK_CLIENT_SECRET.
+MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], DEV_DIR [.dev]; GATEWAY_PARAMETERS adds
+template parameter overrides for the gateway (`Name=Value ...`). Each function's Keycloak client
+and secret name come from its Cargo.toml (`[package.metadata.lambda.env]`), as template.yaml gives
+each deployed function its own. With KEYCLOAK_URL set, no emulator is started and that Keycloak
+is used (with the same client ids); the two client secrets are then read from
+KEYCLOAK_CLIENT_SECRET and KEYCLOAK_ADMIN_CLIENT_SECRET.
 Pids and logs go under DEV_DIR. `up` is safe to run twice. No secret is printed.
 """
 
@@ -33,7 +35,6 @@ MOTO_PORT = int(os.environ.get("MOTO_PORT", "4566"))
 LAMBDA_PORT = int(os.environ.get("LAMBDA_PORT", "9000"))
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "3000"))
 TABLE_NAME = os.environ.get("TABLE_NAME", "keycloak-user-sync")
-SECRET_ID = os.environ.get("KEYCLOAK_SECRET_ID", "keycloak-user-sync/keycloak-client")
 REALM_FILE = ROOT / "infra" / "keycloak" / "realm.json"
 TABLE_FILE = ROOT / "infra" / "local" / "table.json"
 EXTERNAL_KEYCLOAK = os.environ.get("KEYCLOAK_URL")
@@ -62,8 +63,29 @@ def realm_name():
     return os.environ.get("KEYCLOAK_REALM") or realm_export()["realm"]
 
 
-def client_id():
-    return os.environ.get("KEYCLOAK_CLIENT_ID", "user-sync")
+def function_manifests():
+    import tomllib
+
+    return {p.parent.name: tomllib.loads(p.read_text())
+            for p in sorted((ROOT / "functions").glob("*/Cargo.toml"))}
+
+
+def keycloak_clients():
+    """The Keycloak clients the functions use locally: {client id: (secret id, env of its secret)}."""
+    pairs = {"KEYCLOAK_CLIENT_ID": ("KEYCLOAK_SECRET_ID", "KEYCLOAK_CLIENT_SECRET"),
+             "KEYCLOAK_ADMIN_CLIENT_ID": ("KEYCLOAK_ADMIN_SECRET_ID", "KEYCLOAK_ADMIN_CLIENT_SECRET")}
+    clients = {}
+    for manifest in function_manifests().values():
+        env = manifest["package"]["metadata"]["lambda"]["env"]
+        for id_var, (secret_var, value_var) in pairs.items():
+            if id_var in env:
+                clients[env[id_var]] = (env[secret_var], value_var)
+    return clients
+
+
+def login_client_id():
+    return next(env["KEYCLOAK_CLIENT_ID"] for m in function_manifests().values()
+                if "KEYCLOAK_CLIENT_ID" in (env := m["package"]["metadata"]["lambda"]["env"]))
 
 
 def keycloak_url():
@@ -102,8 +124,7 @@ def services(with_functions=False):
                     "--port", str(GATEWAY_PORT), "--lambda-url", f"http://{HOST}:{LAMBDA_PORT}",
                     "--parameter", f"KeycloakUrl={keycloak_url()}",
                     "--parameter", f"KeycloakRealm={realm_name()}",
-                    "--parameter", f"KeycloakClientId={client_id()}",
-                    "--parameter", f"JwtAudience={client_id()}"]
+                    "--parameter", f"JwtAudience={login_client_id()}"]
                    + [arg for p in os.environ.get("GATEWAY_PARAMETERS", "").split()
                       for arg in ("--parameter", p)],
             "port": GATEWAY_PORT,
@@ -205,16 +226,16 @@ def aws(service):
                         aws_access_key_id="local", aws_secret_access_key="local")
 
 
-def client_secret():
+def client_secret(client, value_var):
     if EXTERNAL_KEYCLOAK:
-        secret = os.environ.get("KEYCLOAK_CLIENT_SECRET")
+        secret = os.environ.get(value_var)
         if not secret:
-            fail("KEYCLOAK_URL is set: also set KEYCLOAK_CLIENT_SECRET for the secret in moto")
+            fail(f"KEYCLOAK_URL is set: also set {value_var} (the secret of client {client})")
         return secret
-    for client in realm_export().get("clients", []):
-        if client.get("clientId") == client_id():
-            return client["secret"]
-    fail(f"client {client_id()} not found in {REALM_FILE}")
+    for c in realm_export().get("clients", []):
+        if c.get("clientId") == client:
+            return c["secret"]
+    fail(f"client {client} not found in {REALM_FILE}")
 
 
 def provision():
@@ -230,25 +251,25 @@ def provision():
             "Enabled": True, "AttributeName": ttl_attribute})
         say(f"table {TABLE_NAME} created")
     sm = aws("secretsmanager")
-    value = json.dumps({"client_secret": client_secret()})
-    try:
-        sm.create_secret(Name=SECRET_ID, SecretString=value)
-        say(f"secret {SECRET_ID} created")
-    except sm.exceptions.ResourceExistsException:
-        sm.put_secret_value(SecretId=SECRET_ID, SecretString=value)
-        say(f"secret {SECRET_ID} updated")
+    for client, (secret_id, value_var) in keycloak_clients().items():
+        value = json.dumps({"client_secret": client_secret(client, value_var)})
+        try:
+            sm.create_secret(Name=secret_id, SecretString=value)
+            say(f"secret {secret_id} (client {client}) created")
+        except sm.exceptions.ResourceExistsException:
+            sm.put_secret_value(SecretId=secret_id, SecretString=value)
+            say(f"secret {secret_id} (client {client}) updated")
 
 
 def function_env():
-    """What the functions see: the same variables a deployed function gets from template.yaml."""
+    """What every function sees, as a deployed function gets it from template.yaml; each function's
+    own Keycloak client comes from its Cargo.toml."""
     values = dict(AWS_ENV)
     values.update({
         "KEYCLOAK_URL": keycloak_url(),
         "KEYCLOAK_REALM": realm_name(),
-        "KEYCLOAK_CLIENT_ID": client_id(),
-        "KEYCLOAK_SECRET_ID": SECRET_ID,
         "TABLE_NAME": TABLE_NAME,
-        "JWT_AUDIENCE": client_id(),
+        "JWT_AUDIENCE": login_client_id(),
         # POST /admin/sync invokes bulk-sync through cargo lambda watch's Invoke API.
         "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_PORT}",
         "SYNC_FUNCTION_NAME": "bulk-sync",
@@ -262,8 +283,6 @@ def env_lines():
     values.update({
         "KEYCLOAK_URL": keycloak_url(),
         "KEYCLOAK_REALM": realm_name(),
-        "KEYCLOAK_CLIENT_ID": client_id(),
-        "KEYCLOAK_SECRET_ID": SECRET_ID,
         "TABLE_NAME": TABLE_NAME,
     })
     return [f"export {k}={v}" for k, v in values.items()]

@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, RwLock};
 use crate::config::Config;
 use crate::error::Error;
 use crate::keycloak::KeycloakClient;
+use crate::secrets::Secret;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
@@ -68,6 +69,9 @@ pub struct Principal {
     pub client_roles: BTreeMap<String, Vec<String>>,
     pub expires_at: i64,
     pub claims: Value,
+    /// The access token itself, for calls Keycloak makes on the user's own behalf (the account
+    /// API). Never printed.
+    pub token: Secret,
 }
 
 impl Principal {
@@ -75,7 +79,7 @@ impl Principal {
         self.realm_roles.iter().any(|r| r == role)
     }
 
-    fn from_claims(claims: Value) -> Result<Self, AuthError> {
+    fn from_claims(claims: Value, token: &str) -> Result<Self, AuthError> {
         let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         let strings = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_array)
@@ -105,6 +109,7 @@ impl Principal {
             client_roles,
             expires_at: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
             claims,
+            token: Secret::new(token),
         })
     }
 }
@@ -212,7 +217,7 @@ impl BearerValidator {
         if !(aud_ok || azp_ok) {
             return Err(AuthError::Audience);
         }
-        Principal::from_claims(claims)
+        Principal::from_claims(claims, token)
     }
 
     /// The reason of a fetch that failed within the negative TTL.

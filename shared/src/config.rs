@@ -8,9 +8,13 @@ pub struct Config {
     /// Base URL without a trailing slash, e.g. `https://sso.example.com`.
     pub keycloak_url: String,
     pub keycloak_realm: String,
-    pub keycloak_client_id: String,
-    /// Secrets Manager id or ARN of `{"client_secret": "..."}`.
-    pub keycloak_secret_id: String,
+    /// The login client (password, refresh, logout grants; no service account):
+    /// `KEYCLOAK_CLIENT_ID` and `KEYCLOAK_SECRET_ID`. Only the public auth functions have it.
+    pub login_client: Option<ClientConfig>,
+    /// The service client (a service account with realm-management roles):
+    /// `KEYCLOAK_ADMIN_CLIENT_ID` and `KEYCLOAK_ADMIN_SECRET_ID`. Only registration, admin and
+    /// sync functions have it.
+    pub admin_client: Option<ClientConfig>,
     pub table_name: String,
     pub admin_role: String,
     pub manager_role: String,
@@ -62,6 +66,14 @@ impl Default for ThrottleLimits {
     }
 }
 
+/// A confidential Keycloak client and where its secret is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// Secrets Manager id or ARN of `{"client_secret": "..."}`.
+    pub secret_id: String,
+}
+
 /// `SYNC_MAX_DEACTIVATIONS`, e.g. `50,5%`: a run may deactivate at most this many users, and at
 /// most this share of the local active users; above either it needs approval.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,6 +94,17 @@ impl DeactivationGuard {
 pub struct ConfigError {
     pub variable: &'static str,
     pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn no_client() -> Self {
+        ConfigError {
+            variable: "KEYCLOAK_CLIENT_ID",
+            reason: "a function needs the login client, the service client \
+                     (KEYCLOAK_ADMIN_CLIENT_ID), or both"
+                .into(),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -133,15 +156,44 @@ impl Config {
                 reason: format!("expected an http(s) URL, got {keycloak_url:?}"),
             });
         }
-        let keycloak_client_id = required("KEYCLOAK_CLIENT_ID")?;
-        let jwt_audience = value("JWT_AUDIENCE")
-            .map(|v| {
-                v.split(',')
-                    .map(|a| a.trim().to_owned())
-                    .filter(|a| !a.is_empty())
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![keycloak_client_id.clone()]);
+        // A client id without its secret (or the other way round) is a half-configured client.
+        let client = |id_var: &'static str, secret_var: &'static str| match (
+            value(id_var),
+            value(secret_var),
+        ) {
+            (Some(client_id), Some(secret_id)) => Ok(Some(ClientConfig {
+                client_id,
+                secret_id,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError {
+                variable: secret_var,
+                reason: format!("required when {id_var} is set"),
+            }),
+            (None, Some(_)) => Err(ConfigError {
+                variable: id_var,
+                reason: format!("required when {secret_var} is set"),
+            }),
+        };
+        let login_client = client("KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID")?;
+        let admin_client = client("KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID")?;
+        if login_client.is_none() && admin_client.is_none() {
+            return Err(ConfigError::no_client());
+        }
+        let jwt_audience: Vec<String> = match value("JWT_AUDIENCE") {
+            Some(v) => v
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            None => login_client
+                .as_ref()
+                .map(|c| vec![c.client_id.clone()])
+                .ok_or(ConfigError {
+                    variable: "JWT_AUDIENCE",
+                    reason: "required when KEYCLOAK_CLIENT_ID is not set".into(),
+                })?,
+        };
         let guard = value("SYNC_MAX_DEACTIVATIONS").unwrap_or_else(|| "50,5%".into());
         let list = |name: &str, default: &str| -> Vec<String> {
             value(name)
@@ -206,7 +258,6 @@ impl Config {
         Ok(Config {
             keycloak_url,
             keycloak_realm: required("KEYCLOAK_REALM")?,
-            keycloak_secret_id: required("KEYCLOAK_SECRET_ID")?,
             table_name: required("TABLE_NAME")?,
             admin_role: value("ADMIN_ROLE").unwrap_or_else(|| "admin".into()),
             manager_role: value("MANAGER_ROLE").unwrap_or_else(|| "manager".into()),
@@ -224,7 +275,8 @@ impl Config {
             audit_retention_days: number("AUDIT_RETENTION_DAYS", 400, 1, 3650)? as u32,
             throttle,
             reveal_account_state,
-            keycloak_client_id,
+            login_client,
+            admin_client,
         })
     }
 
@@ -285,6 +337,14 @@ mod tests {
             ("admin", "manager")
         );
         assert_eq!(c.jwt_audience, vec!["user-sync"]);
+        assert_eq!(
+            c.login_client,
+            Some(ClientConfig {
+                client_id: "user-sync".into(),
+                secret_id: "kc/secret".into()
+            })
+        );
+        assert_eq!(c.admin_client, None);
         assert_eq!((c.sync_page_size, c.sync_concurrency), (100, 4));
         assert_eq!(
             c.sync_max_deactivations,
@@ -292,6 +352,29 @@ mod tests {
                 absolute: 50,
                 percent: 5.0
             }
+        );
+    }
+
+    #[test]
+    fn a_client_needs_its_secret_and_a_service_client_is_its_own() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("KEYCLOAK_ADMIN_CLIENT_ID", "user-sync-admin"));
+        assert_eq!(
+            Config::from_lookup(env(&pairs)).unwrap_err().variable,
+            "KEYCLOAK_ADMIN_SECRET_ID"
+        );
+        pairs.push(("KEYCLOAK_ADMIN_SECRET_ID", "kc/admin"));
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.admin_client.unwrap().client_id, "user-sync-admin");
+        // A function with the service client only must say which audience it accepts.
+        let admin_only: Vec<_> = pairs
+            .iter()
+            .copied()
+            .filter(|(k, _)| !matches!(*k, "KEYCLOAK_CLIENT_ID" | "KEYCLOAK_SECRET_ID"))
+            .collect();
+        assert_eq!(
+            Config::from_lookup(env(&admin_only)).unwrap_err().variable,
+            "JWT_AUDIENCE"
         );
     }
 

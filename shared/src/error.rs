@@ -330,7 +330,9 @@ impl Error {
                 Problem::new(503, code, "Service unavailable", detail.clone())
                     .retry_after(RETRY_AFTER_UNAVAILABLE)
             }
-            Error::Store(StoreError::Other(_)) | Error::Internal(_) => Problem::new(
+            Error::Store(StoreError::Other(_))
+            | Error::Internal(_)
+            | Error::Keycloak(K::NotConfigured(_)) => Problem::new(
                 500,
                 "internal",
                 "Internal error",

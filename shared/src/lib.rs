@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod aws_calls;
 pub mod config;
 pub mod deadline;
 pub mod error;

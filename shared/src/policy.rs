@@ -163,6 +163,7 @@ mod tests {
             client_roles: BTreeMap::new(),
             expires_at: 0,
             claims: serde_json::Value::Null,
+            token: crate::secrets::Secret::new("t"),
         }
     }
 

@@ -56,6 +56,9 @@ async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakErro
     let user_id = match &repair.kind {
         RepairKind::KeycloakUser {
             user_id: Some(id), ..
+        }
+        | RepairKind::KeycloakSessions {
+            user_id: Some(id), ..
         } => Some(id.clone()),
         RepairKind::KeycloakUser { username, .. }
         | RepairKind::KeycloakSessions { username, .. } => {
@@ -104,7 +107,7 @@ async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakErro
                     })?
                     .is_some_and(|s| s.ended_at.is_none());
                 if from_the_flow && !known_here {
-                    tracing::warn!(%user_id, "repair: ending a Keycloak session a failed login left");
+                    tracing::warn!(%user_id, "repair: ending a Keycloak session unknown here");
                     match kc.delete_session(&session.id).await {
                         Ok(()) | Err(KeycloakError::NotFound) => removed += 1,
                         Err(e) => return Err(e),

@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 
 use crate::auth::BearerValidator;
-use crate::config::{Config, ConfigError};
+use crate::config::{ClientConfig, Config, ConfigError};
 use crate::error::Error;
-use crate::keycloak::{ClientSecret, KeycloakClient, KeycloakError, RetryPolicy};
+use crate::keycloak::{
+    ClientCredentials, ClientSecret, KeycloakClient, KeycloakError, RetryPolicy,
+};
 use crate::policy::Policy;
 use crate::profile::AttributeRules;
 use crate::secrets::{ClientSecretCache, DEFAULT_TTL};
@@ -19,7 +22,6 @@ use crate::store::Store;
 
 pub struct Services {
     pub config: Config,
-    pub secrets: Arc<ClientSecretCache>,
     pub keycloak: Arc<KeycloakClient>,
     pub bearer: BearerValidator,
     pub store: Store,
@@ -41,6 +43,15 @@ pub enum StartError {
     Secret(#[from] crate::secrets::SecretError),
 }
 
+/// An SDK client from the shared configuration, with the call recorder if there is one.
+macro_rules! sdk_client {
+    ($sdk:ident, $aws:expr, $interceptors:expr) => {{
+        let mut config = $sdk::config::Builder::from($aws);
+        config.set_interceptors($interceptors.iter().cloned());
+        $sdk::Client::from_conf(config.build())
+    }};
+}
+
 impl Services {
     pub async fn from_env() -> Result<Self, StartError> {
         Self::new(Config::from_env()?).await
@@ -53,32 +64,53 @@ impl Services {
             .retry_config(RetryConfig::standard().with_max_attempts(5))
             .load()
             .await;
-        let secrets = Arc::new(ClientSecretCache::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            &config.keycloak_secret_id,
-            DEFAULT_TTL,
-        ));
-        let keycloak = Arc::new(KeycloakClient::new(
+        // Test stacks record every AWS call (crate::aws_calls); a deployment never does.
+        let recorder: Vec<SharedInterceptor> = crate::aws_calls::CallRecorder::from_env()
+            .map(SharedInterceptor::new)
+            .into_iter()
+            .collect();
+        let secretsmanager = sdk_client!(aws_sdk_secretsmanager, &aws, &recorder);
+        let cache = |c: &ClientConfig| {
+            Arc::new(ClientSecretCache::new(
+                secretsmanager.clone(),
+                &c.secret_id,
+                DEFAULT_TTL,
+            ))
+        };
+        let login = config.login_client.as_ref().map(|c| (c, cache(c)));
+        let service = config.admin_client.as_ref().map(|c| (c, cache(c)));
+        let mut keycloak = KeycloakClient::new(
             &config.keycloak_url,
             &config.keycloak_realm,
-            &config.keycloak_client_id,
-            ClientSecret::SecretsManager(Arc::clone(&secrets)),
             RetryPolicy::default(),
-        )?);
-        let secret = secrets.get().await?;
-        let store = Store::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            &config.table_name,
-            &cursor_key(secret.expose()),
-        );
-        let lambda = aws_sdk_lambda::Client::new(&aws);
-        Ok(Self::from_parts(config, secrets, keycloak, store, lambda))
+        )?;
+        if let Some((c, secret)) = &login {
+            keycloak = keycloak.with_login_client(ClientCredentials::new(
+                &c.client_id,
+                ClientSecret::SecretsManager(Arc::clone(secret)),
+            ));
+        }
+        if let Some((c, secret)) = &service {
+            keycloak = keycloak.with_service_client(ClientCredentials::new(
+                &c.client_id,
+                ClientSecret::SecretsManager(Arc::clone(secret)),
+            ));
+        }
+        // The list-cursor key comes from the service secret where there is one (only the admin
+        // function lists), else from the login secret.
+        let Some((_, key_source)) = service.or(login) else {
+            return Err(StartError::Config(ConfigError::no_client()));
+        };
+        let secret = key_source.get().await?;
+        let dynamodb = sdk_client!(aws_sdk_dynamodb, &aws, &recorder);
+        let store = Store::new(dynamodb, &config.table_name, &cursor_key(secret.expose()));
+        let lambda = sdk_client!(aws_sdk_lambda, &aws, &recorder);
+        Ok(Self::from_parts(config, Arc::new(keycloak), store, lambda))
     }
 
     /// Assemble from clients built elsewhere (tests and tools with their own endpoints).
     pub fn from_parts(
         config: Config,
-        secrets: Arc<ClientSecretCache>,
         keycloak: Arc<KeycloakClient>,
         store: Store,
         lambda: aws_sdk_lambda::Client,
@@ -88,7 +120,6 @@ impl Services {
             policy: Policy::new(&config),
             attribute_rules: tokio::sync::OnceCell::new(),
             config,
-            secrets,
             keycloak,
             store,
             lambda,
@@ -112,7 +143,7 @@ impl Services {
     /// Best effort: a failure here is logged, and the request that needs the resource retries.
     pub async fn warm_up(&self) {
         if let Err(e) = self.keycloak.warm_up().await {
-            tracing::warn!(error = %e, "warm-up: no service-account token yet");
+            tracing::warn!(error = %e, "warm-up: no Keycloak credentials yet");
         }
         if let Err(e) = self.bearer.warm_up().await {
             tracing::warn!(error = %e, "warm-up: no JWKS yet");
@@ -120,7 +151,7 @@ impl Services {
     }
 }
 
-/// Key of the list-cursor HMAC, derived from the client secret: the same on every instance of a
+/// Key of the list-cursor HMAC, derived from a client secret: the same on every instance of a
 /// deployment, unknown to clients. A secret rotation invalidates outstanding cursors (the client
 /// gets `invalid_cursor` and lists again from the start).
 fn cursor_key(client_secret: &str) -> Vec<u8> {

@@ -215,6 +215,7 @@ pub async fn login(
                     started,
                     RepairKind::KeycloakSessions {
                         username: username.to_lowercase(),
+                        user_id: None,
                         sid: None,
                     },
                 )
@@ -299,6 +300,7 @@ async fn end_issued_session(
             started,
             RepairKind::KeycloakSessions {
                 username: username.to_lowercase(),
+                user_id: None,
                 sid: sid.map(str::to_owned),
             },
         )
@@ -330,7 +332,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
         return Err(invalid_grant("no live session for this token"));
     };
     if session.previous_refresh_token_sha256.as_deref() == Some(presented.as_str()) {
-        return Err(reused(services, &session).await);
+        return Err(reused(services, &session, &req.refresh_token).await);
     }
     let is_current = session.refresh_token_sha256 == presented;
     let tokens = match services.keycloak.refresh(&req.refresh_token).await {
@@ -367,7 +369,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
     }
     if !is_current {
         // Keycloak accepted a genuine token older than the session's current one: reuse.
-        return Err(reused(services, &session).await);
+        return Err(reused(services, &session, &req.refresh_token).await);
     }
     let now = now_ms();
     let new_refresh = tokens.refresh_token.clone().unwrap_or_default();
@@ -391,7 +393,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
         // Another refresh used the same token first (or the session just ended): this one is
         // a replay, and the session ends.
         Err(StoreError::VersionConflict | StoreError::NotFound) => {
-            Err(reused(services, &session).await)
+            Err(reused(services, &session, &req.refresh_token).await)
         }
         Err(e) => Err(e.into()),
     }
@@ -404,15 +406,12 @@ fn invalid_grant(reason: &str) -> Error {
 }
 
 /// A replaced refresh token came back: end the session in Keycloak (so every token of it dies)
-/// and here.
-async fn reused(services: &Services, session: &Session) -> Error {
+/// and here. The presented token is genuine (its hash is on record, or Keycloak just honoured it)
+/// and Keycloak's logout accepts any genuine token of the session, so the login client suffices:
+/// the refresh function holds no admin credentials.
+async fn reused(services: &Services, session: &Session, presented: &str) -> Error {
     tracing::warn!(user_id = %session.user_id, sid = %session.sid, "refresh token reused: ending the session");
-    match services.keycloak.delete_session(&session.sid).await {
-        Ok(()) | Err(KeycloakError::NotFound) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "could not end the Keycloak session of a reused token")
-        }
-    }
+    let ended_in_keycloak = services.keycloak.logout(presented).await;
     if let Err(e) = services
         .store
         .end_session(
@@ -425,7 +424,25 @@ async fn reused(services: &Services, session: &Session) -> Error {
     {
         tracing::error!(error = %e, "could not end the local session of a reused token");
     }
+    if let Err(e) = ended_in_keycloak {
+        tracing::error!(error = %e, "could not end the Keycloak session of a reused token");
+        note_session_repair(services, session).await;
+    }
     Error::RefreshTokenReused
+}
+
+/// A session ended here that Keycloak may still hold: the next sync run ends it there.
+async fn note_session_repair(services: &Services, session: &Session) {
+    note_repair(
+        services,
+        session.created_at,
+        RepairKind::KeycloakSessions {
+            username: String::new(),
+            user_id: Some(session.user_id.clone()),
+            sid: Some(session.sid.clone()),
+        },
+    )
+    .await;
 }
 
 /// Always 204 for a token Keycloak refuses (already ended, forged): nothing to tell.
@@ -555,22 +572,30 @@ pub async fn my_sessions(services: &Services, principal: &Principal) -> Result<S
     Ok(SessionList { items })
 }
 
-/// End one of the caller's own sessions, in Keycloak and here.
+/// End one of the caller's own sessions, here and in Keycloak. Keycloak is asked through its
+/// account API with the caller's own token (it ends only sessions of the token's user), so the
+/// session function holds no admin credentials. If Keycloak cannot be told now, the session is
+/// still ended here (every bearer route and refresh refuses it from now on) and the next sync run
+/// ends it in Keycloak.
 pub async fn revoke(services: &Services, principal: &Principal, sid: &str) -> Result<(), Error> {
     let session = services
         .store
         .get_session(&principal.user_id, sid)
         .await?
         .ok_or(Error::NotFound)?;
-    match services.keycloak.delete_session(sid).await {
-        Ok(()) | Err(KeycloakError::NotFound) => {}
-        Err(e) => return Err(e.into()),
-    }
     if session.ended_at.is_none() {
         services
             .store
             .end_session(&principal.user_id, sid, SessionEnd::Revoked, now_ms())
             .await?;
+    }
+    if let Err(e) = services
+        .keycloak
+        .end_own_session(&principal.token, sid)
+        .await
+    {
+        tracing::warn!(error = %e, "Keycloak did not end a revoked session; left for the next sync");
+        note_session_repair(services, &session).await;
     }
     Ok(())
 }

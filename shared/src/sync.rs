@@ -713,8 +713,15 @@ async fn incremental(
 /// which turns it into metrics). Written by hand rather than with `metrics_cloudwatch_embedded`:
 /// a run emits exactly one line whose dimensions (its final status) are known only at the end,
 /// so a global metrics recorder and its flush would be more code and another dependency tree.
+///
+/// Besides the counts, `runs` is 1 for every run: by `Status` alone and by `Mode` and `Status`,
+/// it is what template.yaml's alarms watch (a run failed, one needs approval, no full run
+/// succeeded for two intervals).
 pub fn metrics_line(run: &SyncRun) -> serde_json::Value {
-    let counts = serde_json::to_value(&run.counts).unwrap_or_default();
+    let mut counts = serde_json::to_value(&run.counts).unwrap_or_default();
+    if let Some(c) = counts.as_object_mut() {
+        c.insert("runs".into(), json!(1));
+    }
     let names: Vec<&String> = counts
         .as_object()
         .map(|c| c.keys().collect())
@@ -724,7 +731,7 @@ pub fn metrics_line(run: &SyncRun) -> serde_json::Value {
             "Timestamp": run.finished_at.unwrap_or(run.started_at),
             "CloudWatchMetrics": [{
                 "Namespace": "KeycloakUserSync",
-                "Dimensions": [["Mode", "Status"]],
+                "Dimensions": [["Mode", "Status"], ["Status"]],
                 "Metrics": names.iter().map(|n| json!({"Name": n, "Unit": if n.as_str() == "durationMs" { "Milliseconds" } else { "Count" }})).collect::<Vec<_>>(),
             }],
         },
@@ -777,5 +784,12 @@ mod tests {
             .unwrap();
         assert!(metrics.contains(&json!({"Name": "durationMs", "Unit": "Milliseconds"})));
         assert!(metrics.contains(&json!({"Name": "created", "Unit": "Count"})));
+        // What the alarms count: one run, by status alone and by mode and status.
+        assert!(metrics.contains(&json!({"Name": "runs", "Unit": "Count"})));
+        assert_eq!(line["runs"], 1);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Mode", "Status"], ["Status"]])
+        );
     }
 }

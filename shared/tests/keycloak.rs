@@ -328,11 +328,13 @@ async fn keycloak_down_is_unavailable() {
     let kc = user_sync::keycloak::KeycloakClient::new(
         "http://127.0.0.1:9",
         "demo",
-        "user-sync",
-        user_sync::keycloak::ClientSecret::Fixed(user_sync::secrets::Secret::new("x")),
         common::fast_retries(),
     )
-    .unwrap();
+    .unwrap()
+    .with_service_client(user_sync::keycloak::ClientCredentials::new(
+        "user-sync-admin",
+        user_sync::keycloak::ClientSecret::Fixed(user_sync::secrets::Secret::new("x")),
+    ));
     assert!(matches!(
         kc.count_users().await.unwrap_err(),
         KeycloakError::Unavailable { .. }
@@ -412,7 +414,9 @@ async fn a_missing_secret_is_secret_unavailable() {
     let r = realm().await;
     let (kc, _) = r.client_via_secrets_manager("no-such-secret").await;
     assert!(matches!(
-        kc.client_credentials().await.unwrap_err(),
+        kc.password_grant("carol", "carol-dev-password")
+            .await
+            .unwrap_err(),
         KeycloakError::SecretUnavailable(_)
     ));
 }

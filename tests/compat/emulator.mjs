@@ -7,8 +7,11 @@ import KcAdminClient from "@keycloak/keycloak-admin-client";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLIENT_ID = "user-sync";
-// The demo realm's dev secret (infra/keycloak/realm.json): local development only.
+// The demo realm's dev secrets (infra/keycloak/realm.json): local development only.
 export const CLIENT_SECRET = "dev-only-user-sync-secret-not-for-production";
+// The service client: its service account holds the realm-management roles.
+export const ADMIN_CLIENT_ID = "user-sync-admin";
+export const ADMIN_CLIENT_SECRET = "dev-only-user-sync-admin-secret-not-for-production";
 
 export async function startEmulator() {
   const bin = process.env.KEYCLOAK_EMULATOR_BIN ?? path.join(root, "target/debug/keycloak-emulator");
@@ -39,7 +42,7 @@ export async function startEmulator() {
       });
       if (r.status !== 201) throw new Error(`clone failed: ${r.status} ${await r.text()}`);
       const kc = new KcAdminClient({ baseUrl, realmName: name });
-      await kc.auth({ grantType: "client_credentials", clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+      await kc.auth({ grantType: "client_credentials", clientId: ADMIN_CLIENT_ID, clientSecret: ADMIN_CLIENT_SECRET });
       return { kc, name, baseUrl };
     },
     /** A password grant through the admin client's own token helper, as an app would do it. */

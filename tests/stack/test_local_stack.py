@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 REALM = json.loads((ROOT / "infra/keycloak/realm.json").read_text())
-CLIENT = next(c for c in REALM["clients"] if c["clientId"] == "user-sync")
+SECRETS = {c["clientId"]: c["secret"] for c in REALM["clients"]}
 
 
 def free_port():
@@ -34,7 +34,6 @@ def stack(tmp_path_factory):
         MOTO_PORT=str(free_port()),
         DEV_DIR=str(tmp_path_factory.mktemp("dev")),
         TABLE_NAME="stack-test-table",
-        KEYCLOAK_SECRET_ID="stack-test/keycloak-client",
     )
     env.pop("KEYCLOAK_URL", None)
     up = subprocess.run(["make", "-s", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -83,7 +82,7 @@ def test_discovery_returns_the_realm_issuer(stack):
 
 def test_password_grant_tokens_verify_against_the_jwks(stack):
     tokens = get_json(f"{keycloak(stack)}/realms/demo/protocol/openid-connect/token", {
-        "grant_type": "password", "client_id": CLIENT["clientId"], "client_secret": CLIENT["secret"],
+        "grant_type": "password", "client_id": "user-sync", "client_secret": SECRETS["user-sync"],
         "username": "alice", "password": "alice-dev-password"})
     jwks = get_json(f"{keycloak(stack)}/realms/demo/protocol/openid-connect/certs")
     access = tokens["access_token"]
@@ -103,9 +102,24 @@ def test_table_has_the_design_keys_index_and_ttl(stack):
     assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
 
 
-def test_secret_holds_the_realm_client_secret(stack):
-    value = aws(stack, "secretsmanager").get_secret_value(SecretId=stack["KEYCLOAK_SECRET_ID"])
-    assert json.loads(value["SecretString"]) == {"client_secret": CLIENT["secret"]}
+def test_each_client_secret_is_in_the_secret_its_functions_read(stack):
+    """The login client's secret where the public functions look, the service client's where
+    register, admin-users and bulk-sync look (their Cargo.toml), and no function has both."""
+    import tomllib
+
+    sm = aws(stack, "secretsmanager")
+    seen = set()
+    for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+        env = tomllib.loads(manifest.read_text())["package"]["metadata"]["lambda"]["env"]
+        clients = [(env[i], env[s]) for i, s in (("KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID"),
+                                                 ("KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"))
+                   if i in env]
+        assert len(clients) == 1, manifest
+        client, secret_id = clients[0]
+        value = sm.get_secret_value(SecretId=secret_id)
+        assert json.loads(value["SecretString"]) == {"client_secret": SECRETS[client]}
+        seen.add(client)
+    assert seen == {"user-sync", "user-sync-admin"}
 
 
 def test_up_twice_keeps_the_running_services(stack):

@@ -1,5 +1,6 @@
 """template.yaml agrees with what runs locally: the table definition is the one moto gets
-(infra/local/table.json), and every function's Binary is a binary of this workspace."""
+(infra/local/table.json), every function is a binary of this workspace built by the Makefile, and
+each function's local environment (its Cargo.toml) matches its deployed one."""
 
 import json
 import re
@@ -35,26 +36,54 @@ def test_the_deployed_table_is_the_local_table():
     assert deployed["TimeToLiveSpecification"]["AttributeName"] == local["TimeToLiveAttribute"]
 
 
-def test_every_function_binary_is_a_workspace_binary():
-    binaries = set()
-    for manifest in (ROOT / "functions").glob("*/Cargo.toml"):
-        binaries.add(re.search(r'^name = "([^"]+)"', manifest.read_text(), re.M).group(1))
-    functions = [r for r in template()["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
-    assert functions
-    for f in functions:
-        assert f["Metadata"]["BuildMethod"] == "rust-cargolambda"
-        assert f["Metadata"]["BuildProperties"]["Binary"] in binaries
+def binary_of(logical_id):
+    """`LoginSyncFunction` -> `login-sync`: the convention of the Makefile's build-%Function rule
+    and of the local gateway."""
+    name = logical_id.removesuffix("Function")
+    return re.sub(r"(?<!^)([A-Z])", r"-\1", name).lower()
+
+
+def functions():
+    doc = template()
+    return {binary_of(k): r for k, r in doc["Resources"].items()
+            if r["Type"] == "AWS::Serverless::Function"}
+
+
+def manifest_env(binary):
+    import tomllib
+
+    manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
+    return manifest["package"]["metadata"]["lambda"]["env"]
+
+
+def test_every_function_is_a_workspace_binary_built_by_the_makefile():
+    binaries = {p.parent.name for p in (ROOT / "functions").glob("*/Cargo.toml")}
+    assert set(functions()) == binaries
+    for binary, f in functions().items():
+        assert f["Metadata"] == {"BuildMethod": "makefile"}, binary
 
 
 def test_each_functions_local_timeout_is_its_template_timeout():
     """cargo lambda watch gives no real deadline; each function declares its template Timeout."""
-    import tomllib
+    default = template()["Globals"]["Function"]["Timeout"]
+    for binary, f in functions().items():
+        timeout = f["Properties"].get("Timeout", default)
+        assert manifest_env(binary)["FUNCTION_TIMEOUT_SECONDS"] == str(timeout), binary
 
-    doc = template()
-    default = doc["Globals"]["Function"]["Timeout"]
-    functions = {r["Metadata"]["BuildProperties"]["Binary"]: r["Properties"].get("Timeout", default)
-                 for r in doc["Resources"].values() if r["Type"] == "AWS::Serverless::Function"}
-    for binary, timeout in functions.items():
-        manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-        env = manifest["package"]["metadata"]["lambda"]["env"]
-        assert env["FUNCTION_TIMEOUT_SECONDS"] == str(timeout), binary
+
+CLIENT_VARIABLES = {"KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID",
+                    "KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"}
+
+
+def test_each_function_gets_the_same_keycloak_client_locally_and_deployed():
+    """The public auth functions have the login client only; register, admin-users and bulk-sync
+    the service client only; locally (Cargo.toml) as deployed (template.yaml)."""
+    service_client = {"register", "admin-users", "bulk-sync"}
+    for binary, f in functions().items():
+        deployed = set(f["Properties"]["Environment"]["Variables"]) & CLIENT_VARIABLES
+        local = set(manifest_env(binary)) & CLIENT_VARIABLES
+        assert deployed == local, binary
+        expected = ({"KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"} if binary in service_client
+                    else {"KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID"})
+        assert deployed == expected, binary
+    assert not set(template()["Globals"]["Function"]["Environment"]["Variables"]) & CLIENT_VARIABLES

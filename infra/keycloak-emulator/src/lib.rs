@@ -7,6 +7,7 @@
 // at this request rate.
 #![allow(clippy::result_large_err)]
 
+pub mod account;
 pub mod admin;
 pub mod brute_force;
 pub mod control;

@@ -38,6 +38,7 @@ pub fn router() -> Router<Arc<Emulator>> {
             get(userinfo_endpoint).post(userinfo_endpoint),
         )
         .route("/protocol/openid-connect/revoke", post(revoke_endpoint))
+        .merge(crate::account::router())
         .method_not_allowed_fallback(|| async { method_not_allowed() })
 }
 

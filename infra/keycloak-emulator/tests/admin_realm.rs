@@ -104,7 +104,7 @@ async fn a_user_without_admin_roles_gets_403_and_cannot_probe_ids() {
 #[tokio::test]
 async fn query_users_alone_lists_nothing() {
     let kc = realm_with(json!({"users": [{
-        "username": "service-account-user-sync", "enabled": true, "serviceAccountClientId": "user-sync",
+        "username": "service-account-user-sync-admin", "enabled": true, "serviceAccountClientId": "user-sync-admin",
         "clientRoles": {"realm-management": ["query-users"]}
     }, {"username": "someone", "enabled": true}]}))
     .await;
@@ -181,7 +181,7 @@ async fn composite_realm_roles_are_expanded() {
 #[tokio::test]
 async fn role_mappings_show_realm_and_client_mappings() {
     let kc = realm().await;
-    let sa = kc.user_id("service-account-user-sync").await;
+    let sa = kc.user_id("service-account-user-sync-admin").await;
     let m = kc.get(&format!("/users/{sa}/role-mappings")).await;
     assert_eq!(
         names(&m["realmMappings"], "name"),
@@ -494,7 +494,7 @@ async fn events_config_update_needs_manage_events() {
 #[tokio::test]
 async fn clients_lookup_by_client_id() {
     let kc = realm_with(json!({"users": [{
-        "username": "service-account-user-sync", "enabled": true, "serviceAccountClientId": "user-sync",
+        "username": "service-account-user-sync-admin", "enabled": true, "serviceAccountClientId": "user-sync-admin",
         "clientRoles": {"realm-management": ["view-users", "query-clients"]}
     }]}))
     .await;

@@ -177,7 +177,7 @@ async fn declared_attributes_are_kept_and_undeclared_ones_silently_dropped() {
 /// A realm whose service account is a realm admin (the demo one deliberately is not).
 async fn realm_admin_realm() -> common::Kc {
     common::realm_with(json!({"users": [{
-        "username": "service-account-user-sync", "enabled": true, "serviceAccountClientId": "user-sync",
+        "username": "service-account-user-sync-admin", "enabled": true, "serviceAccountClientId": "user-sync-admin",
         "clientRoles": {"realm-management": ["realm-admin"]}
     }]}))
     .await
@@ -442,7 +442,7 @@ async fn field_criteria_include_service_accounts_but_search_does_not() {
     let kc = realm().await;
     assert_eq!(
         usernames(&kc.get("/users?username=service").await),
-        vec!["service-account-user-sync"]
+        vec!["service-account-user-sync-admin"]
     );
     assert_eq!(kc.get("/users?search=service").await, json!([]));
 }

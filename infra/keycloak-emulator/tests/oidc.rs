@@ -6,7 +6,7 @@ mod common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::{claims, new_user, realm, CLIENT, SECRET};
+use common::{claims, new_user, realm, ADMIN_CLIENT, ADMIN_SECRET, CLIENT, SECRET};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -276,7 +276,7 @@ async fn client_authentication_errors_follow_keycloaks_table() {
 #[tokio::test]
 async fn http_basic_client_auth_is_url_decoded() {
     let kc = realm().await;
-    let basic = STANDARD.encode(format!("{CLIENT}:{SECRET}"));
+    let basic = STANDARD.encode(format!("{ADMIN_CLIENT}:{ADMIN_SECRET}"));
     let r = kc
         .http
         .post(kc.oidc("token"))
@@ -286,7 +286,7 @@ async fn http_basic_client_auth_is_url_decoded() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let wrong = STANDARD.encode(format!("{CLIENT}:{}", SECRET.replace('-', "+")));
+    let wrong = STANDARD.encode(format!("{ADMIN_CLIENT}:{}", ADMIN_SECRET.replace('-', "+")));
     let r = kc
         .http
         .post(kc.oidc("token"))
@@ -324,8 +324,8 @@ async fn client_credentials_token_is_transient_and_carries_admin_roles() {
     let r = kc
         .token(&[
             ("grant_type", "client_credentials"),
-            ("client_id", CLIENT),
-            ("client_secret", SECRET),
+            ("client_id", ADMIN_CLIENT),
+            ("client_secret", ADMIN_SECRET),
         ])
         .await
         .json();
@@ -334,8 +334,8 @@ async fn client_credentials_token_is_transient_and_carries_admin_roles() {
     assert_eq!(r["refresh_expires_in"], 0);
     let c = claims(r["access_token"].as_str().unwrap());
     assert!(c.get("sid").is_none());
-    assert_eq!(c["preferred_username"], "service-account-user-sync");
-    assert_eq!(c["client_id"], CLIENT);
+    assert_eq!(c["preferred_username"], "service-account-user-sync-admin");
+    assert_eq!(c["client_id"], ADMIN_CLIENT);
     let admin_roles = c["resource_access"]["realm-management"]["roles"]
         .as_array()
         .unwrap();
@@ -742,4 +742,42 @@ async fn newly_created_user_can_log_in() {
     let kc = realm().await;
     kc.create_user(new_user("dave")).await;
     assert_eq!(kc.login("dave", "a-good-password").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_login_client_has_no_service_account() {
+    let kc = realm().await;
+    let r = kc
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+        ])
+        .await;
+    assert_oauth(
+        &r,
+        401,
+        "unauthorized_client",
+        "Client not enabled to retrieve service account",
+    );
+}
+
+#[tokio::test]
+async fn the_service_client_makes_no_user_grants() {
+    let kc = realm().await;
+    let r = kc
+        .token(&[
+            ("grant_type", "password"),
+            ("client_id", ADMIN_CLIENT),
+            ("client_secret", ADMIN_SECRET),
+            ("username", "carol"),
+            ("password", "carol-dev-password"),
+        ])
+        .await;
+    assert_oauth(
+        &r,
+        400,
+        "unauthorized_client",
+        "Client not allowed for direct access grants",
+    );
 }

@@ -249,11 +249,7 @@ pub fn load(yaml: &str, overrides: &HashMap<String, String>) -> Result<Api, Stri
         if get(res, "Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
             continue;
         }
-        let function = get(res, "Metadata")
-            .and_then(|m| get(m, "BuildProperties"))
-            .and_then(|b| get(b, "Binary"))
-            .map(text)
-            .unwrap_or_else(|| text(logical_id));
+        let function = binary_of(&text(logical_id));
         let props = resolve(get(res, "Properties").unwrap_or(&Value::Null), &params);
         let timeout = get(&props, "Timeout")
             .and_then(Value::as_u64)
@@ -287,6 +283,20 @@ pub fn load(yaml: &str, overrides: &HashMap<String, String>) -> Result<Api, Stri
         }
     }
     Ok(api)
+}
+
+/// The cargo binary of a function: its logical id without `Function`, in kebab case
+/// (`LoginSyncFunction` is `login-sync`), the convention the Makefile's `build-%Function` follows.
+pub fn binary_of(logical_id: &str) -> String {
+    let name = logical_id.strip_suffix("Function").unwrap_or(logical_id);
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// The route for a request, by API Gateway's precedence: exact paths beat paths with parameters,
@@ -370,15 +380,15 @@ Resources:
             JwtConfiguration:
               issuer: !Sub "${KeycloakUrl}/realms/${KeycloakRealm}"
               audience: [!Ref ClientId]
-  Login:
+  LoginSyncFunction:
     Type: AWS::Serverless::Function
-    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: login-sync}}
+    Metadata: {BuildMethod: makefile}
     Properties:
       Events:
         Login: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /auth/login, Method: POST, Auth: {Authorizer: NONE}}}
-  Session:
+  SessionFunction:
     Type: AWS::Serverless::Function
-    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: session}}
+    Metadata: {BuildMethod: makefile}
     Properties:
       Timeout: 60
       Events:
@@ -387,6 +397,13 @@ Resources:
         Admin: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/admin/{proxy+}", Method: ANY}}
         AdminMe: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/admin/me", Method: GET}}
 "#;
+
+    #[test]
+    fn a_functions_binary_is_its_logical_id_in_kebab_case() {
+        assert_eq!(binary_of("LoginSyncFunction"), "login-sync");
+        assert_eq!(binary_of("AdminUsersFunction"), "admin-users");
+        assert_eq!(binary_of("SessionFunction"), "session");
+    }
 
     #[test]
     fn routes_authorizers_and_short_tags_are_read() {

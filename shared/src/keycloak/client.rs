@@ -49,7 +49,22 @@ impl RetryPolicy {
     }
 }
 
-/// Where the client secret comes from.
+/// A confidential client: its id and where its secret comes from.
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: ClientSecret,
+}
+
+impl ClientCredentials {
+    pub fn new(client_id: &str, secret: ClientSecret) -> Self {
+        ClientCredentials {
+            client_id: client_id.to_owned(),
+            secret,
+        }
+    }
+}
+
+/// Where a client secret comes from.
 pub enum ClientSecret {
     /// Secrets Manager, cached with a TTL; re-read on `unauthorized_client`.
     SecretsManager(Arc<ClientSecretCache>),
@@ -143,12 +158,16 @@ impl TokenCache {
     }
 }
 
+/// Two clients with two secrets (README "Keycloak setup"): the **login** client makes the grants
+/// of end users (password, refresh, logout) and has no service account; the **service** client's
+/// service account holds the realm-management roles the admin API needs. A function is given only
+/// the client it uses, so a public auth function cannot reach the admin API whatever its bug.
 pub struct KeycloakClient {
     http: reqwest::Client,
     base_url: String,
     realm: String,
-    client_id: String,
-    secret: ClientSecret,
+    login: Option<ClientCredentials>,
+    service: Option<ClientCredentials>,
     retry: RetryPolicy,
     sa_token: TokenCache,
 }
@@ -169,13 +188,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 }
 
 impl KeycloakClient {
-    pub fn new(
-        base_url: &str,
-        realm: &str,
-        client_id: &str,
-        secret: ClientSecret,
-        retry: RetryPolicy,
-    ) -> Result<Self, KeycloakError> {
+    /// A client with neither Keycloak client yet: add them with `with_login_client` and
+    /// `with_service_client`. A call needing a client that is not there is `NotConfigured`.
+    pub fn new(base_url: &str, realm: &str, retry: RetryPolicy) -> Result<Self, KeycloakError> {
         let http = reqwest::Client::builder()
             .timeout(retry.request_timeout)
             .connect_timeout(Duration::from_secs(3))
@@ -187,11 +202,35 @@ impl KeycloakClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             realm: realm.to_owned(),
-            client_id: client_id.to_owned(),
-            secret,
+            login: None,
+            service: None,
             retry,
             sa_token: TokenCache::default(),
         })
+    }
+
+    /// The client for end users' grants (password, refresh, logout).
+    pub fn with_login_client(mut self, client: ClientCredentials) -> Self {
+        self.login = Some(client);
+        self
+    }
+
+    /// The client whose service account calls the admin API.
+    pub fn with_service_client(mut self, client: ClientCredentials) -> Self {
+        self.service = Some(client);
+        self
+    }
+
+    fn login_client(&self) -> Result<&ClientCredentials, KeycloakError> {
+        self.login
+            .as_ref()
+            .ok_or(KeycloakError::NotConfigured("login client"))
+    }
+
+    fn service_client(&self) -> Result<&ClientCredentials, KeycloakError> {
+        self.service
+            .as_ref()
+            .ok_or(KeycloakError::NotConfigured("service client"))
     }
 
     pub fn issuer(&self) -> String {
@@ -310,19 +349,20 @@ impl KeycloakClient {
     /// be re-read once (rotation) and the call repeated with the new value.
     async fn client_form(
         &self,
+        client: &ClientCredentials,
         endpoint_path: &str,
         endpoint: Endpoint,
         safety: Safety,
         form: &[(&str, &str)],
     ) -> Result<Reply, KeycloakError> {
         let url = self.oidc_url(endpoint_path);
-        let mut secret = self.secret.get().await?;
+        let mut secret = client.secret.get().await?;
         let mut rotated = false;
         loop {
             let reply = self
                 .send(safety, || {
                     let mut fields: Vec<(&str, &str)> = form.to_vec();
-                    fields.push(("client_id", &self.client_id));
+                    fields.push(("client_id", &client.client_id));
                     fields.push(("client_secret", secret.expose()));
                     self.http.post(&url).form(&fields)
                 })
@@ -332,7 +372,7 @@ impl KeycloakClient {
             }
             let err = classify(endpoint, reply.status.as_u16(), &reply.body);
             if err == KeycloakError::InvalidClient && !rotated {
-                if let Some(newer) = self.secret.rotated(&secret).await? {
+                if let Some(newer) = client.secret.rotated(&secret).await? {
                     tracing::warn!(
                         "Keycloak refused the client secret; re-read it from Secrets Manager"
                     );
@@ -357,6 +397,7 @@ impl KeycloakClient {
     ) -> Result<TokenSet, KeycloakError> {
         let reply = self
             .client_form(
+                self.login_client()?,
                 "token",
                 Endpoint::PasswordGrant,
                 Safety::NotIdempotent,
@@ -373,6 +414,7 @@ impl KeycloakClient {
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, KeycloakError> {
         let reply = self
             .client_form(
+                self.login_client()?,
                 "token",
                 Endpoint::RefreshGrant,
                 Safety::Idempotent,
@@ -388,6 +430,7 @@ impl KeycloakClient {
     pub async fn client_credentials(&self) -> Result<TokenSet, KeycloakError> {
         let reply = self
             .client_form(
+                self.service_client()?,
                 "token",
                 Endpoint::ClientCredentials,
                 Safety::Idempotent,
@@ -401,6 +444,7 @@ impl KeycloakClient {
     /// answers an HTML page). An already-ended session is a success.
     pub async fn logout(&self, refresh_token: &str) -> Result<(), KeycloakError> {
         self.client_form(
+            self.login_client()?,
             "logout",
             Endpoint::Logout,
             Safety::Idempotent,
@@ -408,6 +452,30 @@ impl KeycloakClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// End one of the user's own sessions through the account API, with the user's own access
+    /// token (needs the `account` audience and `manage-account`, both in Keycloak's default roles).
+    /// Keycloak ends only sessions of the token's user; any other id is a no-op 204.
+    pub async fn end_own_session(
+        &self,
+        access_token: &Secret,
+        sid: &str,
+    ) -> Result<(), KeycloakError> {
+        let url = format!("{}/account/sessions/{}", self.issuer(), encode(sid));
+        let reply = self
+            .send(Safety::Idempotent, || {
+                self.http.delete(&url).bearer_auth(access_token.expose())
+            })
+            .await?;
+        if reply.status.is_success() {
+            return Ok(());
+        }
+        Err(classify(
+            Endpoint::Admin,
+            reply.status.as_u16(),
+            &reply.body,
+        ))
     }
 
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, KeycloakError> {
@@ -424,10 +492,14 @@ impl KeycloakClient {
         json(&reply.body)
     }
 
-    /// Open the connection pool and fill the token cache during INIT, so the first request
-    /// does not pay for them.
+    /// Open the connection pool and fill the caches during INIT (the service token, else the
+    /// login client's secret), so the first request does not pay for them.
     pub async fn warm_up(&self) -> Result<(), KeycloakError> {
-        self.service_token().await.map(|_| ())
+        match (&self.service, &self.login) {
+            (Some(_), _) => self.service_token().await.map(|_| ()),
+            (None, Some(login)) => login.secret.get().await.map(|_| ()),
+            (None, None) => Ok(()),
+        }
     }
 
     // ---------------------------------------------------------------------------------------

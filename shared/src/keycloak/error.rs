@@ -51,6 +51,9 @@ pub enum KeycloakError {
     SecretUnavailable(String),
     #[error("unexpected answer from Keycloak: {0}")]
     Protocol(String),
+    /// The call needs a Keycloak client this function was not given (a deployment error).
+    #[error("this function has no {0} configured")]
+    NotConfigured(&'static str),
 }
 
 /// Which endpoint answered: the same body means different things on each.

@@ -11,6 +11,6 @@ mod client;
 mod error;
 mod types;
 
-pub use client::{ClientSecret, KeycloakClient, RetryPolicy};
+pub use client::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
 pub use error::{classify, Endpoint, ExistsField, KeycloakError};
 pub use types::*;

@@ -23,10 +23,15 @@ pub enum RepairKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
     },
-    /// A login answered as failed: this user's Keycloak sessions begun at or after `since` that the
-    /// store has no record of are ended.
+    /// A login answered as failed, or a session ended here that Keycloak could not be told of:
+    /// this user's Keycloak sessions begun at or after `since` (only `sid`, if given) that the
+    /// store has no live record of are ended.
     KeycloakSessions {
+        /// Empty when `user_id` says who.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         username: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sid: Option<String>,
     },

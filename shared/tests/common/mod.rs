@@ -15,12 +15,15 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use serde_json::{json, Value};
-use user_sync::keycloak::{ClientSecret, KeycloakClient, RetryPolicy};
+use user_sync::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
 use user_sync::secrets::{ClientSecretCache, Secret};
 use user_sync::store::Store;
 
 pub const CLIENT: &str = "user-sync";
 pub const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
+/// The service client: its service account holds the realm-management roles.
+pub const ADMIN_CLIENT: &str = "user-sync-admin";
+pub const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-production";
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 static N: AtomicUsize = AtomicUsize::new(0);
@@ -232,16 +235,28 @@ pub async fn realm_with(patch: Value) -> Realm {
 }
 
 impl Realm {
-    pub fn client_with(&self, secret: ClientSecret) -> KeycloakClient {
-        KeycloakClient::new(emulator(), &self.name, CLIENT, secret, fast_retries()).unwrap()
+    /// A client with no Keycloak client configured yet.
+    pub fn bare_client(&self) -> KeycloakClient {
+        KeycloakClient::new(emulator(), &self.name, fast_retries()).unwrap()
     }
 
-    /// A client with the realm's secret, given directly.
+    /// Both Keycloak clients, the login client's secret from `login_secret`.
+    pub fn client_with(&self, login_secret: ClientSecret) -> KeycloakClient {
+        self.bare_client()
+            .with_login_client(ClientCredentials::new(CLIENT, login_secret))
+            .with_service_client(ClientCredentials::new(
+                ADMIN_CLIENT,
+                ClientSecret::Fixed(Secret::new(ADMIN_SECRET)),
+            ))
+    }
+
+    /// Both clients with the realm's secrets, given directly.
     pub fn client(&self) -> Arc<KeycloakClient> {
         Arc::new(self.client_with(ClientSecret::Fixed(Secret::new(SECRET))))
     }
 
-    /// A client reading its secret from Secrets Manager (moto), as the functions do.
+    /// Both clients, the login client reading its secret from Secrets Manager (moto), as the
+    /// functions do.
     pub async fn client_via_secrets_manager(
         &self,
         secret_id: &str,
@@ -348,12 +363,14 @@ impl Realm {
 /// emulator realm `realm`; `vars` add or override configuration variables.
 pub async fn services(realm: &Realm, vars: &[(&str, &str)]) -> user_sync::services::Services {
     let store = table().await;
-    let secret_id = secret(SECRET).await;
+    let (login_secret, admin_secret) = (secret(SECRET).await, secret(ADMIN_SECRET).await);
     let mut env: Vec<(String, String)> = vec![
         ("KEYCLOAK_URL".into(), emulator().into()),
         ("KEYCLOAK_REALM".into(), realm.name.clone()),
-        ("KEYCLOAK_CLIENT_ID".into(), "user-sync".into()),
-        ("KEYCLOAK_SECRET_ID".into(), secret_id.clone()),
+        ("KEYCLOAK_CLIENT_ID".into(), CLIENT.into()),
+        ("KEYCLOAK_SECRET_ID".into(), login_secret),
+        ("KEYCLOAK_ADMIN_CLIENT_ID".into(), ADMIN_CLIENT.into()),
+        ("KEYCLOAK_ADMIN_SECRET_ID".into(), admin_secret),
         ("TABLE_NAME".into(), store.table_name().to_owned()),
     ];
     for (k, v) in vars {
@@ -364,11 +381,6 @@ pub async fn services(realm: &Realm, vars: &[(&str, &str)]) -> user_sync::servic
         env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
     })
     .unwrap();
-    let secrets = std::sync::Arc::new(user_sync::secrets::ClientSecretCache::new(
-        secretsmanager(),
-        &secret_id,
-        user_sync::secrets::DEFAULT_TTL,
-    ));
     // Present because Services carries it; these tests start no bulk sync through it.
     let lambda = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::Config::builder()
@@ -376,5 +388,5 @@ pub async fn services(realm: &Realm, vars: &[(&str, &str)]) -> user_sync::servic
             .region(aws_sdk_lambda::config::Region::new("us-east-1"))
             .build(),
     );
-    user_sync::services::Services::from_parts(config, secrets, realm.client(), store, lambda)
+    user_sync::services::Services::from_parts(config, realm.client(), store, lambda)
 }

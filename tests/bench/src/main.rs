@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use user_sync::keycloak::{ClientSecret, KeycloakClient, RetryPolicy};
-use user_sync::secrets::{ClientSecretCache, Secret};
+use user_sync::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
+use user_sync::secrets::Secret;
 use user_sync::services::Services;
 use user_sync::store::{KeycloakFields, Store, User};
 use user_sync::sync::{run, Mode, SyncRequest};
 use user_sync::Config;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
+const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-production";
 
 /// Peak resident set since the last reset, in MiB (Linux: VmHWM).
 fn peak_rss_mib() -> f64 {
@@ -188,14 +188,12 @@ async fn main() {
         assert_eq!(r.status(), 201);
         let total = n + 3; // the demo realm's own users
         let kc = Arc::new(
-            KeycloakClient::new(
-                &emulator,
-                &realm,
-                "user-sync",
-                ClientSecret::Fixed(Secret::new(SECRET)),
-                RetryPolicy::default(),
-            )
-            .unwrap(),
+            KeycloakClient::new(&emulator, &realm, RetryPolicy::default())
+                .unwrap()
+                .with_service_client(ClientCredentials::new(
+                    "user-sync-admin",
+                    ClientSecret::Fixed(Secret::new(ADMIN_SECRET)),
+                )),
         );
         kc.warm_up().await.unwrap();
 
@@ -259,8 +257,9 @@ async fn main() {
             Some(match k {
                 "KEYCLOAK_URL" => emulator.clone(),
                 "KEYCLOAK_REALM" => realm.clone(),
-                "KEYCLOAK_CLIENT_ID" => "user-sync".into(),
-                "KEYCLOAK_SECRET_ID" => "unused".into(),
+                "KEYCLOAK_ADMIN_CLIENT_ID" => "user-sync-admin".into(),
+                "KEYCLOAK_ADMIN_SECRET_ID" => "unused".into(),
+                "JWT_AUDIENCE" => "user-sync".into(),
                 "TABLE_NAME" => table.clone(),
                 _ => return None,
             })
@@ -274,11 +273,6 @@ async fn main() {
         );
         let services = Services::from_parts(
             config,
-            Arc::new(ClientSecretCache::new(
-                unused_secrets_client(),
-                "unused",
-                user_sync::secrets::DEFAULT_TTL,
-            )),
             kc.clone(),
             Store::new(ddb.clone(), &table, b"bench"),
             aws_lambda,
@@ -367,14 +361,4 @@ async fn main() {
                 .unwrap_or_else(|| "1.00".into())
         );
     }
-}
-
-fn unused_secrets_client() -> aws_sdk_secretsmanager::Client {
-    // The sync never reads the secret here (the Keycloak client has it fixed); Services needs one.
-    aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .build(),
-    )
 }

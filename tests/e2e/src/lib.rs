@@ -18,6 +18,9 @@ use user_sync::store::{Store, User};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 pub const CLIENT: &str = "user-sync";
 pub const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
+/// The service client: its service account holds the realm-management roles.
+pub const ADMIN_CLIENT: &str = "user-sync-admin";
+pub const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-production";
 
 pub struct Stack {
     pub gateway: String,
@@ -248,8 +251,8 @@ pub async fn keycloak_admin(method: Method, path: &str, body: Option<Value>) -> 
         ))
         .form(&[
             ("grant_type", "client_credentials"),
-            ("client_id", CLIENT),
-            ("client_secret", SECRET),
+            ("client_id", ADMIN_CLIENT),
+            ("client_secret", ADMIN_SECRET),
         ])
         .send()
         .await

@@ -520,3 +520,47 @@ async fn unknown_routes_are_api_gateway_404s() {
     let r = call(Method::GET, "/auth/login", None, None).await;
     assert_eq!(r.status, 404, "wrong method on a known path");
 }
+
+/// The session function has no admin credentials: it asks Keycloak's account API, with the
+/// caller's own token. When Keycloak cannot hear it, the session still ends here at once, and the
+/// next sync run ends it in Keycloak.
+#[tokio::test]
+async fn a_revoke_keycloak_cannot_hear_ends_the_session_here_and_the_next_sync_ends_it_there() {
+    let (_, first) = signed_in_user("revoke-down").await;
+    let id = first["user"]["id"].as_str().unwrap().to_owned();
+    let token = first["tokens"]["accessToken"].as_str().unwrap();
+    let sid = first["sessionId"].as_str().unwrap();
+    let kc_sessions = || async {
+        let (_, list) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let rule = fault(
+        json!({"method": "DELETE", "path": format!("/realms/{{realm}}/account/sessions/{sid}"),
+        "status": 503, "times": 20}),
+    )
+    .await;
+    let r = call(
+        Method::DELETE,
+        &format!("/auth/sessions/{sid}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(fault_hits(&rule).await >= 1, "Keycloak was asked");
+    assert!(
+        kc_sessions().await.contains(&sid.to_owned()),
+        "Keycloak still has it"
+    );
+    let me = call(Method::GET, "/auth/me", Some(token), None).await;
+    assert_eq!(me.status, 401, "the session is ended here at once");
+    run_sync("incremental").await;
+    assert!(
+        !kc_sessions().await.contains(&sid.to_owned()),
+        "the sync ended it in Keycloak"
+    );
+}

@@ -317,7 +317,7 @@ async fn service_accounts_do_not_exist_for_the_admin_api() {
     let alice = admin().await;
     let (_, found) = keycloak_admin(
         Method::GET,
-        "/users?username=service-account-user-sync&exact=true",
+        "/users?username=service-account-user-sync-admin&exact=true",
         None,
     )
     .await;

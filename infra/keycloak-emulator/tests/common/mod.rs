@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 
 pub const CLIENT: &str = "user-sync";
 pub const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
+/// The service client: its service account holds the realm-management roles.
+pub const ADMIN_CLIENT: &str = "user-sync-admin";
+pub const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-production";
 
 fn server() -> &'static str {
     static BASE: OnceLock<String> = OnceLock::new();
@@ -177,8 +180,8 @@ impl Kc {
         let r = self
             .token(&[
                 ("grant_type", "client_credentials"),
-                ("client_id", CLIENT),
-                ("client_secret", SECRET),
+                ("client_id", ADMIN_CLIENT),
+                ("client_secret", ADMIN_SECRET),
             ])
             .await;
         assert_eq!(r.status(), 200, "{}", r.text);
@@ -188,7 +191,7 @@ impl Kc {
             .to_owned()
     }
 
-    /// An admin API call as the client's service account.
+    /// An admin API call as the service client's service account.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
         let token = self.service_token().await;
         self.admin_as(&token, method, path, body).await

@@ -1,0 +1,111 @@
+//! Which AWS actions a function calls, recorded as it runs: the evidence behind the IAM test.
+//!
+//! Each function declares the AWS actions its code calls in its `Cargo.toml`
+//! (`[package.metadata.iam]`), and `tests/stack/test_iam.py` proves that `template.yaml` grants
+//! exactly those. With `AWS_CALL_LOG_DIR` set (the test stacks set it; a deployment never does),
+//! every SDK call a function makes is appended to `<dir>/<function>.calls` as the IAM action it
+//! needs (`dynamodb:Query`, or `dynamodb:Query@index` for a secondary index), so the test also
+//! proves the code calls nothing the table leaves out, and that every declared action is used.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// The IAM action of an SDK operation (`Metadata` names the service as the SDK does).
+pub fn iam_action(service: &str, operation: &str) -> String {
+    let prefix = match service {
+        "DynamoDB" => "dynamodb",
+        "Secrets Manager" => "secretsmanager",
+        "Lambda" => "lambda",
+        other => return format!("{}:{operation}", other.to_lowercase().replace(' ', "")),
+    };
+    // Lambda's Invoke API is authorized as `lambda:InvokeFunction`.
+    let action = match (prefix, operation) {
+        ("lambda", "Invoke") => "InvokeFunction",
+        _ => operation,
+    };
+    format!("{prefix}:{action}")
+}
+
+/// Appends the action of every call to the function's log file.
+#[derive(Debug)]
+pub struct CallRecorder {
+    file: Mutex<std::fs::File>,
+}
+
+impl CallRecorder {
+    /// A recorder when `AWS_CALL_LOG_DIR` is set, else none (the default, and always in AWS).
+    pub fn from_env() -> Option<Self> {
+        let dir = std::env::var_os("AWS_CALL_LOG_DIR")?;
+        let function =
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "unknown".into());
+        std::fs::create_dir_all(&dir).ok()?;
+        let path = std::path::Path::new(&dir).join(format!("{function}.calls"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()?;
+        Some(CallRecorder {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+/// Whether a DynamoDB read goes to a secondary index (authorized on `table/<t>/index/*`).
+fn on_index(context: &BeforeSerializationInterceptorContextRef<'_>) -> bool {
+    use aws_sdk_dynamodb::operation::{query::QueryInput, scan::ScanInput};
+    let input = context.input();
+    input
+        .downcast_ref::<QueryInput>()
+        .map(|q| q.index_name.is_some())
+        .or_else(|| {
+            input
+                .downcast_ref::<ScanInput>()
+                .map(|s| s.index_name.is_some())
+        })
+        .unwrap_or(false)
+}
+
+impl Intercept for CallRecorder {
+    fn name(&self) -> &'static str {
+        "CallRecorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            let mut line = iam_action(m.service(), m.name());
+            if on_index(context) {
+                line.push_str("@index");
+            }
+            if let Ok(mut f) = self.file.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_operations_map_to_their_iam_actions() {
+        assert_eq!(iam_action("DynamoDB", "GetItem"), "dynamodb:GetItem");
+        assert_eq!(
+            iam_action("Secrets Manager", "GetSecretValue"),
+            "secretsmanager:GetSecretValue"
+        );
+        assert_eq!(iam_action("Lambda", "Invoke"), "lambda:InvokeFunction");
+    }
+}
