@@ -10,7 +10,7 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts bench bench-emulator clean
+.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts qemu artifact-test bench bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
@@ -53,14 +53,18 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# The e2e suites record every AWS call each function makes; tests/stack/test_iam.py reads them.
+AWS_CALLS := $(CURDIR)/.dev/aws-calls
+
 unit:
-	cargo test --workspace
+	rm -rf $(AWS_CALLS)
+	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace
 
 compat: $(NPM_TOOLS) build
 	cd $(COMPAT) && KEYCLOAK_EMULATOR_BIN=$(CURDIR)/$(EMULATOR) node --test --test-concurrency=2
 
 stack-test: $(TOOLS) build
-	$(VENV)/bin/pytest -q tests/stack
+	AWS_CALL_LOG_DIR=$(AWS_CALLS) AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m "not artifacts" tests/stack
 
 sam-validate: $(TOOLS)
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
@@ -78,14 +82,14 @@ bench-emulator:
 	cargo run --release -q -p keycloak-emulator --example loadtest
 
 # ---------------------------------------------------------------------------------------------
-# Deployable artifacts. One cargo-lambda compilation (release, arm64) builds every function;
+# Deployable artifacts. One cargo-lambda compilation (profile artifact, arm64) builds every function;
 # `sam build` (BuildMethod: makefile, build_in_source in samconfig.toml) runs build-<LogicalId>
 # for each function, which only copies that function's bootstrap out of it.
 LAMBDA_FUNCTIONS := $(notdir $(wildcard functions/*))
 
 lambda-artifacts: $(TOOLS)
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix -p ,$(LAMBDA_FUNCTIONS))
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --profile artifact --arm64 $(addprefix -p ,$(LAMBDA_FUNCTIONS))
 
 # LoginSyncFunction -> target/lambda/login-sync/bootstrap (the logical id in kebab case).
 build-%Function: lambda-artifacts
@@ -96,5 +100,32 @@ sam-build: $(TOOLS)
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 		$(VENV)/bin/sam build
 
+# qemu-user and an arm64 glibc, to run the arm64 bootstraps on this x86_64 machine: Debian
+# bookworm packages, pinned by version and checksum, unpacked under .tools (nothing installed).
+DEBIAN_POOL := http://deb.debian.org/debian/pool/main
+QEMU_DEB    := q/qemu/qemu-user-static_7.2+dfsg-7+deb12u18+b2_amd64.deb 325eaa448a481f7b4e581eb9541fd50014b3d2a65c3e7aff33b99b47361bb6dc
+LIBC_DEB    := g/glibc/libc6_2.36-9+deb12u14_arm64.deb 01f4330719fd4f65580e16ea5a0527f372fca750e8f588d26deaf09f2d3b1cf4
+LIBGCC_DEB  := g/gcc-12/libgcc-s1_12.2.0-14+deb12u1_arm64.deb 576926b283613db80168ddf76380a3bd877602778cf0d226caa7bfbfa71eacf3
+QEMU_BIN    := .tools/qemu/usr/bin/qemu-aarch64-static
+
+define fetch_deb
+	curl -sSfL -o .tools/$(notdir $(word 1,$(1))) "$(DEBIAN_POOL)/$(word 1,$(1))"
+	echo "$(word 2,$(1))  .tools/$(notdir $(word 1,$(1)))" | sha256sum -c --quiet
+	dpkg-deb -x .tools/$(notdir $(word 1,$(1))) $(2)
+	rm .tools/$(notdir $(word 1,$(1)))
+endef
+
+$(QEMU_BIN):
+	rm -rf .tools/qemu .tools/arm64-sysroot && mkdir -p .tools/qemu .tools/arm64-sysroot
+	$(call fetch_deb,$(QEMU_DEB),.tools/qemu)
+	$(call fetch_deb,$(LIBC_DEB),.tools/arm64-sysroot)
+	$(call fetch_deb,$(LIBGCC_DEB),.tools/arm64-sysroot)
+
+qemu: $(QEMU_BIN)
+
+# Every built bootstrap, under qemu, against a local Runtime API with moto and the emulator.
+artifact-test: sam-build qemu build
+	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m artifacts tests/stack
+
 clean:
-	rm -rf target $(VENV) $(COMPAT)/node_modules .dev .aws-sam
+	rm -rf target $(VENV) $(COMPAT)/node_modules .dev .aws-sam .tools

@@ -275,6 +275,9 @@ def function_env():
         "SYNC_FUNCTION_NAME": "bulk-sync",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
+    # The test suites record every AWS call the functions make (shared/src/aws_calls.rs).
+    if os.environ.get("AWS_CALL_LOG_DIR"):
+        values["AWS_CALL_LOG_DIR"] = os.environ["AWS_CALL_LOG_DIR"]
     return values
 
 

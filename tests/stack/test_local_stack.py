@@ -12,50 +12,19 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
+
+from conftest import aws, keycloak
 
 ROOT = Path(__file__).resolve().parents[2]
 REALM = json.loads((ROOT / "infra/keycloak/realm.json").read_text())
 SECRETS = {c["clientId"]: c["secret"] for c in REALM["clients"]}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    env = dict(os.environ)
-    env.update(
-        KEYCLOAK_PORT=str(free_port()),
-        MOTO_PORT=str(free_port()),
-        DEV_DIR=str(tmp_path_factory.mktemp("dev")),
-        TABLE_NAME="stack-test-table",
-    )
-    env.pop("KEYCLOAK_URL", None)
-    up = subprocess.run(["make", "-s", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield env
-    subprocess.run(["make", "-s", "down"], cwd=ROOT, env=env, capture_output=True, text=True)
-
-
 def get_json(url, data=None):
     body = urllib.parse.urlencode(data).encode() if data else None
     with urllib.request.urlopen(url, data=body, timeout=10) as r:
         return json.loads(r.read())
-
-
-def keycloak(env):
-    return f"http://127.0.0.1:{env['KEYCLOAK_PORT']}"
-
-
-def aws(env, service):
-    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{env['MOTO_PORT']}",
-                        region_name="us-east-1", aws_access_key_id="local",
-                        aws_secret_access_key="local")
 
 
 def b64url(s):
