@@ -14,6 +14,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 /// The IAM action of an SDK operation (`Metadata` names the service as the SDK does).
@@ -32,10 +33,10 @@ pub fn iam_action(service: &str, operation: &str) -> String {
     format!("{prefix}:{action}")
 }
 
-/// Appends the action of every call to the function's log file.
+/// Appends the action of every call to the function's log file (each action once per process).
 #[derive(Debug)]
 pub struct CallRecorder {
-    file: Mutex<std::fs::File>,
+    file: Mutex<(std::fs::File, std::collections::HashSet<String>)>,
 }
 
 impl CallRecorder {
@@ -52,7 +53,7 @@ impl CallRecorder {
             .open(path)
             .ok()?;
         Some(CallRecorder {
-            file: Mutex::new(file),
+            file: Mutex::new((file, Default::default())),
         })
     }
 }
@@ -77,9 +78,12 @@ impl Intercept for CallRecorder {
         "CallRecorder"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: a client interceptor runs that before the operation's own
+    // configuration (with its `Metadata`) is in the bag.
+    fn read_before_serialization(
         &self,
         context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
@@ -87,8 +91,12 @@ impl Intercept for CallRecorder {
             if on_index(context) {
                 line.push_str("@index");
             }
-            if let Ok(mut f) = self.file.lock() {
-                let _ = writeln!(f, "{line}");
+            if let Ok(mut guard) = self.file.lock() {
+                let (file, seen) = &mut *guard;
+                // One write of the whole line: appends from several processes never interleave.
+                if seen.insert(line.clone()) {
+                    let _ = file.write_all(format!("{line}\n").as_bytes());
+                }
             }
         }
         Ok(())

@@ -649,9 +649,14 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
         .await
         .unwrap();
     // A budget of 1.5 s: on this machine the crawl and the first batches fit, the rest does not.
+    let (services, invocations) = common::services_with_lambda(
+        &s.realm,
+        &[("SYNC_MAX_DEACTIVATIONS", "50,100%")],
+    )
+    .await;
     let deadline = user_sync::store::now_ms() + 1_500;
     let r = run(
-        &s.services,
+        &services,
         SyncRequest {
             deadline_ms: Some(deadline),
             ..full()
@@ -662,7 +667,12 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
     match status(&r).as_str() {
         "continued" => {
             assert!(count(&r, "created") > 0, "{:?}", r.counts);
-            let follow_up = run(&s.services, full()).await.unwrap();
+            // The rest was handed to a new asynchronous invocation of this function.
+            assert_eq!(
+                *invocations.lock().unwrap(),
+                vec![("bulk-sync".to_owned(), json!({"mode": "full", "force": false}))]
+            );
+            let follow_up = run(&services, full()).await.unwrap();
             assert_eq!(status(&follow_up), "succeeded");
             assert_eq!(
                 count(&follow_up, "created") + count(&r, "created"),

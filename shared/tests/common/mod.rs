@@ -362,6 +362,17 @@ impl Realm {
 /// Everything a function builds at cold start, against moto (a fresh table and secret) and the
 /// emulator realm `realm`; `vars` add or override configuration variables.
 pub async fn services(realm: &Realm, vars: &[(&str, &str)]) -> user_sync::services::Services {
+    services_with_lambda(realm, vars).await.0
+}
+
+/// Asynchronous invocations the functions asked the Lambda API for: (function name, payload).
+pub type Invocations = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// `services`, with the Lambda API played by a local server that records every invocation.
+pub async fn services_with_lambda(
+    realm: &Realm,
+    vars: &[(&str, &str)],
+) -> (user_sync::services::Services, Invocations) {
     let store = table().await;
     let (login_secret, admin_secret) = (secret(SECRET).await, secret(ADMIN_SECRET).await);
     let mut env: Vec<(String, String)> = vec![
@@ -381,12 +392,41 @@ pub async fn services(realm: &Realm, vars: &[(&str, &str)]) -> user_sync::servic
         env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
     })
     .unwrap();
-    // Present because Services carries it; these tests start no bulk sync through it.
+    let (endpoint, invocations) = lambda_api().await;
     let lambda = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::Config::builder()
             .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
             .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "local", "local", None, None, "tests",
+            ))
             .build(),
     );
-    user_sync::services::Services::from_parts(config, realm.client(), store, lambda)
+    let services =
+        user_sync::services::Services::from_parts(config, realm.client(), store, lambda);
+    (services, invocations)
+}
+
+/// A local Lambda Invoke API (`POST /2015-03-31/functions/{name}/invocations`) answering 202.
+async fn lambda_api() -> (String, Invocations) {
+    let invocations: Invocations = Arc::default();
+    let seen = Arc::clone(&invocations);
+    let app = axum::Router::new().route(
+        "/2015-03-31/functions/{name}/invocations",
+        axum::routing::post(
+            move |axum::extract::Path(name): axum::extract::Path<String>, body: axum::body::Bytes| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    seen.lock().unwrap().push((name, payload));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (endpoint, invocations)
 }

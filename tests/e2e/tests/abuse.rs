@@ -250,6 +250,34 @@ async fn replaying_a_rotated_refresh_token_ends_the_session() {
     assert_eq!(sessions, json!([]), "ended in Keycloak");
 }
 
+/// The refresh function has no admin credentials: it ends a replayed session through Keycloak's
+/// logout with the presented token. When Keycloak cannot hear it, the session ends here at once
+/// and the next sync run ends it in Keycloak.
+#[tokio::test]
+async fn a_replay_keycloak_cannot_hear_ends_the_session_here_and_the_next_sync_ends_it_there() {
+    let (_, login) = signed_in_user("replay-down").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    let first = login["tokens"]["refreshToken"].as_str().unwrap().to_owned();
+    let r = post("/auth/refresh", json!({"refreshToken": first})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let access = r.body["tokens"]["accessToken"].as_str().unwrap().to_owned();
+    // Keycloak's logout of this very token fails (the signature part is unique to it).
+    let signature = first.rsplit('.').next().unwrap();
+    let rule = fault(json!({"method": "POST", "path": "/realms/{realm}/protocol/openid-connect/logout",
+        "bodyContains": signature, "status": 503, "times": 20}))
+    .await;
+    let r = post("/auth/refresh", json!({"refreshToken": first})).await;
+    assert_eq!((r.status, r.body["code"].as_str()), (401, Some("refresh_token_reused")), "{}", r.text);
+    assert!(fault_hits(&rule).await >= 1, "Keycloak was asked");
+    let sessions = || async {
+        keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await.1
+    };
+    assert_eq!(sessions().await.as_array().unwrap().len(), 1, "Keycloak still has it");
+    assert_eq!(call(Method::GET, "/auth/me", Some(&access), None).await.status, 401);
+    run_sync("incremental").await;
+    assert_eq!(sessions().await, json!([]), "the sync ended it in Keycloak");
+}
+
 #[tokio::test]
 async fn a_refresh_token_two_rotations_old_is_reuse_as_well() {
     let (_, login) = signed_in_user("stale").await;
