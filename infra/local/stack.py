@@ -33,6 +33,7 @@ DEV = Path(os.environ.get("DEV_DIR", ROOT / ".dev")).resolve()
 KEYCLOAK_PORT = int(os.environ.get("KEYCLOAK_PORT", "8080"))
 MOTO_PORT = int(os.environ.get("MOTO_PORT", "4566"))
 LAMBDA_PORT = int(os.environ.get("LAMBDA_PORT", "9000"))
+LAMBDA_ASYNC_PORT = int(os.environ.get("LAMBDA_ASYNC_PORT", "9001"))
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "3000"))
 TABLE_NAME = os.environ.get("TABLE_NAME", "keycloak-user-sync")
 REALM_FILE = ROOT / "infra" / "keycloak" / "realm.json"
@@ -118,6 +119,16 @@ def services(with_functions=False):
             "port": LAMBDA_PORT,
             "ready": None,
             "hint": "LAMBDA_PORT",
+        }
+        # Asynchronous invokes with EventInvokeConfig's retries and failure queue (lambda_async.py).
+        out["lambda-async"] = {
+            "cmd": [str(VENV_BIN / "python"), str(ROOT / "infra" / "local" / "lambda_async.py"),
+                    "--port", str(LAMBDA_ASYNC_PORT), "--lambda-url", f"http://{HOST}:{LAMBDA_PORT}",
+                    "--template", str(ROOT / "template.yaml"), "--moto-url", MOTO_URL,
+                    "--retry-delay", os.environ.get("LAMBDA_ASYNC_RETRY_DELAY", "1")],
+            "port": LAMBDA_ASYNC_PORT,
+            "ready": None,
+            "hint": "LAMBDA_ASYNC_PORT",
         }
         out["gateway"] = {
             "cmd": [str(GATEWAY_BIN), "--template", str(ROOT / "template.yaml"), "--host", HOST,
@@ -250,6 +261,13 @@ def provision():
         ddb.update_time_to_live(TableName=TABLE_NAME, TimeToLiveSpecification={
             "Enabled": True, "AttributeName": ttl_attribute})
         say(f"table {TABLE_NAME} created")
+    sqs = aws("sqs")
+    sys.path.insert(0, str(ROOT / "infra" / "local"))
+    from lambda_async import failure_queues
+
+    for queue_id in failure_queues(ROOT / "template.yaml"):
+        sqs.create_queue(QueueName=queue_id)  # idempotent for the same name
+        say(f"queue {queue_id} ready")
     sm = aws("secretsmanager")
     for client, (secret_id, value_var) in keycloak_clients().items():
         value = json.dumps({"client_secret": client_secret(client, value_var)})
@@ -270,8 +288,9 @@ def function_env():
         "KEYCLOAK_REALM": realm_name(),
         "TABLE_NAME": TABLE_NAME,
         "JWT_AUDIENCE": login_client_id(),
-        # POST /admin/sync invokes bulk-sync through cargo lambda watch's Invoke API.
-        "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_PORT}",
+        # POST /admin/sync and the hand-over invoke bulk-sync asynchronously: through
+        # lambda_async.py (retries, failure queue), which runs it on cargo lambda watch.
+        "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_ASYNC_PORT}",
         "SYNC_FUNCTION_NAME": "bulk-sync",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
@@ -299,7 +318,7 @@ def up(with_functions=False):
         if name in all_services:
             start(name, all_services[name])
     provision()
-    for name in ("functions", "gateway"):
+    for name in ("functions", "lambda-async", "gateway"):
         if name in all_services:
             start(name, all_services[name])
     (DEV / "env").write_text("\n".join(env_lines()) + "\n")
@@ -393,7 +412,7 @@ def stop(name):
 
 
 def down():
-    stopped = [stop(name) for name in ("gateway", "functions", "keycloak", "moto")]
+    stopped = [stop(name) for name in ("gateway", "lambda-async", "functions", "keycloak", "moto")]
     if not any(stopped):
         say("nothing was running")
 

@@ -649,11 +649,8 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
         .await
         .unwrap();
     // A budget of 1.5 s: on this machine the crawl and the first batches fit, the rest does not.
-    let (services, invocations) = common::services_with_lambda(
-        &s.realm,
-        &[("SYNC_MAX_DEACTIVATIONS", "50,100%")],
-    )
-    .await;
+    let (services, invocations) =
+        common::services_with_lambda(&s.realm, &[("SYNC_MAX_DEACTIVATIONS", "50,100%")]).await;
     let deadline = user_sync::store::now_ms() + 1_500;
     let r = run(
         &services,
@@ -670,7 +667,10 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
             // The rest was handed to a new asynchronous invocation of this function.
             assert_eq!(
                 *invocations.lock().unwrap(),
-                vec![("bulk-sync".to_owned(), json!({"mode": "full", "force": false}))]
+                vec![(
+                    "bulk-sync".to_owned(),
+                    json!({"mode": "full", "force": false})
+                )]
             );
             let follow_up = run(&services, full()).await.unwrap();
             assert_eq!(status(&follow_up), "succeeded");

@@ -403,8 +403,7 @@ pub async fn services_with_lambda(
             ))
             .build(),
     );
-    let services =
-        user_sync::services::Services::from_parts(config, realm.client(), store, lambda);
+    let services = user_sync::services::Services::from_parts(config, realm.client(), store, lambda);
     (services, invocations)
 }
 
@@ -415,7 +414,8 @@ async fn lambda_api() -> (String, Invocations) {
     let app = axum::Router::new().route(
         "/2015-03-31/functions/{name}/invocations",
         axum::routing::post(
-            move |axum::extract::Path(name): axum::extract::Path<String>, body: axum::body::Bytes| {
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  body: axum::body::Bytes| {
                 let seen = Arc::clone(&seen);
                 async move {
                     let payload = serde_json::from_slice(&body).unwrap_or(Value::Null);

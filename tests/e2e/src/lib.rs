@@ -64,6 +64,7 @@ pub fn stack() -> &'static Stack {
             .env("KEYCLOAK_PORT", free_port().to_string())
             .env("MOTO_PORT", free_port().to_string())
             .env("LAMBDA_PORT", free_port().to_string())
+            .env("LAMBDA_ASYNC_PORT", free_port().to_string())
             .env("GATEWAY_PORT", free_port().to_string())
             .env("TABLE_NAME", format!("e2e-{}", std::process::id()))
             .env("STACK_NO_RELOAD", "1")
@@ -397,6 +398,42 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     )
 }
 
+/// The messages waiting in a moto SQS queue (named after its logical id in template.yaml),
+/// taken off the queue.
+pub async fn queue_messages(queue: &str) -> Vec<Value> {
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .endpoint_url(&stack().moto)
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "local", "local", None, None, "e2e",
+            ))
+            .build(),
+    );
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    received
+        .messages
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok())
+        .collect()
+}
+
 /// Run the bulk-sync function as a schedule does; answers the run record.
 pub async fn run_sync(mode: &str) -> Value {
     let r = http()
@@ -447,6 +484,16 @@ pub async fn fault_hits(rule_id: &str) -> u64 {
         .iter()
         .find(|r| r["id"] == rule_id)
         .map_or(0, |r| r["hits"].as_u64().unwrap_or(0))
+}
+
+/// Remove a fault rule from the emulator.
+pub async fn clear_fault(rule_id: &str) {
+    let r = http()
+        .delete(format!("{}/_emulator/faults/{rule_id}", stack().keycloak))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
 }
 
 /// Add a fault rule to the emulator (`{realm}` in the path is replaced); answers its id.

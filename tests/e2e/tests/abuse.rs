@@ -263,17 +263,35 @@ async fn a_replay_keycloak_cannot_hear_ends_the_session_here_and_the_next_sync_e
     let access = r.body["tokens"]["accessToken"].as_str().unwrap().to_owned();
     // Keycloak's logout of this very token fails (the signature part is unique to it).
     let signature = first.rsplit('.').next().unwrap();
-    let rule = fault(json!({"method": "POST", "path": "/realms/{realm}/protocol/openid-connect/logout",
-        "bodyContains": signature, "status": 503, "times": 20}))
+    let rule = fault(
+        json!({"method": "POST", "path": "/realms/{realm}/protocol/openid-connect/logout",
+        "bodyContains": signature, "status": 503, "times": 20}),
+    )
     .await;
     let r = post("/auth/refresh", json!({"refreshToken": first})).await;
-    assert_eq!((r.status, r.body["code"].as_str()), (401, Some("refresh_token_reused")), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (401, Some("refresh_token_reused")),
+        "{}",
+        r.text
+    );
     assert!(fault_hits(&rule).await >= 1, "Keycloak was asked");
     let sessions = || async {
-        keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await.1
+        keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None)
+            .await
+            .1
     };
-    assert_eq!(sessions().await.as_array().unwrap().len(), 1, "Keycloak still has it");
-    assert_eq!(call(Method::GET, "/auth/me", Some(&access), None).await.status, 401);
+    assert_eq!(
+        sessions().await.as_array().unwrap().len(),
+        1,
+        "Keycloak still has it"
+    );
+    assert_eq!(
+        call(Method::GET, "/auth/me", Some(&access), None)
+            .await
+            .status,
+        401
+    );
     run_sync("incremental").await;
     assert_eq!(sessions().await, json!([]), "the sync ended it in Keycloak");
 }

@@ -143,13 +143,19 @@ async fn a_registration_that_failed_frees_its_idempotency_key_for_the_retry() {
             .send()
     };
     // Keycloak refuses the creation once (certainly not processed: not retried by the client).
-    fault(json!({"method": "POST", "path": "/admin/realms/{realm}/users",
-        "bodyContains": username, "status": 429, "retryAfter": 30, "times": 1}))
+    fault(
+        json!({"method": "POST", "path": "/admin/realms/{realm}/users",
+        "bodyContains": username, "status": 429, "retryAfter": 30, "times": 1}),
+    )
     .await;
     let first = send().await.unwrap();
     assert_eq!(first.status(), 429, "{}", first.text().await.unwrap());
     let retry = send().await.unwrap();
-    assert_eq!(retry.status(), 201, "the key was released, not left claimed");
+    assert_eq!(
+        retry.status(),
+        201,
+        "the key was released, not left claimed"
+    );
     assert_eq!(keycloak_users_named(&username).await.len(), 1);
     assert_eq!(local_users_named(&username).await, 1);
 }

@@ -177,3 +177,55 @@ async fn an_expired_token_is_inactive_and_refused_by_bearer_routes() {
         (401, json!({"message": "Unauthorized"}))
     );
 }
+
+/// Asynchronous invocations follow template.yaml's EventInvokeConfig (lambda_async.py plays
+/// Lambda's part): a run that fails (here: Keycloak cannot list the realm's roles, so no
+/// membership can be trusted) is retried once, then the event lands in the failure queue, and the
+/// run record says failed.
+#[tokio::test]
+async fn a_sync_run_failing_after_its_retry_is_recorded_failed_and_lands_in_the_failure_queue() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let alice = admin().await;
+    let roles = fault(
+        json!({"method": "GET", "path": "/admin/realms/{realm}/roles",
+        "status": 500, "times": 100000}),
+    )
+    .await;
+    let r = call(
+        Method::POST,
+        "/admin/sync",
+        Some(&alice),
+        Some(json!({"mode": "full"})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let run_id = r.body["runId"].as_str().unwrap().to_owned();
+    let mut messages = Vec::new();
+    for _ in 0..240 {
+        messages = queue_messages("AsyncFailureQueue").await;
+        if !messages.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    clear_fault(&roles).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let record = &messages[0];
+    assert_eq!(
+        (
+            record["requestContext"]["condition"].as_str(),
+            record["requestContext"]["approximateInvokeCount"].as_u64(),
+            record["requestPayload"]["runId"].as_str()
+        ),
+        (Some("RetriesExhausted"), Some(2), Some(run_id.as_str())),
+        "{record}"
+    );
+    let run = call(
+        Method::GET,
+        &format!("/admin/sync/runs/{run_id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(run.body["status"], "failed", "{}", run.text);
+}
