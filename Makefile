@@ -16,7 +16,8 @@ help:
 	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
 	@echo "make up      start moto (DynamoDB, Secrets Manager) and the Keycloak emulator on loopback"
 	@echo "make down    stop them"
-	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite"
+	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite,"
+	@echo "             template/IAM/OpenAPI checks, schemathesis, sam build and the artifacts under qemu"
 	@echo "make bench   the bulk-sync benchmark (10 000 and 100 000 users)"
 	@echo "make tools   install the pinned tools into .venv and $(COMPAT)/node_modules"
 
@@ -70,7 +71,9 @@ sam-validate: $(TOOLS)
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
 
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
-test: tools lint build unit compat stack-test sam-validate
+# stack-test: the template (IAM, routes), openapi.yaml and schemathesis against the local gateway.
+# artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
+test: tools lint build unit compat stack-test sam-validate artifact-test
 
 # The bulk-sync benchmark (release build): 10 000 and 100 000 users; results in the README.
 bench: $(TOOLS)

@@ -468,6 +468,16 @@ async fn end_everywhere(services: &Services, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `?hard=`: absent or `false` for a soft delete, `true` for a hard one; anything else names
+/// neither, and is refused rather than read as the softer one.
+pub fn hard_delete(raw: Option<&str>) -> Result<bool, Error> {
+    match raw {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Error::field("hard", "must be true or false")),
+    }
+}
+
 /// Soft delete (Keycloak user disabled and logged out, the local record kept as `deleted`), or
 /// with `hard` the Keycloak user deleted and the local record erased down to a tombstone that
 /// says who deleted it and when.

@@ -106,7 +106,7 @@ async fn delete_user(
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Result<StatusCode, Error> {
-    let hard = q.get("hard").is_some_and(|h| h == "true");
+    let hard = user_admin::hard_delete(q.get("hard").map(String::as_str))?;
     user_admin::delete(&s, actor(&caller, &origin), &id, hard).await?;
     Ok(StatusCode::NO_CONTENT)
 }

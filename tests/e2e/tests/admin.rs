@@ -283,6 +283,30 @@ async fn hard_delete_removes_the_keycloak_user_and_keeps_a_tombstone() {
 }
 
 #[tokio::test]
+async fn a_delete_whose_hard_flag_is_neither_true_nor_false_is_refused_and_changes_nothing() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "hardish").await;
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}?hard=yes"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["code"].clone(),
+            r.body["errors"][0]["field"].clone()
+        ),
+        (400, json!("validation_failed"), json!("hard"))
+    );
+    assert_eq!(get_user(&alice, &id).await.body["status"], "active");
+    let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(kc["enabled"], json!(true));
+}
+
+#[tokio::test]
 async fn password_reset_permanent_or_temporary() {
     let bob = manager().await;
     let (id, username) = created(&bob, "pw").await;
