@@ -10,7 +10,7 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts qemu artifact-test bench bench-emulator clean
+.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
@@ -125,6 +125,12 @@ $(QEMU_BIN):
 	$(call fetch_deb,$(LIBGCC_DEB),.tools/arm64-sysroot)
 
 qemu: $(QEMU_BIN)
+
+# One function's new code into a deployed stack's function (its configuration kept as the stack
+# set it): make deploy-function FN=login-sync STACK=keycloak-user-sync
+deploy-function: $(TOOLS) lambda-artifacts
+	@test -n "$(FN)" -a -n "$(STACK)" || { echo "usage: make deploy-function FN=<binary> STACK=<stack name>"; exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) infra/deploy_function.py "$(FN)" --stack "$(STACK)"
 
 # Every built bootstrap, under qemu, against a local Runtime API with moto and the emulator.
 artifact-test: sam-build qemu build

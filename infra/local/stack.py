@@ -5,10 +5,11 @@ the functions (`cargo lambda watch`) and the local API Gateway.
 
     stack.py up | up-all | dev | down | status | env | serve-for-tests
 
-Ports and names come from the environment (defaults in brackets): KEYCLOAK_PORT [8080],
+Ports and names come from the environment (defaults in brackets): STACK_BIND [127.0.0.1] (moto
+and the emulator; 0.0.0.0 for `sam local`), KEYCLOAK_PORT [8080],
 MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], DEV_DIR [.dev]; GATEWAY_PARAMETERS adds
 template parameter overrides for the gateway (`Name=Value ...`). Each function's Keycloak client
-and secret name come from its Cargo.toml (`[package.metadata.lambda.env]`), as template.yaml gives
+and secret name come from its Cargo.toml (`[package.metadata.lambda.watch.env]`), as template.yaml gives
 each deployed function its own. With KEYCLOAK_URL set, no emulator is started and that Keycloak
 is used (with the same client ids); the two client secrets are then read from
 KEYCLOAK_CLIENT_SECRET and KEYCLOAK_ADMIN_CLIENT_SECRET.
@@ -28,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
+# Where moto and the emulator listen: loopback, unless containers must reach them (`sam local`,
+# README): STACK_BIND=0.0.0.0.
+BIND = os.environ.get("STACK_BIND", HOST)
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 DEV = Path(os.environ.get("DEV_DIR", ROOT / ".dev")).resolve()
 KEYCLOAK_PORT = int(os.environ.get("KEYCLOAK_PORT", "8080"))
@@ -77,7 +81,7 @@ def keycloak_clients():
              "KEYCLOAK_ADMIN_CLIENT_ID": ("KEYCLOAK_ADMIN_SECRET_ID", "KEYCLOAK_ADMIN_CLIENT_SECRET")}
     clients = {}
     for manifest in function_manifests().values():
-        env = manifest["package"]["metadata"]["lambda"]["env"]
+        env = manifest["package"]["metadata"]["lambda"]["watch"]["env"]
         for id_var, (secret_var, value_var) in pairs.items():
             if id_var in env:
                 clients[env[id_var]] = (env[secret_var], value_var)
@@ -86,7 +90,7 @@ def keycloak_clients():
 
 def login_client_id():
     return next(env["KEYCLOAK_CLIENT_ID"] for m in function_manifests().values()
-                if "KEYCLOAK_CLIENT_ID" in (env := m["package"]["metadata"]["lambda"]["env"]))
+                if "KEYCLOAK_CLIENT_ID" in (env := m["package"]["metadata"]["lambda"]["watch"]["env"]))
 
 
 def keycloak_url():
@@ -96,7 +100,7 @@ def keycloak_url():
 def services(with_functions=False):
     out = {
         "moto": {
-            "cmd": [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(MOTO_PORT)],
+            "cmd": [str(VENV_BIN / "moto_server"), "-H", BIND, "-p", str(MOTO_PORT)],
             "port": MOTO_PORT,
             "ready": f"{MOTO_URL}/moto-api/",
             "hint": "MOTO_PORT",
@@ -104,7 +108,7 @@ def services(with_functions=False):
     }
     if not EXTERNAL_KEYCLOAK:
         out["keycloak"] = {
-            "cmd": [str(EMULATOR_BIN), "--realm", str(REALM_FILE), "--host", HOST,
+            "cmd": [str(EMULATOR_BIN), "--realm", str(REALM_FILE), "--host", BIND,
                     "--port", str(KEYCLOAK_PORT)],
             "port": KEYCLOAK_PORT,
             "ready": f"http://{HOST}:{KEYCLOAK_PORT}/_emulator/health",

@@ -30,7 +30,7 @@ const PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
 /// The deadline of an invocation whose runtime says `deadline_ms`. Lambda gives the epoch time by
 /// which the invocation must end. `cargo lambda watch` sends a fixed `600000` instead; for local
 /// runs each function declares its real timeout in `FUNCTION_TIMEOUT_SECONDS` (its Cargo.toml's
-/// `[package.metadata.lambda.env]`, kept equal to template.yaml's `Timeout` by a test).
+/// `[package.metadata.lambda.watch.env]`, kept equal to template.yaml's `Timeout` by a test).
 pub fn of_invocation(deadline_ms: u64) -> Option<Instant> {
     if deadline_ms >= PLAUSIBLE_EPOCH_MS {
         let left = i64::try_from(deadline_ms).ok()? - crate::store::now_ms();

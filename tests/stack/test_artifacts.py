@@ -47,7 +47,7 @@ def function_environment(stack, logical_id):
     """The variables template.yaml gives the function, with the local stack's values."""
     binary = binary_of(logical_id)
     manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-    own = manifest["package"]["metadata"]["lambda"]["env"]
+    own = manifest["package"]["metadata"]["lambda"]["watch"]["env"]
     return {
         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}",

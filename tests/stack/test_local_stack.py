@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import aws, keycloak
+from conftest import aws, free_port, keycloak
 
 ROOT = Path(__file__).resolve().parents[2]
 REALM = json.loads((ROOT / "infra/keycloak/realm.json").read_text())
@@ -79,7 +79,7 @@ def test_each_client_secret_is_in_the_secret_its_functions_read(stack):
     sm = aws(stack, "secretsmanager")
     seen = set()
     for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
-        env = tomllib.loads(manifest.read_text())["package"]["metadata"]["lambda"]["env"]
+        env = tomllib.loads(manifest.read_text())["package"]["metadata"]["lambda"]["watch"]["env"]
         clients = [(env[i], env[s]) for i, s in (("KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID"),
                                                  ("KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"))
                    if i in env]

@@ -53,7 +53,7 @@ def manifest_env(binary):
     import tomllib
 
     manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-    return manifest["package"]["metadata"]["lambda"]["env"]
+    return manifest["package"]["metadata"]["lambda"]["watch"]["env"]
 
 
 def test_every_function_is_a_workspace_binary_built_by_the_makefile():
