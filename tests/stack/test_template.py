@@ -87,3 +87,20 @@ def test_each_function_gets_the_same_keycloak_client_locally_and_deployed():
                     else {"KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID"})
         assert deployed == expected, binary
     assert not set(template()["Globals"]["Function"]["Environment"]["Variables"]) & CLIENT_VARIABLES
+
+
+def test_samconfigs_example_environment_gives_every_required_parameter_a_value_the_template_accepts():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = dict(o.split("=", 1)
+                     for o in config["example"]["deploy"]["parameters"]["parameter_overrides"])
+    parameters = template()["Parameters"]
+    required = {k for k, p in parameters.items() if "Default" not in p}
+    assert required <= set(overrides), required - set(overrides)
+    for name, value in overrides.items():
+        p = parameters[name]
+        if "AllowedPattern" in p:
+            assert re.fullmatch(p["AllowedPattern"], value), (name, value)
+        if "AllowedValues" in p:
+            assert value in [str(v) for v in p["AllowedValues"]], (name, value)
