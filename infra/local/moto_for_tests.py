@@ -23,7 +23,8 @@ def free_port():
 
 def main():
     port = free_port()
-    moto = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+    moto = subprocess.Popen([str(VENV_BIN / "python"), str(Path(__file__).with_name("moto_atomic.py")),
+                             "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60

@@ -100,7 +100,8 @@ def keycloak_url():
 def services(with_functions=False):
     out = {
         "moto": {
-            "cmd": [str(VENV_BIN / "moto_server"), "-H", BIND, "-p", str(MOTO_PORT)],
+            "cmd": [str(VENV_BIN / "python"), str(ROOT / "infra" / "local" / "moto_atomic.py"),
+                    "-H", BIND, "-p", str(MOTO_PORT)],
             "port": MOTO_PORT,
             "ready": f"{MOTO_URL}/moto-api/",
             "hint": "MOTO_PORT",

@@ -3,7 +3,7 @@
 //! mistake: a crawl with any failed page deactivates nobody, every suspect is confirmed one by one,
 //! and a mass deactivation waits for approval. Unchanged users are never written.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -194,10 +194,8 @@ async fn crawl(
             set.spawn(async move { (offset, kc.list_users(offset, page, false).await, now_ms()) });
         }
         let mut results = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(r) = r {
-                results.push(r);
-            }
+        while let Some(joined) = set.join_next().await {
+            results.extend(page_read(joined, &mut complete, errors));
         }
         results.sort_by_key(|(offset, _, _)| *offset);
         let mut short = false;
@@ -219,6 +217,26 @@ async fn crawl(
             return (users, complete && any_ok);
         }
         first += concurrency as u32 * page;
+    }
+}
+
+/// One crawl page as its task read it: offset, users, when.
+type PageRead = (u32, Result<Vec<UserRepresentation>, KeycloakError>, i64);
+
+/// A page task's result. A task that panicked or was cancelled is a page nobody read: the crawl
+/// is incomplete, so it deactivates nobody.
+fn page_read(
+    joined: Result<PageRead, tokio::task::JoinError>,
+    complete: &mut bool,
+    errors: &mut Vec<String>,
+) -> Option<PageRead> {
+    match joined {
+        Ok(page) => Some(page),
+        Err(e) => {
+            *complete = false;
+            errors.push(format!("a page task failed: {e}"));
+            None
+        }
     }
 }
 
@@ -346,42 +364,56 @@ pub async fn observe_user(
     Ok(fields_of(rep, Some(&(roles, groups)), attribute_names))
 }
 
-/// Write changed users, `WRITE_CONCURRENCY` at a time, each only if its observation is newer
-/// than what is stored (a login or admin write made meanwhile wins).
+/// What `apply_changes` left undone: whether it got through the list in time, and the users it
+/// did not apply (failed, or never started before the time budget ran out).
+struct Applied {
+    finished: bool,
+    not_applied: Vec<String>,
+}
+
+/// Write changed users, `WRITE_CONCURRENCY` at a time, each only if its observation is newer.
 async fn apply_changes(
     store: &Store,
     changes: Vec<(String, KeycloakFields, Attributes, i64)>,
     counts: &mut SyncCounts,
     errors: &mut Vec<String>,
     req: &SyncRequest,
-) -> bool {
+) -> Applied {
     let mut pending = changes.into_iter();
     let mut set = JoinSet::new();
-    let mut finished = true;
+    let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut applied = Applied {
+        finished: true,
+        not_applied: Vec::new(),
+    };
     loop {
-        while set.len() < WRITE_CONCURRENCY && finished {
+        while set.len() < WRITE_CONCURRENCY && applied.finished {
             if out_of_time(req) {
-                finished = false;
+                applied.finished = false;
                 break;
             }
             let Some((id, fields, business, at)) = pending.next() else {
                 break;
             };
             let store = store.clone();
-            set.spawn(async move {
-                (
-                    id.clone(),
-                    store
-                        .apply_keycloak_fields(&id, &fields, &business, at, now_ms())
-                        .await,
-                )
+            let task_id = id.clone();
+            let handle = set.spawn(async move {
+                store
+                    .apply_keycloak_fields(&task_id, &fields, &business, at, now_ms())
+                    .await
             });
+            running.insert(handle.id(), id);
         }
-        let Some(done) = set.join_next().await else {
+        let Some(done) = set.join_next_with_id().await else {
             break;
         };
-        match done {
-            Ok((_, Ok(outcome))) => {
+        let (task, result) = match done {
+            Ok((task, r)) => (task, r.map_err(|e| e.to_string())),
+            Err(e) => (e.id(), Err(format!("the write task failed: {e}"))),
+        };
+        let id = running.remove(&task).unwrap_or_default();
+        match result {
+            Ok(outcome) => {
                 *match outcome {
                     ApplyOutcome::Created => &mut counts.created,
                     ApplyOutcome::Updated => &mut counts.updated,
@@ -390,22 +422,63 @@ async fn apply_changes(
                     ApplyOutcome::Skipped => &mut counts.skipped_newer,
                 } += 1;
             }
-            Ok((id, Err(e))) => {
-                counts.failed += 1;
-                errors.push(format!("user {id}: {e}"));
-            }
             Err(e) => {
                 counts.failed += 1;
-                errors.push(e.to_string());
+                errors.push(format!("user {id}: {e}"));
+                applied.not_applied.push(id);
             }
         }
     }
-    finished
+    applied.not_applied.extend(pending.map(|(id, ..)| id));
+    applied
 }
 
 enum Deactivation {
     Deleted,
     Disabled(Box<(KeycloakFields, Attributes)>),
+}
+
+/// Apply confirmed deactivations: the record marked missing (deleted in Keycloak) or disabled,
+/// and the user's sessions ended. Answers the users it could not deactivate.
+async fn deactivate(
+    store: &Store,
+    deactivations: Vec<(String, String, Deactivation)>,
+    counts: &mut SyncCounts,
+    errors: &mut Vec<String>,
+    now: i64,
+) -> Result<Vec<String>, Error> {
+    let mut failed = Vec::new();
+    for (id, _, d) in deactivations {
+        let applied = match d {
+            Deactivation::Deleted => store.mark_missing(&id, now).await.map(|done| done as u64),
+            Deactivation::Disabled(fb) => store
+                .apply_keycloak_fields(&id, &fb.0, &fb.1, now, now)
+                .await
+                .map(|o| matches!(o, ApplyOutcome::Updated) as u64),
+        };
+        match applied {
+            Ok(n) => {
+                counts.deactivated += n;
+                store
+                    .end_all_sessions(&id, SessionEnd::UserDeactivated, now)
+                    .await?;
+            }
+            Err(e) => {
+                counts.failed += 1;
+                errors.push(format!("deactivating {id}: {e}"));
+                failed.push(id);
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// The deactivation plan a run shows (dry run, or waiting for approval).
+fn deactivation_plan(deactivations: &[(String, String, Deactivation)]) -> Vec<Value> {
+    deactivations
+        .iter()
+        .map(|(id, username, d)| json!({"id": id, "username": username, "action": match d { Deactivation::Deleted => "delete", Deactivation::Disabled(..) => "disable" }}))
+        .collect()
 }
 
 async fn full(
@@ -504,10 +577,7 @@ async fn full(
     let guard_ok = cfg
         .sync_max_deactivations
         .allows(deactivations.len() as u64, active.max(1));
-    let plan: Vec<Value> = deactivations
-        .iter()
-        .map(|(id, username, d)| json!({"id": id, "username": username, "action": match d { Deactivation::Deleted => "delete", Deactivation::Disabled(..) => "disable" }}))
-        .collect();
+    let plan = deactivation_plan(&deactivations);
     if req.dry_run {
         run.plan =
             Some(json!({"create": new_users.len(), "update": changes.len(), "deactivate": plan}));
@@ -527,7 +597,10 @@ async fn full(
         store.batch_put(items).await?;
         counts.created += chunk.len() as u64;
     }
-    if !apply_changes(store, changes, counts, &mut run.errors, req).await {
+    if !apply_changes(store, changes, counts, &mut run.errors, req)
+        .await
+        .finished
+    {
         hand_over(run);
         return Ok(());
     }
@@ -539,27 +612,7 @@ async fn full(
             deactivations.len()
         ));
     } else {
-        for (id, _, d) in deactivations {
-            let applied = match d {
-                Deactivation::Deleted => store.mark_missing(&id, now).await.map(|done| done as u64),
-                Deactivation::Disabled(fb) => store
-                    .apply_keycloak_fields(&id, &fb.0, &fb.1, now, now)
-                    .await
-                    .map(|o| matches!(o, ApplyOutcome::Updated) as u64),
-            };
-            match applied {
-                Ok(n) => {
-                    counts.deactivated += n;
-                    store
-                        .end_all_sessions(&id, SessionEnd::UserDeactivated, now)
-                        .await?;
-                }
-                Err(e) => {
-                    counts.failed += 1;
-                    run.errors.push(format!("deactivating {id}: {e}"));
-                }
-            }
-        }
+        deactivate(store, deactivations, counts, &mut run.errors, now).await?;
         run.status = if complete {
             SyncStatus::Succeeded
         } else {
@@ -572,6 +625,7 @@ async fn full(
     if run.status == SyncStatus::Succeeded {
         state.last_success_at = Some(now_ms());
         state.event_cursor_ms = Some(run.started_at);
+        state.active_users = Some(active);
     }
     store.put_sync_state(&state).await?;
     Ok(())
@@ -619,8 +673,10 @@ async fn incremental(
     }
     let cursor = state.event_cursor_ms.unwrap_or_default();
     let from = cursor - EVENT_OVERLAP_MS;
+    // This project's own writes come back as admin events authored by its service account.
+    let own = kc.service_account_id().await.ok();
+    let mut named: BTreeMap<String, Named> = BTreeMap::new();
     let mut newest = cursor;
-    let mut users: Vec<String> = Vec::new();
     let mut seen_events = HashSet::new();
     let query = |first: u32, types: Vec<String>| EventQuery {
         date_from_ms: Some(from),
@@ -642,9 +698,15 @@ async fn incremental(
         let key =
             e.id.clone()
                 .unwrap_or_else(|| format!("{}|{}|{}", e.time, e.resource_path, e.operation_type));
-        if seen_events.insert(key) {
-            newest = newest.max(e.time);
-            users.extend(e.user_id().map(str::to_owned));
+        if !seen_events.insert(key) {
+            continue;
+        }
+        newest = newest.max(e.time);
+        if let Some(id) = e.user_id() {
+            named
+                .entry(id.to_owned())
+                .or_insert_with(|| Named::new(e.time))
+                .admin_event(&e, own.as_deref());
         }
     }
     let user_types: Vec<String> = [
@@ -665,48 +727,239 @@ async fn incremental(
         let key =
             e.id.clone()
                 .unwrap_or_else(|| format!("{}|{}|{:?}", e.time, e.kind, e.user_id));
-        if seen_events.insert(key) {
-            newest = newest.max(e.time);
-            users.extend(e.user_id.clone());
+        if !seen_events.insert(key) {
+            continue;
+        }
+        newest = newest.max(e.time);
+        if let Some(id) = e.user_id {
+            named
+                .entry(id)
+                .or_insert_with(|| Named::new(e.time))
+                .needs_read(e.time);
         }
     }
-    let unique: BTreeSet<String> = users.into_iter().collect();
     counts.events += seen_events.len() as u64;
-    counts.seen += unique.len() as u64;
-    let now = now_ms();
+    counts.seen += named.len() as u64;
+    let names = &services.config.user_attributes;
     let mut changes = Vec::new();
-    for id in unique {
-        match kc.get_user(&id).await {
-            Ok(rep) if rep.service_account_client_id.is_none() => {
-                let (f, b) = observe_user(kc, &rep, &services.config.user_attributes).await?;
-                changes.push((id, f, b, now));
+    let mut deactivations = Vec::new();
+    // Users whose events must be read again by the next run: the cursor stays before them.
+    let mut held: Vec<String> = Vec::new();
+    for (id, n) in &named {
+        let stored = match store.get_user(id).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                counts.failed += 1;
+                run.errors.push(format!("user {id}: {e}"));
+                held.push(id.clone());
+                continue;
             }
-            Ok(_) => {}
-            Err(KeycloakError::NotFound) => {
-                if !req.dry_run
-                    && store.get_user(&id).await?.is_some()
-                    && store.mark_missing(&id, now).await?
-                {
-                    counts.deactivated += 1;
-                    store
-                        .end_all_sessions(&id, SessionEnd::UserDeactivated, now)
-                        .await?;
-                }
+        };
+        if n.is_echo_of(stored.as_ref(), names) {
+            counts.echoes += n.echoes;
+            continue;
+        }
+        match judge(services, id, stored.as_ref()).await {
+            Verdict::Apply(fields, business, at) => {
+                changes.push((id.clone(), fields, business, at))
             }
-            Err(e) => return Err(e.into()),
+            Verdict::Deactivate(d) => {
+                let username = stored.map(|u| u.username).unwrap_or_default();
+                deactivations.push((id.clone(), username, d));
+            }
+            Verdict::Nothing => {}
+            Verdict::Unresolved(why) => {
+                counts.unconfirmed += 1;
+                run.errors.push(why);
+                held.push(id.clone());
+            }
         }
     }
     if req.dry_run {
-        run.plan = Some(json!({"update": changes.len()}));
+        run.plan =
+            Some(json!({"update": changes.len(), "deactivate": deactivation_plan(&deactivations)}));
         run.status = SyncStatus::DryRun;
         return Ok(());
     }
-    apply_changes(store, changes, counts, &mut run.errors, req).await;
-    state.event_cursor_ms = Some(newest);
+    let applied = apply_changes(store, changes, counts, &mut run.errors, req).await;
+    held.extend(applied.not_applied);
+    let guard_ok = services.config.sync_max_deactivations.allows(
+        deactivations.len() as u64,
+        state.active_users.unwrap_or(0).max(1),
+    );
+    let waiting = !deactivations.is_empty() && !guard_ok && !req.force;
+    if waiting {
+        run.plan = Some(json!({"deactivate": deactivation_plan(&deactivations)}));
+        run.errors.push(format!(
+            "{} deactivations exceed SYNC_MAX_DEACTIVATIONS; none applied. POST /admin/sync {{\"mode\":\"incremental\",\"force\":true}} applies them",
+            deactivations.len()
+        ));
+        held.extend(deactivations.into_iter().map(|(id, ..)| id));
+    } else {
+        held.extend(deactivate(store, deactivations, counts, &mut run.errors, now_ms()).await?);
+    }
+    // The cursor moves past every event whose user was applied, and no further than the first
+    // event of a user who was not.
+    state.event_cursor_ms = Some(
+        held.iter()
+            .filter_map(|id| named.get(id).map(|n| n.first))
+            .min()
+            .map_or(newest, |first| (first - 1).max(cursor)),
+    );
     state.last_run_id = Some(run.run_id.clone());
     store.put_sync_state(&state).await?;
-    run.status = SyncStatus::Succeeded;
+    run.status = if waiting {
+        SyncStatus::NeedsApproval
+    } else if !held.is_empty() {
+        SyncStatus::Partial
+    } else {
+        SyncStatus::Succeeded
+    };
     Ok(())
+}
+
+/// A user the events of an incremental run name.
+struct Named {
+    /// The time of the user's earliest event in this window.
+    first: i64,
+    /// Some event needs the user read from Keycloak (anything but an echo of our own write).
+    read: bool,
+    /// Admin events of our own writes to this user, and the representation of the latest.
+    echoes: u64,
+    latest_echo: Option<(i64, String)>,
+}
+
+impl Named {
+    fn new(time: i64) -> Self {
+        Named {
+            first: time,
+            read: false,
+            echoes: 0,
+            latest_echo: None,
+        }
+    }
+
+    fn needs_read(&mut self, time: i64) {
+        self.first = self.first.min(time);
+        self.read = true;
+    }
+
+    /// An admin event: an echo when this project's service account wrote the user's
+    /// representation (create, update); anything else is read from Keycloak.
+    fn admin_event(&mut self, e: &crate::keycloak::AdminEvent, own: Option<&str>) {
+        let by_us =
+            own.is_some() && e.auth_details.as_ref().and_then(|a| a.user_id.as_deref()) == own;
+        match &e.representation {
+            Some(rep)
+                if by_us
+                    && e.resource_type == "USER"
+                    && matches!(e.operation_type.as_str(), "CREATE" | "UPDATE") =>
+            {
+                self.first = self.first.min(e.time);
+                self.echoes += 1;
+                if self.latest_echo.as_ref().is_none_or(|(t, _)| e.time >= *t) {
+                    self.latest_echo = Some((e.time, rep.clone()));
+                }
+            }
+            _ => self.needs_read(e.time),
+        }
+    }
+
+    /// Whether every event is our own write and the store already holds what the latest one
+    /// wrote (same content hash, same business attributes): nothing to read or apply.
+    fn is_echo_of(&self, stored: Option<&User>, names: &[String]) -> bool {
+        let (Some(stored), Some((_, rep)), false) = (stored, &self.latest_echo, self.read) else {
+            return false;
+        };
+        let Ok(mut rep) = serde_json::from_str::<Value>(rep) else {
+            return false;
+        };
+        // A root field the write left out (our updates leave out `enabled`) kept its value.
+        if let Some(obj) = rep.as_object_mut() {
+            for (key, value) in [
+                ("id", json!(stored.id)),
+                ("username", json!(stored.username)),
+                ("email", json!(stored.email)),
+                ("firstName", json!(stored.first_name)),
+                ("lastName", json!(stored.last_name)),
+                ("enabled", json!(stored.enabled)),
+                ("emailVerified", json!(stored.email_verified)),
+            ] {
+                obj.entry(key).or_insert(value);
+            }
+        }
+        let Ok(rep) = serde_json::from_value::<UserRepresentation>(rep) else {
+            return false;
+        };
+        let membership = (
+            stored.roles.iter().cloned().collect(),
+            stored.groups.clone(),
+        );
+        let (fields, business) = fields_of(&rep, Some(&membership), names);
+        stored.status != UserStatus::Deleted
+            && fields.content_hash() == stored.kc_hash
+            && business == stored.attributes
+    }
+}
+
+/// How long an incremental run waits before looking again at a user who seems gone or disabled.
+const CONFIRM_DELAY: std::time::Duration = std::time::Duration::from_millis(750);
+
+/// What an incremental run concluded about one user its events name.
+enum Verdict {
+    Apply(KeycloakFields, Attributes, i64),
+    Deactivate(Deactivation),
+    Nothing,
+    /// Not decided now (Keycloak failed, or a 404 its own search contradicts): the user is left
+    /// as they are, and their events are read again by the next run.
+    Unresolved(String),
+}
+
+/// Read a user the events name. One read never locks anyone out: a user active here who looks
+/// deleted or disabled is read again after `CONFIRM_DELAY`, and a second 404 is checked against
+/// the user search by id before the user counts as deleted.
+async fn judge(services: &Services, id: &str, stored: Option<&User>) -> Verdict {
+    let kc = &services.keycloak;
+    let names = &services.config.user_attributes;
+    let observed = |rep: UserRepresentation, deactivating: bool| async move {
+        match observe_user(kc, &rep, names).await {
+            Ok(fb) if deactivating => Verdict::Deactivate(Deactivation::Disabled(Box::new(fb))),
+            Ok((f, b)) => Verdict::Apply(f, b, now_ms()),
+            Err(e) => Verdict::Unresolved(format!("reading {}: {e}", rep.id)),
+        }
+    };
+    let active_here =
+        stored.is_some_and(|u| matches!(u.status, UserStatus::Active | UserStatus::Pending));
+    match kc.get_user(id).await {
+        Ok(rep) if rep.service_account_client_id.is_some() => return Verdict::Nothing,
+        Ok(rep) if rep.enabled || !active_here => return observed(rep, false).await,
+        Ok(_) => {}
+        Err(KeycloakError::NotFound) if !active_here => {
+            let known = stored.is_some_and(|u| u.status != UserStatus::Deleted);
+            return if known {
+                Verdict::Deactivate(Deactivation::Deleted)
+            } else {
+                Verdict::Nothing
+            };
+        }
+        Err(KeycloakError::NotFound) => {}
+        Err(e) => return Verdict::Unresolved(format!("reading {id}: {e}")),
+    }
+    tokio::time::sleep(CONFIRM_DELAY).await;
+    match kc.get_user(id).await {
+        Ok(rep) => {
+            let disabled = !rep.enabled;
+            observed(rep, disabled).await
+        }
+        Err(KeycloakError::NotFound) => match kc.found_by_search(id).await {
+            Ok(false) => Verdict::Deactivate(Deactivation::Deleted),
+            Ok(true) => Verdict::Unresolved(format!(
+                "{id}: not found by id, but the user search finds it; left as it is"
+            )),
+            Err(e) => Verdict::Unresolved(format!("confirming {id}: {e}")),
+        },
+        Err(e) => Verdict::Unresolved(format!("confirming {id}: {e}")),
+    }
 }
 
 /// One CloudWatch Embedded Metric Format line per run (Lambda sends stdout to CloudWatch Logs,
@@ -754,6 +1007,21 @@ mod tests {
     use super::*;
 
     use crate::store::SyncMode;
+
+    #[tokio::test]
+    async fn a_crawl_page_task_that_panics_makes_the_crawl_incomplete() {
+        let joined = tokio::spawn(async {
+            if true {
+                panic!("a page task panicked");
+            }
+            (0u32, Ok(Vec::new()), 0i64)
+        })
+        .await;
+        let (mut complete, mut errors) = (true, Vec::new());
+        assert!(page_read(joined, &mut complete, &mut errors).is_none());
+        assert!(!complete);
+        assert!(errors[0].contains("page task failed"), "{errors:?}");
+    }
 
     #[test]
     fn the_metrics_line_is_embedded_metric_format() {

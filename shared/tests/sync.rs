@@ -693,3 +693,364 @@ fn the_hand_over_leaves_a_minute_or_a_fifth_of_the_time() {
     assert_eq!(stop_writing_at(900_000, 0), 840_000);
     assert_eq!(stop_writing_at(30_000, 0), 24_000);
 }
+
+fn incremental() -> SyncRequest {
+    SyncRequest {
+        mode: Mode::Incremental,
+        ..full()
+    }
+}
+
+impl Setup {
+    /// A full run, so that incremental runs have a cursor (and the guard an active count).
+    async fn synced(vars: &[(&str, &str)]) -> Setup {
+        let s = setup(vars).await;
+        let r = run(&s.services, full()).await.unwrap();
+        assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
+        s
+    }
+
+    async fn rename(&self, id: &str, last_name: &str) {
+        self.services
+            .keycloak
+            .update_user(
+                id,
+                &UserUpdate {
+                    last_name: Some(last_name.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn cursor(&self) -> Option<i64> {
+        self.services
+            .store
+            .sync_state()
+            .await
+            .unwrap()
+            .event_cursor_ms
+    }
+
+    /// The time of the newest admin event on a user, as Keycloak stored it.
+    async fn last_event_at(&self, id: &str) -> i64 {
+        let events = self
+            .services
+            .keycloak
+            .admin_events(&user_sync::keycloak::EventQuery {
+                types: vec!["USER".into()],
+                max: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        events
+            .iter()
+            .filter(|e| e.user_id() == Some(id))
+            .map(|e| e.time)
+            .max()
+            .unwrap()
+    }
+
+    /// Set one attribute of a user's stored item to a string, behind the store's back.
+    async fn corrupt(&self, id: &str, attribute: &str, value: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        common::dynamodb()
+            .update_item()
+            .table_name(self.services.store.table_name())
+            .key("pk", AttributeValue::S(format!("USER#{id}")))
+            .key("sk", AttributeValue::S("PROFILE".into()))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", AttributeValue::S(value.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_incremental_run_out_of_time_before_a_write_leaves_the_cursor_and_the_next_run_applies_it(
+) {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    s.rename(&carol, "Retried").await;
+    let renamed_at = s.last_event_at(&carol).await;
+    let late = run(
+        &s.services,
+        SyncRequest {
+            deadline_ms: Some(user_sync::store::now_ms() - 1),
+            ..incremental()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status(&late).as_str(), count(&late, "updated")),
+        ("partial", 0),
+        "{:?}",
+        late.errors
+    );
+    assert_eq!(
+        s.cursor().await,
+        Some(renamed_at - 1),
+        "the cursor stopped just before carol's event"
+    );
+    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("User"));
+    let next = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
+    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
+    assert!(s.cursor().await >= Some(renamed_at));
+}
+
+#[tokio::test]
+async fn a_user_whose_record_cannot_be_read_or_written_is_listed_and_read_again_next_run() {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    let version = s.local("carol").await.version;
+    // The stored item is no longer what the store wrote: DynamoDB and the store refuse it.
+    s.corrupt(&carol, "version", "not-a-number").await;
+    s.rename(&carol, "Retried").await;
+    let failed = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(
+        (status(&failed).as_str(), count(&failed, "failed")),
+        ("partial", 1),
+        "{:?}",
+        failed.errors
+    );
+    assert!(
+        failed.errors.iter().any(|e| e.contains(&carol)),
+        "{:?}",
+        failed.errors
+    );
+    let renamed_at = s.last_event_at(&carol).await;
+    assert_eq!(s.cursor().await, Some(renamed_at - 1));
+    common::dynamodb()
+        .update_item()
+        .table_name(s.services.store.table_name())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{carol}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()),
+        )
+        .update_expression("SET version = :v")
+        .expression_attribute_values(
+            ":v",
+            aws_sdk_dynamodb::types::AttributeValue::N(version.to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let next = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
+    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
+}
+
+#[tokio::test]
+async fn a_single_404_in_an_incremental_run_leaves_the_user_active_and_their_sessions_alive() {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    s.services
+        .store
+        .put_session(&session(&carol, "open"))
+        .await
+        .unwrap();
+    s.rename(&carol, "StillHere").await;
+    let blip = s
+        .realm
+        .fault(
+            json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{carol}"),
+            "status": 404, "body": {"error": "User not found"}, "times": 1}),
+        )
+        .await;
+    let r = run(&s.services, incremental()).await.unwrap();
+    assert!(s.realm.spent(&blip).await, "the first read was the 404");
+    assert_eq!(
+        (
+            status(&r).as_str(),
+            count(&r, "deactivated"),
+            count(&r, "updated")
+        ),
+        ("succeeded", 0, 1),
+        "{:?}",
+        r.errors
+    );
+    let local = s.local("carol").await;
+    assert_eq!(
+        (local.status, local.last_name.as_deref()),
+        (UserStatus::Active, Some("StillHere"))
+    );
+    let open = s
+        .services
+        .store
+        .get_session(&carol, "open")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(open.ended_at.is_none());
+}
+
+#[tokio::test]
+async fn a_404_the_user_search_contradicts_leaves_the_user_as_they_were_and_is_read_again() {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    s.services
+        .store
+        .put_session(&session(&carol, "open"))
+        .await
+        .unwrap();
+    s.rename(&carol, "Later").await;
+    s.realm
+        .fault(
+            json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{carol}"),
+            "status": 404, "body": {"error": "User not found"}, "times": 2}),
+        )
+        .await;
+    let r = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(
+        (
+            status(&r).as_str(),
+            count(&r, "deactivated"),
+            count(&r, "unconfirmed")
+        ),
+        ("partial", 0, 1),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(s.local("carol").await.status, UserStatus::Active);
+    let open = s
+        .services
+        .store
+        .get_session(&carol, "open")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(open.ended_at.is_none());
+    assert_eq!(s.cursor().await, Some(s.last_event_at(&carol).await - 1));
+    let next = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
+    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Later"));
+}
+
+#[tokio::test]
+async fn a_user_deleted_in_keycloak_is_deactivated_by_an_incremental_run_once_confirmed() {
+    let s = Setup::synced(&[]).await;
+    let bob = s.id_of("bob").await;
+    s.services.keycloak.delete_user(&bob).await.unwrap();
+    let r = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(
+        (status(&r).as_str(), count(&r, "deactivated")),
+        ("succeeded", 1),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(
+        s.services
+            .store
+            .get_user(&bob)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        UserStatus::Deleted
+    );
+}
+
+#[tokio::test]
+async fn incremental_deactivations_above_the_guard_wait_for_approval_and_keep_their_events() {
+    let s = Setup::synced(&[("SYNC_MAX_DEACTIVATIONS", "1,100%")]).await;
+    let (bob, carol) = (s.id_of("bob").await, s.id_of("carol").await);
+    for id in [&bob, &carol] {
+        s.services.keycloak.delete_user(id).await.unwrap();
+    }
+    let r = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(
+        (status(&r).as_str(), count(&r, "deactivated")),
+        ("needs_approval", 0),
+        "{:?}",
+        r.errors
+    );
+    let first_delete = s
+        .last_event_at(&bob)
+        .await
+        .min(s.last_event_at(&carol).await);
+    assert_eq!(s.cursor().await, Some(first_delete - 1));
+    let store = &s.services.store;
+    assert_eq!(
+        store.get_user(&bob).await.unwrap().unwrap().status,
+        UserStatus::Active
+    );
+    let forced = run(
+        &s.services,
+        SyncRequest {
+            force: true,
+            ..incremental()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status(&forced).as_str(), count(&forced, "deactivated")),
+        ("succeeded", 2),
+        "{:?}",
+        forced.errors
+    );
+}
+
+#[tokio::test]
+async fn the_projects_own_writes_come_back_as_echoes_and_are_not_read_again() {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    // Written by this project's service client, then applied to the store (as an admin PATCH
+    // does): the admin event is an echo of a change already applied.
+    s.rename(&carol, "Echo").await;
+    let full_run = run(&s.services, full()).await.unwrap();
+    assert_eq!(count(&full_run, "updated"), 1, "{:?}", full_run.errors);
+    let reads = s
+        .realm
+        .fault(json!({"method": "GET",
+        "path": format!("/admin/realms/{{realm}}/users/{carol}"), "latencyMs": 0}))
+        .await;
+    let r = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(
+        (
+            status(&r).as_str(),
+            count(&r, "echoes"),
+            count(&r, "updated")
+        ),
+        ("succeeded", 1, 0),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(
+        s.realm.hits(&reads).await,
+        0,
+        "the echo was not read from Keycloak"
+    );
+}
+
+#[tokio::test]
+async fn an_own_write_the_store_does_not_hold_yet_is_read_and_applied() {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    s.rename(&carol, "NotYetStored").await;
+    let r = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(
+        (
+            status(&r).as_str(),
+            count(&r, "echoes"),
+            count(&r, "updated")
+        ),
+        ("succeeded", 0, 1),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(
+        s.local("carol").await.last_name.as_deref(),
+        Some("NotYetStored")
+    );
+}

@@ -637,6 +637,30 @@ impl KeycloakClient {
             .find(|u| u.username == username.to_lowercase()))
     }
 
+    /// Whether Keycloak's user search finds this id (`search=id:<id>`, contract §3): a second
+    /// opinion on a 404 before anyone is deactivated over it.
+    pub async fn found_by_search(&self, id: &str) -> Result<bool, KeycloakError> {
+        let found: Vec<UserRepresentation> = self
+            .admin_get(
+                "/users",
+                &[
+                    ("search".into(), format!("id:{id}")),
+                    ("briefRepresentation".into(), "true".into()),
+                ],
+            )
+            .await?;
+        Ok(found.iter().any(|u| u.id == id))
+    }
+
+    /// The user id of the service client's service account: the author Keycloak records on the
+    /// admin events of this project's own writes. Read from the `sub` of its own token.
+    pub async fn service_account_id(&self) -> Result<String, KeycloakError> {
+        let token = self.service_token().await?;
+        super::unverified_claims(&token)
+            .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| KeycloakError::Protocol("the service token has no sub".into()))
+    }
+
     /// One page of users, ordered by username (service accounts excluded by Keycloak).
     pub async fn list_users(
         &self,

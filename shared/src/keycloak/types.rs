@@ -237,6 +237,23 @@ pub struct AdminEvent {
     pub resource_type: String,
     #[serde(default)]
     pub resource_path: String,
+    /// Who made the change.
+    #[serde(default)]
+    pub auth_details: Option<AuthDetails>,
+    /// The representation sent, as JSON text (only with `adminEventsDetailsEnabled`).
+    #[serde(default)]
+    pub representation: Option<String>,
+}
+
+/// The author of an admin event: `userId` is the acting user (a service account's user for a
+/// client's own calls), `clientId` the client's internal id.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthDetails {
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
 }
 
 impl AdminEvent {
@@ -356,6 +373,8 @@ mod tests {
             operation_type: "ACTION".into(),
             resource_type: "USER".into(),
             resource_path: "users/abc/reset-password".into(),
+            auth_details: None,
+            representation: None,
         };
         assert_eq!(e.user_id(), Some("abc"));
     }

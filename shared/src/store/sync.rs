@@ -22,6 +22,10 @@ pub struct SyncState {
     pub event_cursor_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_id: Option<String>,
+    /// Active local users after the last complete full run: what the deactivation guard's share
+    /// is of, for incremental runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_users: Option<u64>,
 }
 
 /// What a run reconciles.
@@ -87,6 +91,11 @@ pub struct SyncCounts {
     pub only_local: u64,
     /// Keycloak events read (incremental).
     pub events: u64,
+    /// Admin events of this project's own writes, already applied: skipped without a re-read.
+    pub echoes: u64,
+    /// Users who looked gone or disabled but were not confirmed so: left as they were, and
+    /// their events read again by the next run.
+    pub unconfirmed: u64,
     /// Keycloak users and sessions removed by repairs.
     pub repaired: u64,
     pub repairs_open: u64,

@@ -294,6 +294,17 @@ impl Realm {
 
     /// How many requests a fault rule has affected.
     pub async fn hits(&self, rule_id: &str) -> u64 {
+        self.fault_rule(rule_id)
+            .await
+            .map_or(0, |r| r["hits"].as_u64().unwrap())
+    }
+
+    /// Whether a rule with `times` has been used up (the emulator drops it then).
+    pub async fn spent(&self, rule_id: &str) -> bool {
+        self.fault_rule(rule_id).await.is_none()
+    }
+
+    async fn fault_rule(&self, rule_id: &str) -> Option<Value> {
         let rules: Value = self
             .http
             .get(format!("{}/_emulator/faults", emulator()))
@@ -308,8 +319,7 @@ impl Realm {
             .unwrap()
             .iter()
             .find(|r| r["id"] == rule_id)
-            .map(|r| r["hits"].as_u64().unwrap())
-            .unwrap_or(0)
+            .cloned()
     }
 
     /// Grant (`POST`) or take back (`DELETE`) a realm role, as an admin would in Keycloak.

@@ -384,33 +384,31 @@ pub async fn raw_items(
     out.items.unwrap_or_default()
 }
 
+/// A client of one AWS SDK crate for this stack's moto.
+macro_rules! moto_client {
+    ($sdk:ident) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .endpoint_url(&stack().moto)
+                .region($sdk::config::Region::new("us-east-1"))
+                .credentials_provider($sdk::config::Credentials::new(
+                    "local", "local", None, None, "e2e",
+                ))
+                .build(),
+        )
+    };
+}
+
 /// A DynamoDB client for moto.
 pub fn dynamodb() -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(&stack().moto)
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "e2e",
-            ))
-            .build(),
-    )
+    moto_client!(aws_sdk_dynamodb)
 }
 
 /// The messages waiting in a moto SQS queue (named after its logical id in template.yaml),
 /// taken off the queue.
 pub async fn queue_messages(queue: &str) -> Vec<Value> {
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .endpoint_url(&stack().moto)
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "local", "local", None, None, "e2e",
-            ))
-            .build(),
-    );
+    let sqs: aws_sdk_sqs::Client = moto_client!(aws_sdk_sqs);
     let url = sqs
         .get_queue_url()
         .queue_name(queue)

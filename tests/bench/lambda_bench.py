@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""`make bench-lambda` (part of `make bench`): what a function costs before and while it serves.
+
+1. Cold start, per function: the stripped arm64 `bootstrap` size (what Lambda loads, from
+   `make lambda-artifacts`), and for the same code built natively with the same profile
+   (`cargo build --profile artifact`: this machine is x86_64, and qemu would time the emulator, not
+   the code): time from process start to its first poll of `/next` (INIT: config, the secret read
+   from moto, the SDK and Keycloak clients built and warmed) and its resident memory then; the
+   median of N starts (BENCH_STARTS, default 11), each a new process against a local Runtime API.
+2. Login overhead: `POST /auth/login` through the same release login-sync processes (one per
+   request in flight, as Lambda runs one request per instance) minus the bare Keycloak token call
+   it makes, p50/p99 over BENCH_LOGINS requests (default 200), sequential and 16 in flight.
+
+moto and the Keycloak emulator run as `make up` starts them (free ports, a scratch DEV_DIR).
+Prints Markdown tables.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "stack"))
+from runtime_api import RuntimeApi, http_event  # noqa: E402
+
+STARTS = int(os.environ.get("BENCH_STARTS", "11"))
+LOGINS = int(os.environ.get("BENCH_LOGINS", "200"))
+IN_FLIGHT = 16
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/Cargo.toml"))
+LOGIN_SECRET = "dev-only-user-sync-secret-not-for-production"  # the demo realm's dev secret
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Stack:
+    """moto and the emulator, as `make up` starts them."""
+
+    def __init__(self):
+        self.dev = tempfile.mkdtemp(prefix="bench-lambda-")
+        self.env = dict(os.environ, KEYCLOAK_PORT=str(free_port()), MOTO_PORT=str(free_port()),
+                        DEV_DIR=self.dev, TABLE_NAME="bench-lambda")
+        self.env.pop("KEYCLOAK_URL", None)
+        subprocess.run([sys.executable, str(ROOT / "infra/local/stack.py"), "up"], env=self.env,
+                       check=True, stdout=subprocess.DEVNULL)
+        self.keycloak = f"http://127.0.0.1:{self.env['KEYCLOAK_PORT']}"
+        self.moto = f"http://127.0.0.1:{self.env['MOTO_PORT']}"
+
+    def function_env(self, binary):
+        manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
+        own = manifest["package"]["metadata"]["lambda"]["watch"]["env"]
+        return {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local", "AWS_ENDPOINT_URL": self.moto,
+            "KEYCLOAK_URL": self.keycloak, "KEYCLOAK_REALM": "demo",
+            "TABLE_NAME": "bench-lambda", "JWT_AUDIENCE": "user-sync",
+            **{k: v for k, v in own.items() if k.startswith("KEYCLOAK_")},
+        }
+
+    def down(self):
+        subprocess.run([sys.executable, str(ROOT / "infra/local/stack.py"), "down"], env=self.env,
+                       stdout=subprocess.DEVNULL)
+
+
+class Instance:
+    """One function process against its own Runtime API, started and through INIT."""
+
+    def __init__(self, stack, binary):
+        self.api = RuntimeApi()
+        self.proc = None
+        self.rss_at_init = None
+        self.api.on_first_poll = self.read_rss
+        env = {**stack.function_env(binary), **self.api.environment(binary)}
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(ROOT / "target" / "artifact" / binary)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self.api.wait_for_init(30):
+            self.stop()
+            raise RuntimeError(f"{binary} did not finish INIT: {self.api.init_error}")
+        self.init_ms = (self.api.first_poll_at - self.started) * 1000
+
+    def read_rss(self):
+        # Called by the Runtime API on the first poll; the process is then blocked on /next.
+        while self.proc is None:
+            time.sleep(0.0001)
+        self.rss_at_init = rss_mib(self.proc.pid)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.api.close()
+
+
+def cold_starts(stack):
+    rows = []
+    for binary in FUNCTIONS:
+        inits, rss = [], []
+        for _ in range(STARTS):
+            instance = Instance(stack, binary)
+            inits.append(instance.init_ms)
+            rss.append(instance.rss_at_init)
+            instance.stop()
+        arm64 = ROOT / "target" / "lambda" / binary / "bootstrap"
+        native = ROOT / "target" / "artifact" / binary
+        rows.append((binary, arm64.stat().st_size / 1e6 if arm64.exists() else float("nan"),
+                     native.stat().st_size / 1e6, statistics.median(inits), min(inits),
+                     max(inits), statistics.median(rss)))
+    return rows
+
+
+def token_call(stack):
+    body = urllib.parse.urlencode({
+        "grant_type": "password", "client_id": "user-sync", "client_secret": LOGIN_SECRET,
+        "username": "alice", "password": "alice-dev-password", "scope": "openid"}).encode()
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"{stack.keycloak}/realms/demo/protocol/openid-connect/token",
+                                data=body, timeout=30) as r:
+        r.read()
+    return (time.perf_counter() - started) * 1000
+
+
+def login_call(instance, n):
+    event = http_event("POST", "/auth/login", {"username": "alice", "password": "alice-dev-password"})
+    # Each request from an address of its own: the per-IP abuse limits are not what is measured.
+    event["requestContext"]["http"]["sourceIp"] = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+    started = time.perf_counter()
+    kind, answer = instance.api.invoke(event)
+    elapsed = (time.perf_counter() - started) * 1000
+    if kind != "response" or answer.get("statusCode") != 200:
+        raise RuntimeError(f"login failed: {kind} {json.dumps(answer)[:300]}")
+    return elapsed
+
+
+def timed(calls, workers):
+    """Latencies of `calls` (functions of a worker index and a request number), `workers` at once."""
+    results = [None] * len(calls)
+    counter = iter(range(len(calls)))
+    lock = threading.Lock()
+
+    def work(worker):
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            results[n] = calls[n](worker, n)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, range(workers)))
+    return results
+
+
+def login_overhead(stack):
+    rows = []
+    for workers in (1, IN_FLIGHT):
+        instances = [Instance(stack, "login-sync") for _ in range(workers)]
+        try:
+            warm = timed([lambda w, n: login_call(instances[w], n)] * workers, workers)  # noqa: F841
+            logins = timed([lambda w, n: login_call(instances[w], n + 1000)] * LOGINS, workers)
+            tokens = timed([lambda w, n: token_call(stack)] * LOGINS, workers)
+        finally:
+            for i in instances:
+                i.stop()
+        rows.append((workers, percentile(logins, 50), percentile(logins, 99),
+                     percentile(tokens, 50), percentile(tokens, 99)))
+    return rows
+
+
+def main():
+    subprocess.run(["cargo", "build", "--quiet", "--profile", "artifact",
+                    *[a for f in FUNCTIONS for a in ("-p", f)]], cwd=ROOT, check=True)
+    stack = Stack()
+    try:
+        starts = cold_starts(stack)
+        logins = login_overhead(stack)
+    finally:
+        stack.down()
+    print(f"\nCold start, median of {STARTS} starts (INIT = process start to the first /next poll):\n")
+    print("| function | arm64 bootstrap (MB) | x86_64 build (MB) | INIT median (ms) | min | max | RSS at INIT (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for b, arm, native, med, lo, hi, rss in starts:
+        print(f"| {b} | {arm:.2f} | {native:.2f} | {med:.1f} | {lo:.1f} | {hi:.1f} | {rss:.1f} |")
+    print(f"\nPOST /auth/login through the release login-sync, {LOGINS} requests, vs the bare token call:\n")
+    print("| in flight | login p50 (ms) | login p99 | token call p50 | token call p99 | overhead p50 | overhead p99 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, l50, l99, t50, t99 in logins:
+        print(f"| {workers} | {l50:.1f} | {l99:.1f} | {t50:.1f} | {t99:.1f} | {l50 - t50:.1f} | {l99 - t99:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
