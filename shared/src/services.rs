@@ -141,11 +141,13 @@ impl Services {
     }
 
     /// Best effort: a failure here is logged, and the request that needs the resource retries.
+    /// The service token and the JWKS are fetched at once: INIT waits for the slower one only.
     pub async fn warm_up(&self) {
-        if let Err(e) = self.keycloak.warm_up().await {
+        let (token, keys) = tokio::join!(self.keycloak.warm_up(), self.bearer.warm_up());
+        if let Err(e) = token {
             tracing::warn!(error = %e, "warm-up: no Keycloak credentials yet");
         }
-        if let Err(e) = self.bearer.warm_up().await {
+        if let Err(e) = keys {
             tracing::warn!(error = %e, "warm-up: no JWKS yet");
         }
     }

@@ -38,7 +38,9 @@ STARTS = int(os.environ.get("BENCH_STARTS", "11"))
 LOGINS = int(os.environ.get("BENCH_LOGINS", "200"))
 IN_FLIGHT = 16
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/Cargo.toml"))
-LOGIN_SECRET = "dev-only-user-sync-secret-not-for-production"  # the demo realm's dev secret
+# The demo realm's dev secrets (infra/keycloak/realm.json), public by design.
+LOGIN_SECRET = "dev-only-user-sync-secret-not-for-production"
+ADMIN_SECRET = "dev-only-user-sync-admin-secret-not-for-production"
 
 
 def free_port():
@@ -52,6 +54,12 @@ def rss_mib(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_ms(pid):
+    """User + system CPU time a process has used, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values, p):
@@ -81,6 +89,8 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "local", "AWS_ENDPOINT_URL": self.moto,
             "KEYCLOAK_URL": self.keycloak, "KEYCLOAK_REALM": "demo",
             "TABLE_NAME": "bench-lambda", "JWT_AUDIENCE": "user-sync",
+            # As template.yaml sets it (there Amazon Linux's bundle): one CA file, no directory scan.
+            "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
             **{k: v for k, v in own.items() if k.startswith("KEYCLOAK_")},
         }
 
@@ -135,10 +145,11 @@ def cold_starts(stack):
     return rows
 
 
-def token_call(stack):
+def token_call(stack, user):
+    username, password = user
     body = urllib.parse.urlencode({
         "grant_type": "password", "client_id": "user-sync", "client_secret": LOGIN_SECRET,
-        "username": "alice", "password": "alice-dev-password", "scope": "openid"}).encode()
+        "username": username, "password": password, "scope": "openid"}).encode()
     started = time.perf_counter()
     with urllib.request.urlopen(f"{stack.keycloak}/realms/demo/protocol/openid-connect/token",
                                 data=body, timeout=30) as r:
@@ -146,8 +157,32 @@ def token_call(stack):
     return (time.perf_counter() - started) * 1000
 
 
-def login_call(instance, n):
-    event = http_event("POST", "/auth/login", {"username": "alice", "password": "alice-dev-password"})
+def bench_users(stack, count):
+    """`count` users with passwords, created through the admin API: one per request in flight,
+    since the login throttle counts an account's attempts in flight (as it should)."""
+    body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "user-sync-admin",
+                                   "client_secret": ADMIN_SECRET}).encode()
+    with urllib.request.urlopen(f"{stack.keycloak}/realms/demo/protocol/openid-connect/token",
+                                data=body, timeout=30) as r:
+        token = json.loads(r.read())["access_token"]
+    users = []
+    for i in range(count):
+        name = f"bench-{i}"
+        user = {"username": name, "email": f"{name}@example.org", "enabled": True,
+                "firstName": "Bench", "lastName": str(i),
+                "credentials": [{"type": "password", "value": f"{name}-password", "temporary": False}]}
+        request = urllib.request.Request(f"{stack.keycloak}/admin/realms/demo/users",
+                                         data=json.dumps(user).encode(), method="POST",
+                                         headers={"authorization": f"Bearer {token}",
+                                                  "content-type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).read()
+        users.append((name, f"{name}-password"))
+    return users
+
+
+def login_call(instance, n, user):
+    username, password = user
+    event = http_event("POST", "/auth/login", {"username": username, "password": password})
     # Each request from an address of its own: the per-IP abuse limits are not what is measured.
     event["requestContext"]["http"]["sourceIp"] = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
     started = time.perf_counter()
@@ -179,27 +214,50 @@ def timed(calls, workers):
 
 def login_overhead(stack):
     rows = []
+    users = bench_users(stack, IN_FLIGHT)
     for workers in (1, IN_FLIGHT):
         instances = [Instance(stack, "login-sync") for _ in range(workers)]
         try:
-            warm = timed([lambda w, n: login_call(instances[w], n)] * workers, workers)  # noqa: F841
-            logins = timed([lambda w, n: login_call(instances[w], n + 1000)] * LOGINS, workers)
-            tokens = timed([lambda w, n: token_call(stack)] * LOGINS, workers)
+            # Worker w signs in as users[w] only; the first round warms each instance up.
+            timed([lambda w, n: login_call(instances[w], n, users[w])] * workers, workers)
+            cpu_before = sum(cpu_ms(i.proc.pid) for i in instances)
+            logins = timed([lambda w, n: login_call(instances[w], n + 1000, users[w])] * LOGINS,
+                           workers)
+            cpu = (sum(cpu_ms(i.proc.pid) for i in instances) - cpu_before) / LOGINS
+            tokens = timed([lambda w, n: token_call(stack, users[w])] * LOGINS, workers)
+            writes = timed([lambda w, n: moto_write(stack, w)] * LOGINS, workers)
         finally:
             for i in instances:
                 i.stop()
         rows.append((workers, percentile(logins, 50), percentile(logins, 99),
-                     percentile(tokens, 50), percentile(tokens, 99)))
+                     percentile(tokens, 50), percentile(tokens, 99), cpu,
+                     percentile(writes, 50)))
     return rows
+
+
+def moto_write(stack, worker):
+    """One DynamoDB UpdateItem against moto: what each of a login's store writes costs here."""
+    body = json.dumps({"TableName": "bench-lambda", "Key": {"pk": {"S": f"BENCH#{worker}"},
+                       "sk": {"S": "X"}}, "UpdateExpression": "ADD n :one",
+                       "ExpressionAttributeValues": {":one": {"N": "1"}}}).encode()
+    request = urllib.request.Request(stack.moto, data=body, method="POST", headers={
+        "content-type": "application/x-amz-json-1.0",
+        "x-amz-target": "DynamoDB_20120810.UpdateItem",
+        "authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    started = time.perf_counter()
+    urllib.request.urlopen(request, timeout=30).read()
+    return (time.perf_counter() - started) * 1000
 
 
 def main():
     subprocess.run(["cargo", "build", "--quiet", "--profile", "artifact",
                     *[a for f in FUNCTIONS for a in ("-p", f)]], cwd=ROOT, check=True)
+    parts = os.environ.get("BENCH_LAMBDA_PARTS", "cold,login").split(",")
     stack = Stack()
     try:
-        starts = cold_starts(stack)
-        logins = login_overhead(stack)
+        starts = cold_starts(stack) if "cold" in parts else []
+        logins = login_overhead(stack) if "login" in parts else []
     finally:
         stack.down()
     print(f"\nCold start, median of {STARTS} starts (INIT = process start to the first /next poll):\n")
@@ -208,10 +266,10 @@ def main():
     for b, arm, native, med, lo, hi, rss in starts:
         print(f"| {b} | {arm:.2f} | {native:.2f} | {med:.1f} | {lo:.1f} | {hi:.1f} | {rss:.1f} |")
     print(f"\nPOST /auth/login through the release login-sync, {LOGINS} requests, vs the bare token call:\n")
-    print("| in flight | login p50 (ms) | login p99 | token call p50 | token call p99 | overhead p50 | overhead p99 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for workers, l50, l99, t50, t99 in logins:
-        print(f"| {workers} | {l50:.1f} | {l99:.1f} | {t50:.1f} | {t99:.1f} | {l50 - t50:.1f} | {l99 - t99:.1f} |")
+    print("| in flight | login p50 (ms) | login p99 | token call p50 | token call p99 | overhead p50 | overhead p99 | function CPU per login (ms) | one moto UpdateItem p50 (ms) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, l50, l99, t50, t99, cpu, w50 in logins:
+        print(f"| {workers} | {l50:.1f} | {l99:.1f} | {t50:.1f} | {t99:.1f} | {l50 - t50:.1f} | {l99 - t99:.1f} | {cpu:.2f} | {w50:.1f} |")
 
 
 if __name__ == "__main__":
