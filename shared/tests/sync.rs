@@ -5,6 +5,7 @@
 
 mod common;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use user_sync::keycloak::UserUpdate;
 use user_sync::services::Services;
@@ -753,9 +754,8 @@ impl Setup {
             .unwrap()
     }
 
-    /// Set one attribute of a user's stored item to a string, behind the store's back.
-    async fn corrupt(&self, id: &str, attribute: &str, value: &str) {
-        use aws_sdk_dynamodb::types::AttributeValue;
+    /// Set one attribute of a user's stored item, behind the store's back.
+    async fn set_raw(&self, id: &str, attribute: &str, value: AttributeValue) {
         common::dynamodb()
             .update_item()
             .table_name(self.services.store.table_name())
@@ -763,10 +763,20 @@ impl Setup {
             .key("sk", AttributeValue::S("PROFILE".into()))
             .update_expression("SET #a = :v")
             .expression_attribute_names("#a", attribute)
-            .expression_attribute_values(":v", AttributeValue::S(value.into()))
+            .expression_attribute_values(":v", value)
             .send()
             .await
             .unwrap();
+    }
+
+    async fn stored_status(&self, id: &str) -> UserStatus {
+        self.services
+            .store
+            .get_user(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
     }
 }
 
@@ -810,7 +820,8 @@ async fn a_user_whose_record_cannot_be_read_or_written_is_listed_and_read_again_
     let carol = s.id_of("carol").await;
     let version = s.local("carol").await.version;
     // The stored item is no longer what the store wrote: DynamoDB and the store refuse it.
-    s.corrupt(&carol, "version", "not-a-number").await;
+    s.set_raw(&carol, "version", AttributeValue::S("not-a-number".into()))
+        .await;
     s.rename(&carol, "Retried").await;
     let failed = run(&s.services, incremental()).await.unwrap();
     assert_eq!(
@@ -826,25 +837,8 @@ async fn a_user_whose_record_cannot_be_read_or_written_is_listed_and_read_again_
     );
     let renamed_at = s.last_event_at(&carol).await;
     assert_eq!(s.cursor().await, Some(renamed_at - 1));
-    common::dynamodb()
-        .update_item()
-        .table_name(s.services.store.table_name())
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{carol}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()),
-        )
-        .update_expression("SET version = :v")
-        .expression_attribute_values(
-            ":v",
-            aws_sdk_dynamodb::types::AttributeValue::N(version.to_string()),
-        )
-        .send()
-        .await
-        .unwrap();
+    s.set_raw(&carol, "version", AttributeValue::N(version.to_string()))
+        .await;
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
     assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
@@ -948,16 +942,7 @@ async fn a_user_deleted_in_keycloak_is_deactivated_by_an_incremental_run_once_co
         "{:?}",
         r.errors
     );
-    assert_eq!(
-        s.services
-            .store
-            .get_user(&bob)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        UserStatus::Deleted
-    );
+    assert_eq!(s.stored_status(&bob).await, UserStatus::Deleted);
 }
 
 #[tokio::test]
@@ -979,11 +964,7 @@ async fn incremental_deactivations_above_the_guard_wait_for_approval_and_keep_th
         .await
         .min(s.last_event_at(&carol).await);
     assert_eq!(s.cursor().await, Some(first_delete - 1));
-    let store = &s.services.store;
-    assert_eq!(
-        store.get_user(&bob).await.unwrap().unwrap().status,
-        UserStatus::Active
-    );
+    assert_eq!(s.stored_status(&bob).await, UserStatus::Active);
     let forced = run(
         &s.services,
         SyncRequest {
