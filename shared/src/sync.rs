@@ -15,8 +15,8 @@ use crate::keycloak::{EventQuery, KeycloakClient, KeycloakError, UserRepresentat
 use crate::profile::{attributes_of_user, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, KeycloakFields, SessionEnd, Store, SyncCounts, SyncRun, SyncStatus, User,
-    UserStatus, MISSING_IN_KEYCLOAK,
+    now_ms, ApplyOutcome, KeycloakFields, RunCost, SessionEnd, Store, SyncCounts, SyncRun,
+    SyncStatus, User, UserStatus, MISSING_IN_KEYCLOAK,
 };
 use crate::users::is_technical_role;
 
@@ -79,9 +79,11 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
         counts: SyncCounts::default(),
         plan: None,
         errors: Vec::new(),
+        cost: RunCost::default(),
         expires_at: started / 1000 + RUN_RETENTION_S,
     };
     let store = &services.store;
+    let (capacity_before, requests_before) = (store.consumed(), services.keycloak.requests_sent());
     if !store
         .acquire_lease(&run.run_id, started + LEASE_MS, started)
         .await?
@@ -110,6 +112,12 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
     run.finished_at = Some(finished);
     counts.duration_ms = (finished - started).max(0) as u64;
     run.counts = counts;
+    let capacity = store.consumed() - capacity_before;
+    run.cost = RunCost {
+        read_capacity_units: capacity.read_units,
+        write_capacity_units: capacity.write_units,
+        keycloak_requests: services.keycloak.requests_sent() - requests_before,
+    };
     // A follow-up that would get no further fails instead of handing over forever.
     if run.status == SyncStatus::Continued && run.counts.written() == 0 {
         run.status = SyncStatus::Failed;
@@ -972,8 +980,11 @@ async fn judge(services: &Services, id: &str, stored: Option<&User>) -> Verdict 
 /// succeeded for two intervals).
 pub fn metrics_line(run: &SyncRun) -> serde_json::Value {
     let mut counts = serde_json::to_value(&run.counts).unwrap_or_default();
-    if let Some(c) = counts.as_object_mut() {
+    if let (Some(c), Ok(Value::Object(cost))) =
+        (counts.as_object_mut(), serde_json::to_value(run.cost))
+    {
         c.insert("runs".into(), json!(1));
+        c.extend(cost);
     }
     let names: Vec<&String> = counts
         .as_object()
@@ -1039,6 +1050,11 @@ mod tests {
             },
             plan: None,
             errors: Vec::new(),
+            cost: RunCost {
+                read_capacity_units: 2.5,
+                write_capacity_units: 4.0,
+                keycloak_requests: 7,
+            },
             expires_at: 0,
         };
         let line = metrics_line(&run);
@@ -1052,6 +1068,13 @@ mod tests {
             .unwrap();
         assert!(metrics.contains(&json!({"Name": "durationMs", "Unit": "Milliseconds"})));
         assert!(metrics.contains(&json!({"Name": "created", "Unit": "Count"})));
+        assert_eq!(
+            (
+                line["writeCapacityUnits"].clone(),
+                line["keycloakRequests"].clone()
+            ),
+            (json!(4.0), json!(7))
+        );
         // What the alarms count: one run, by status alone and by mode and status.
         assert!(metrics.contains(&json!({"Name": "runs", "Unit": "Count"})));
         assert_eq!(line["runs"], 1);

@@ -9,7 +9,7 @@ use crate::deadline::Bounded;
 use crate::error::Error;
 use crate::policy::Action;
 use crate::services::Services;
-use crate::store::{now_ms, SyncCounts, SyncMode, SyncRun, SyncStatus};
+use crate::store::{now_ms, RunCost, SyncCounts, SyncMode, SyncRun, SyncStatus};
 use crate::users::iso8601;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -117,6 +117,8 @@ pub struct SyncRunView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     pub counts: SyncCounts,
+    /// DynamoDB capacity units (as DynamoDB reported them) and Keycloak requests of the run.
+    pub cost: RunCost,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Value>,
     pub errors: Vec<String>,
@@ -132,6 +134,7 @@ impl From<&SyncRun> for SyncRunView {
             started_at: iso8601(r.started_at),
             finished_at: r.finished_at.map(iso8601),
             counts: r.counts.clone(),
+            cost: r.cost,
             plan: r.plan.clone(),
             errors: r.errors.clone(),
         }

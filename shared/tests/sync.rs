@@ -1035,3 +1035,27 @@ async fn an_own_write_the_store_does_not_hold_yet_is_read_and_applied() {
         Some("NotYetStored")
     );
 }
+
+#[tokio::test]
+async fn a_run_records_the_capacity_dynamodb_reported_and_its_keycloak_requests() {
+    let s = setup(&[]).await;
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
+    assert!(
+        r.cost.read_capacity_units > 0.0
+            && r.cost.write_capacity_units > 0.0
+            && r.cost.keycloak_requests > 0,
+        "{:?}",
+        r.cost
+    );
+    let stored = s.services.store.get_run(&r.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.cost, r.cost);
+    // A resync writes no user: its write units are the run's own records only.
+    let again = run(&s.services, full()).await.unwrap();
+    assert!(
+        again.cost.write_capacity_units < r.cost.write_capacity_units,
+        "{:?} vs {:?}",
+        again.cost,
+        r.cost
+    );
+}

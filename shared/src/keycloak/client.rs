@@ -170,6 +170,8 @@ pub struct KeycloakClient {
     service: Option<ClientCredentials>,
     retry: RetryPolicy,
     sa_token: TokenCache,
+    /// Requests sent to Keycloak (every attempt), for a sync run's cost.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, KeycloakError> {
@@ -206,6 +208,7 @@ impl KeycloakClient {
             service: None,
             retry,
             sa_token: TokenCache::default(),
+            requests: Default::default(),
         })
     }
 
@@ -267,6 +270,8 @@ impl KeycloakClient {
         let mut attempt = 0;
         loop {
             let last = attempt >= self.retry.max_retries;
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let sent = build()
                 .header("accept", "application/json")
                 .send()
@@ -635,6 +640,11 @@ impl KeycloakClient {
         Ok(found
             .into_iter()
             .find(|u| u.username == username.to_lowercase()))
+    }
+
+    /// Requests sent to Keycloak by this client so far (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether Keycloak's user search finds this id (`search=id:<id>`, contract §3): a second

@@ -13,6 +13,7 @@
 //! | repair | `REPAIR` | `<time>#<id>` |
 
 mod audit;
+mod capacity;
 mod idempotency;
 mod repairs;
 mod sessions;
@@ -28,10 +29,11 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 pub use audit::{AuditQuery, AuditRecord};
+pub use capacity::{Capacity, CapacityMeter};
 pub use idempotency::{Claim, StoredResponse};
 pub use repairs::{Repair, RepairKind};
 pub use sessions::{token_hash, Session, SessionEnd};
-pub use sync::{SyncCounts, SyncMode, SyncRun, SyncState, SyncStatus};
+pub use sync::{RunCost, SyncCounts, SyncMode, SyncRun, SyncState, SyncStatus};
 pub use throttle::AttemptWindow;
 pub use users::{
     ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, User, UserStatus,
@@ -197,6 +199,8 @@ pub struct Store {
     pub(crate) table: String,
     /// Key of the HMAC that makes list cursors tamper-evident.
     cursor_key: aws_lc_rs::hmac::Key,
+    /// The capacity this store (and its clones) consumed.
+    capacity: CapacityMeter,
 }
 
 impl Store {
@@ -205,11 +209,25 @@ impl Store {
         table: impl Into<String>,
         cursor_key: &[u8],
     ) -> Self {
+        let capacity = CapacityMeter::default();
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(capacity.clone())
+                .build(),
+        );
         Store {
             client,
             table: table.into(),
             cursor_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, cursor_key),
+            capacity,
         }
+    }
+
+    /// The DynamoDB capacity consumed through this store so far.
+    pub fn consumed(&self) -> Capacity {
+        self.capacity.total()
     }
 
     pub fn table_name(&self) -> &str {

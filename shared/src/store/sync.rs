@@ -129,8 +129,20 @@ pub struct SyncRun {
     pub plan: Option<Value>,
     #[serde(default)]
     pub errors: Vec<String>,
+    /// What the run cost: DynamoDB capacity as DynamoDB reported it, and Keycloak requests.
+    #[serde(default)]
+    pub cost: RunCost,
     /// Epoch seconds (TTL).
     pub expires_at: i64,
+}
+
+/// The resources one run used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RunCost {
+    pub read_capacity_units: f64,
+    pub write_capacity_units: f64,
+    pub keycloak_requests: u64,
 }
 
 impl SyncRun {
