@@ -67,6 +67,9 @@ struct Row {
     users_per_sec: f64,
     writes: u64,
     kc_requests: u64,
+    /// DynamoDB read and write capacity units as reported (moto: a fixed number per call).
+    rcu: f64,
+    wcu: f64,
     peak_rss: f64,
     ratio: Option<f64>,
 }
@@ -246,6 +249,8 @@ async fn main() {
             users_per_sec: total as f64 / floor,
             writes: written,
             kc_requests: kc_requests(&http, &emulator).await - before,
+            rcu: floor_store.consumed().read_units,
+            wcu: floor_store.consumed().write_units,
             peak_rss: peak_rss_mib(),
             ratio: None,
         });
@@ -293,6 +298,8 @@ async fn main() {
                     users_per_sec: total as f64 / secs,
                     writes,
                     kc_requests: requests,
+                    rcu: run_result.cost.read_capacity_units,
+                    wcu: run_result.cost.write_capacity_units,
                     peak_rss: peak_rss_mib(),
                     ratio: Some(secs / floor),
                 });
@@ -345,16 +352,18 @@ async fn main() {
     let _ = emulator_process.wait();
     drop(moto_process.stdin.take());
     let _ = moto_process.wait();
-    println!("| scenario | time (s) | users/s | DynamoDB writes | Keycloak requests | peak RSS (MiB) | × floor |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| scenario | time (s) | users/s | DynamoDB writes | Keycloak requests | RCU | WCU | peak RSS (MiB) | × floor |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.2} | {:.0} | {} | {} | {:.0} | {} |",
+            "| {} | {:.2} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
             r.scenario,
             r.secs,
             r.users_per_sec,
             r.writes,
             r.kc_requests,
+            r.rcu,
+            r.wcu,
             r.peak_rss,
             r.ratio
                 .map(|x| format!("{x:.2}"))
