@@ -29,27 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
-import yaml
+from samtranslator.yaml_helper import yaml_parse
 
 INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
-
-
-class CfnLoader(yaml.SafeLoader):
-    pass
-
-
-# Short tags (!Ref, !GetAtt, ...) become {"Ref": ...} / {"Fn::GetAtt": ...} maps.
-def _tag(loader, name, node):
-    key = "Ref" if name == "Ref" else f"Fn::{name}"
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        return {key: value.split(".") if name == "GetAtt" else value}
-    if isinstance(node, yaml.SequenceNode):
-        return {key: loader.construct_sequence(node)}
-    return {key: loader.construct_mapping(node)}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
 
 
 def binary_of(logical_id):
@@ -59,7 +41,7 @@ def binary_of(logical_id):
 
 def invoke_configs(template_path):
     """{function name: (retries, max age s, OnFailure queue logical id or None)}."""
-    doc = yaml.load(Path(template_path).read_text(), Loader=CfnLoader)
+    doc = yaml_parse(Path(template_path).read_text())
     out = {}
     for logical_id, res in doc["Resources"].items():
         if res.get("Type") != "AWS::Serverless::Function":

@@ -9,15 +9,14 @@ after `make sam-build`.
 
 import json
 import os
-import re
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 from conftest import ROOT, keycloak
+from test_template import binary_of, manifest_env
 from runtime_api import RuntimeApi, http_event
 
 pytestmark = pytest.mark.artifacts
@@ -25,10 +24,6 @@ pytestmark = pytest.mark.artifacts
 BUILD = ROOT / ".aws-sam" / "build"
 QEMU = ROOT / ".tools" / "qemu" / "usr" / "bin" / "qemu-aarch64-static"
 SYSROOT = ROOT / ".tools" / "arm64-sysroot"
-
-
-def binary_of(logical_id):
-    return re.sub(r"(?<!^)([A-Z])", r"-\1", logical_id.removesuffix("Function")).lower()
 
 
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
@@ -46,8 +41,7 @@ def first_route(function):
 def function_environment(stack, logical_id):
     """The variables template.yaml gives the function, with the local stack's values."""
     binary = binary_of(logical_id)
-    manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-    own = manifest["package"]["metadata"]["lambda"]["watch"]["env"]
+    own = manifest_env(binary)
     return {
         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}",

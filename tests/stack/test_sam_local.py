@@ -5,12 +5,11 @@ template's functions, only their declared variables, and every variable that wou
 nowhere. Docker is not available here, so this is the file's check; the commands are the README's."""
 
 import json
-import re
-import tomllib
 
 from samtranslator.yaml_helper import yaml_parse
 
 from conftest import ROOT
+from test_template import binary_of, manifest_env
 
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
 ENV_FILE = json.loads((ROOT / "infra" / "sam-local" / "env.json").read_text())
@@ -34,9 +33,7 @@ def unresolvable_locally(value):
 
 
 def watch_env(logical_id):
-    binary = re.sub(r"(?<!^)([A-Z])", r"-\1", logical_id.removesuffix("Function")).lower()
-    manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-    return manifest["package"]["metadata"]["lambda"]["watch"]["env"]
+    return manifest_env(binary_of(logical_id))
 
 
 def test_the_env_file_has_an_entry_for_every_function_and_nothing_else():
