@@ -13,6 +13,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod keycloak;
 pub mod policy;
 pub mod profile;

@@ -341,12 +341,16 @@ async fn listing_pages_return_every_user_exactly_once() {
     let names: Vec<String> = (0..45)
         .map(|i| format!("{}user{i:02}", ["a", "b", "c", "z", "9"][i % 5]))
         .collect();
-    let items = names
+    let users = names
         .iter()
         .enumerate()
-        .map(|(i, n)| user(&format!("id{i}"), n).to_item().unwrap())
+        .map(|(i, n)| user(&format!("id{i}"), n))
         .collect();
-    store.batch_put(items).await.unwrap();
+    assert!(store
+        .create_users_if_absent(users)
+        .await
+        .unwrap()
+        .is_empty());
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -779,22 +783,46 @@ async fn a_claim_whose_invocation_died_is_taken_over_by_a_retry() {
 }
 
 #[tokio::test]
-async fn batch_writes_and_parallel_scan_see_every_user() {
+async fn the_sync_digest_holds_every_user_and_nothing_else() {
     let store = table().await;
-    let items: Vec<_> = (0..120)
-        .map(|i| {
-            user(&format!("id{i}"), &format!("user{i:03}"))
-                .to_item()
-                .unwrap()
-        })
+    let users: Vec<_> = (0..120)
+        .map(|i| user(&format!("id{i}"), &format!("user{i:03}")))
         .collect();
-    store.batch_put(items).await.unwrap();
+    let hash = users[7].keycloak_fields().content_key();
+    assert!(store
+        .create_users_if_absent(users)
+        .await
+        .unwrap()
+        .is_empty());
     store
         .put_session(&session("id1", "s1", 9_000))
         .await
         .unwrap();
-    let users = store.scan_users(4).await.unwrap();
-    assert_eq!(users.len(), 120, "sessions are not users");
+    store.mark_missing("id3", 10_000).await.unwrap();
+    let digest = store.scan_digest(4, 0, |d| d).await.unwrap();
+    assert_eq!(digest.len(), 120, "sessions are not users");
+    assert_eq!(digest.get("id7").unwrap().hash, hash);
+    assert_eq!(digest.get("id7").unwrap().state, StoredState::Active);
+    assert_eq!(digest.get("id3").unwrap().state, StoredState::Missing);
+}
+
+#[tokio::test]
+async fn creating_users_if_absent_never_overwrites_a_record_and_hands_its_batch_back() {
+    let store = table().await;
+    let mut existing = user("id1", "user001");
+    existing.attributes.insert("plan".into(), "gold".into());
+    store.create_user(&existing).await.unwrap();
+    let batch = vec![user("id0", "user000"), user("id1", "other-name")];
+    let refused = store.create_users_if_absent(batch).await.unwrap();
+    assert_eq!(
+        refused.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        ["id0", "id1"],
+        "a transaction is all or nothing: the whole batch comes back"
+    );
+    let kept = store.get_user("id1").await.unwrap().unwrap();
+    assert_eq!(kept.username, "user001");
+    assert_eq!(kept.attributes["plan"], "gold");
+    assert!(store.get_user("id0").await.unwrap().is_none());
 }
 
 #[tokio::test]

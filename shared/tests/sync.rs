@@ -388,7 +388,13 @@ async fn a_dry_run_writes_nothing_but_its_run_record() {
     .unwrap();
     assert_eq!(status(&r), "dry_run");
     assert_eq!(r.plan.as_ref().unwrap()["create"], 3);
-    assert!(s.services.store.scan_users(2).await.unwrap().is_empty());
+    assert!(s
+        .services
+        .store
+        .scan_digest(2, 0, |d| d)
+        .await
+        .unwrap()
+        .is_empty());
     let stored = s.services.store.get_run(&r.run_id).await.unwrap().unwrap();
     assert_eq!(status(&stored), "dry_run");
 }
@@ -422,13 +428,61 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_goes_ahead() {
 }
 
 #[tokio::test]
+async fn a_user_first_stored_while_the_crawl_pages_is_not_overwritten_by_its_create() {
+    let s = setup(&[]).await;
+    let carol = s.id_of("carol").await;
+    // The store is empty, so the run's digest does not have carol; she signs in (and gets her
+    // record) while the crawl's pages are in flight.
+    s.realm
+        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 2000}))
+        .await;
+    let services = &s.services;
+    let sync = run(services, full());
+    let login = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        let rep = services.keycloak.get_user(&carol).await.unwrap();
+        let fields = KeycloakFields {
+            username: rep.username,
+            first_name: Some("SignedIn".into()),
+            enabled: true,
+            ..Default::default()
+        };
+        let record = LoginRecord {
+            user_id: carol.clone(),
+            fields,
+            attributes: Attributes::new(),
+            at: user_sync::store::now_ms(),
+        };
+        services
+            .store
+            .record_login(&record, &session(&carol, "s1"))
+            .await
+            .unwrap();
+    };
+    let (r, ()) = tokio::join!(sync, login);
+    let r = r.unwrap();
+    assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
+    assert_eq!((r.counts.created, r.counts.skipped_newer), (2, 1));
+    let local = services.store.get_user(&carol).await.unwrap().unwrap();
+    assert_eq!(local.first_name.as_deref(), Some("SignedIn"));
+    assert_eq!(local.login_count, 1);
+    assert!(services
+        .store
+        .get_user(&s.id_of("bob").await)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
 async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
     let s = setup(&[]).await;
     run(&s.services, full()).await.unwrap();
     let carol = s.id_of("carol").await;
-    // Slow down the membership reads that come after the crawl, and sign in meanwhile.
+    // Slow down the crawl's pages, and sign in while they are in flight: the page was asked for
+    // before the login, so the login is the newer observation.
     s.realm
-        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/roles", "latencyMs": 700}))
+        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 2000}))
         .await;
     s.services
         .keycloak
@@ -444,7 +498,7 @@ async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
     let services = &s.services;
     let sync = run(services, full());
     let login = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
         let mut fields = s.local("carol").await.keycloak_fields();
         fields.first_name = Some("SignedIn".into());
         let record = LoginRecord {
@@ -1050,12 +1104,27 @@ async fn a_run_records_the_capacity_dynamodb_reported_and_its_keycloak_requests(
     );
     let stored = s.services.store.get_run(&r.run_id).await.unwrap().unwrap();
     assert_eq!(stored.cost, r.cost);
-    // A resync writes no user: its write units are the run's own records only.
+    // A resync writes no user: its write units are the run's own records only; one changed user
+    // adds that user's write. (moto reports nothing for the first run's transactional creates.)
     let again = run(&s.services, full()).await.unwrap();
+    let carol = s.id_of("carol").await;
+    s.services
+        .keycloak
+        .update_user(
+            &carol,
+            &UserUpdate {
+                last_name: Some("Changed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let changed = run(&s.services, full()).await.unwrap();
+    assert_eq!(changed.counts.updated, 1);
     assert!(
-        again.cost.write_capacity_units < r.cost.write_capacity_units,
+        again.cost.write_capacity_units < changed.cost.write_capacity_units,
         "{:?} vs {:?}",
         again.cost,
-        r.cost
+        changed.cost
     );
 }

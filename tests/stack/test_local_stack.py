@@ -66,7 +66,7 @@ def test_table_has_the_design_keys_index_and_ttl(stack):
     ddb = aws(stack, "dynamodb")
     table = ddb.describe_table(TableName=stack["TABLE_NAME"])["Table"]
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
-    assert sorted(g["IndexName"] for g in table["GlobalSecondaryIndexes"]) == ["GSI1", "GSI2", "GSI3"]
+    assert sorted(g["IndexName"] for g in table["GlobalSecondaryIndexes"]) == ["GSI1", "GSI2", "GSI3", "SyncDigest"]
     ttl = ddb.describe_time_to_live(TableName=stack["TABLE_NAME"])["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
 

@@ -4,7 +4,7 @@
 //!
 //! | item | pk | sk |
 //! |---|---|---|
-//! | user | `USER#<id>` | `PROFILE` (GSI1: username by first-character shard, GSI2: email likewise) |
+//! | user | `USER#<id>` | `PROFILE` (GSI1: username by first-character shard, GSI2: email likewise; SyncDigest: GSI1's keys, projecting only `kc_hash`, `status`, `deleted_reason`) |
 //! | session | `USER#<id>` | `SESSION#<sid>` |
 //! | sync lease / state / run | `SYNC` | `LEASE` / `STATE` / `RUN#<run id>` |
 //! | idempotency record | `IDEMPOTENCY#<hash>` | `REGISTER` |
@@ -14,6 +14,7 @@
 
 mod audit;
 mod capacity;
+mod digest;
 mod idempotency;
 mod repairs;
 mod sessions;
@@ -23,13 +24,13 @@ mod users;
 
 use crate::deadline::Bounded;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use audit::{AuditQuery, AuditRecord};
 pub use capacity::{Capacity, CapacityMeter};
+pub use digest::{Digest, StoredState, SYNC_INDEX};
 pub use idempotency::{Claim, StoredResponse};
 pub use repairs::{Repair, RepairKind};
 pub use sessions::{token_hash, Session, SessionEnd};
@@ -309,94 +310,72 @@ impl Store {
             .await?;
         written(result)
     }
+}
 
-    /// Write items in batches of 25, re-sending `UnprocessedItems` with backoff until all are in.
-    pub async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in items.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .map(|p| WriteRequest::builder().put_request(p).build())
-                        .map_err(|e| StoreError::Other(e.to_string()))
-                })
-                .collect::<Result<_, _>>()?;
-            let mut attempt = 0u32;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .within_deadline()
-                    .await?
-                    .map_err(sdk_error)?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable(format!(
-                            "{} items still unprocessed after {attempt} attempts",
-                            pending.len()
-                        )));
-                    }
-                    let ceiling = Duration::from_millis(50 * (1 << attempt.min(6)));
-                    tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
-                }
-            }
-        }
-        Ok(())
+/// Create a table as `infra/local/table.json` (a `CreateTable` request in JSON) describes it: for
+/// the test suites and the benchmark, which make their own tables in moto.
+pub async fn create_table_from_spec(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    spec: &serde_json::Value,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let other = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Other(e.to_string());
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    let keys = |v: &serde_json::Value| -> Result<Vec<KeySchemaElement>, StoreError> {
+        list(v)
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(text(&k["AttributeName"]))
+                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap_or_default()))
+                    .build()
+                    .map_err(other)
+            })
+            .collect()
+    };
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys(&spec["KeySchema"])?));
+    for a in list(&spec["AttributeDefinitions"]) {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text(&a["AttributeName"]))
+                .attribute_type(ScalarAttributeType::from(
+                    a["AttributeType"].as_str().unwrap_or_default(),
+                ))
+                .build()
+                .map_err(other)?,
+        );
     }
-
-    /// Every item matching `filter` (a FilterExpression over `values`), read by a parallel scan
-    /// of `segments` segments.
-    pub(crate) async fn parallel_scan(
-        &self,
-        segments: i32,
-        filter: &str,
-        values: HashMap<String, AttributeValue>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut tasks = Vec::new();
-        for segment in 0..segments.max(1) {
-            let client = self.client.clone();
-            let table = self.table.clone();
-            let filter = filter.to_owned();
-            let values = values.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut items = Vec::new();
-                let mut start: Option<Item> = None;
-                loop {
-                    let out = client
-                        .scan()
-                        .table_name(&table)
-                        .segment(segment)
-                        .total_segments(segments.max(1))
-                        .filter_expression(&filter)
-                        .set_expression_attribute_values(Some(values.clone()))
-                        .set_exclusive_start_key(start.take())
-                        .send()
-                        .within_deadline()
-                        .await?
-                        .map_err(sdk_error)?;
-                    items.extend(out.items.unwrap_or_default());
-                    match out.last_evaluated_key {
-                        Some(k) if !k.is_empty() => start = Some(k),
-                        _ => return Ok::<_, StoreError>(items),
-                    }
-                }
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.map_err(|e| StoreError::Other(e.to_string()))??);
-        }
-        Ok(all)
+    for g in list(&spec["GlobalSecondaryIndexes"]) {
+        let p = &g["Projection"];
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::from(
+                p["ProjectionType"].as_str().unwrap_or_default(),
+            ))
+            .set_non_key_attributes(
+                p.get("NonKeyAttributes")
+                    .map(|a| list(a).iter().map(text).collect()),
+            )
+            .build();
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text(&g["IndexName"]))
+                .set_key_schema(Some(keys(&g["KeySchema"])?))
+                .projection(projection)
+                .build()
+                .map_err(other)?,
+        );
     }
+    req.send().await.map_err(sdk_error)?;
+    Ok(())
 }
 
 /// Epoch milliseconds now.

@@ -63,12 +63,23 @@ impl KeycloakFields {
 
     /// SHA-256 of the canonical JSON of the normalized fields, hex.
     pub fn content_hash(&self) -> String {
-        let canonical = serde_json::to_vec(&self.clone().normalized()).unwrap_or_default();
-        digest::digest(&digest::SHA256, &canonical)
+        self.content_digest()
             .as_ref()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    /// The first 16 bytes of the content hash: what the full sync holds per user to compare.
+    pub fn content_key(&self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&self.content_digest().as_ref()[..16]);
+        key
+    }
+
+    fn content_digest(&self) -> digest::Digest {
+        let canonical = serde_json::to_vec(&self.clone().normalized()).unwrap_or_default();
+        digest::digest(&digest::SHA256, &canonical)
     }
 
     fn status(&self) -> UserStatus {
@@ -771,16 +782,41 @@ impl Store {
         Ok(Page { items, next_cursor })
     }
 
-    /// Every user record, by parallel scan (the bulk sync reads the whole store once per run).
-    pub async fn scan_users(&self, segments: i32) -> Result<Vec<User>, StoreError> {
-        let items = self
-            .parallel_scan(
-                segments,
-                "sk = :profile",
-                HashMap::from([(":profile".to_owned(), s(PROFILE))]),
-            )
-            .await?;
-        items.into_iter().map(User::from_item).collect()
+    /// Create these users in transactions of up to 100, each only if no record exists yet (a
+    /// transaction costs twice a plain write, but a blind batch put could overwrite a record that
+    /// a login or a registration wrote a moment ago). A transaction that a condition or a
+    /// concurrent write cancels writes nothing; its users are answered back, to be written one by
+    /// one with `apply_keycloak_fields`. Returns the users not created.
+    pub async fn create_users_if_absent(
+        &self,
+        mut users: Vec<User>,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut refused = Vec::new();
+        while !users.is_empty() {
+            let rest = users.split_off(users.len().min(100));
+            let chunk = std::mem::replace(&mut users, rest);
+            let mut tx = self.client.transact_write_items();
+            for user in &chunk {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(user.to_item()?))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+            }
+            match tx.send().within_deadline().await? {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_transaction_canceled_exception()) =>
+                {
+                    refused.extend(chunk)
+                }
+                Err(e) => return Err(sdk_error(e)),
+            }
+        }
+        Ok(refused)
     }
 }
 

@@ -10,10 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use serde_json::{json, Value};
 use user_sync::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
 use user_sync::secrets::{ClientSecretCache, Secret};
@@ -99,53 +95,10 @@ pub async fn table() -> Store {
     )
     .unwrap();
     let name = unique("table");
-    let keys = |v: &Value| -> Vec<KeySchemaElement> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|k| {
-                KeySchemaElement::builder()
-                    .attribute_name(k["AttributeName"].as_str().unwrap())
-                    .key_type(if k["KeyType"] == "HASH" {
-                        KeyType::Hash
-                    } else {
-                        KeyType::Range
-                    })
-                    .build()
-                    .unwrap()
-            })
-            .collect()
-    };
     let client = dynamodb();
-    let mut req = client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(keys(&spec["KeySchema"])));
-    for a in spec["AttributeDefinitions"].as_array().unwrap() {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(a["AttributeName"].as_str().unwrap())
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        );
-    }
-    for g in spec["GlobalSecondaryIndexes"].as_array().unwrap() {
-        req = req.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(g["IndexName"].as_str().unwrap())
-                .set_key_schema(Some(keys(&g["KeySchema"])))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        );
-    }
-    req.send().await.expect("create table");
+    user_sync::store::create_table_from_spec(&client, &name, &spec)
+        .await
+        .expect("create table");
     Store::new(client, name, b"test cursor key")
 }
 

@@ -6,16 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool, not a request path
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use user_sync::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
 use user_sync::secrets::Secret;
 use user_sync::services::Services;
-use user_sync::store::{KeycloakFields, Store, User};
+use user_sync::store::Store;
 use user_sync::sync::{run, Mode, SyncRequest};
 use user_sync::Config;
 
@@ -87,45 +89,78 @@ async fn kc_requests(http: &reqwest::Client, emulator: &str) -> u64 {
 }
 
 async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    use aws_sdk_dynamodb::types::*;
-    let key = |a: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(a)
-            .key_type(t)
-            .build()
-            .unwrap()
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/infra/local/table.json")).unwrap(),
+    )
+    .unwrap();
+    user_sync::store::create_table_from_spec(ddb, name, &spec)
+        .await
+        .unwrap();
+}
+
+/// An item's size as DynamoDB bills it: attribute names plus values (a number ~1 byte per two
+/// digits plus one; lists and maps 3 bytes plus 1 per element).
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(l) => 3 + l.iter().map(|e| value(e) + 1).sum::<usize>(),
+            AttributeValue::M(m) => {
+                3 + m.iter().map(|(k, e)| k.len() + value(e) + 1).sum::<usize>()
+            }
+            AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// Average billed size of up to 200 user records, read from the table or one of its indexes.
+async fn average_size(ddb: &aws_sdk_dynamodb::Client, table: &str, index: Option<&str>) -> f64 {
+    let out = ddb
+        .scan()
+        .table_name(table)
+        .set_index_name(index.map(str::to_owned))
+        .filter_expression("begins_with(pk, :user)")
+        .expression_attribute_values(":user", AttributeValue::S("USER#".into()))
+        .limit(400)
+        .send()
+        .await
+        .unwrap();
+    let items = out.items.unwrap_or_default();
+    let sizes: Vec<usize> = items.iter().take(200).map(item_size).collect();
+    sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
+}
+
+/// What the three runs of one size cost at DynamoDB's on-demand prices (us-east-1, per million
+/// request units: reads $0.125, writes $0.625), from the measured item sizes. moto reports fixed
+/// units per call, so the billed units are computed here, as DynamoDB computes them.
+fn cost_lines(n: usize, record: f64, digest: f64, has_email: bool) -> Vec<String> {
+    const READ: f64 = 0.125 / 1e6;
+    const WRITE: f64 = 0.625 / 1e6;
+    let n = n as f64;
+    let kb = |bytes: f64| (bytes / 1024.0).ceil();
+    // Eventually consistent scans: half a unit per 4 KB read.
+    let digest_scan = n * digest / 4096.0 * 0.5;
+    let table_scan = n * record / 4096.0 * 0.5;
+    // A write also writes every index holding the item: GSI1 and GSI2 (full records), SyncDigest.
+    let indexes = kb(record) * if has_email { 2.0 } else { 1.0 } + kb(digest);
+    let create = 2.0 * kb(record) + indexes; // transactional: twice the table write
+    let update = kb(record) + indexes;
+    let line = |label: &str, rru: f64, wru: f64| {
+        format!(
+            "| {n} users: {label} | {rru:.0} | {wru:.0} | ${:.4} |",
+            rru * READ + wru * WRITE
+        )
     };
-    let mut req = ddb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range));
-    for a in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(a)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        );
-    }
-    for (index, pk, sk) in [("GSI1", "gsi1pk", "gsi1sk"), ("GSI2", "gsi2pk", "gsi2sk")] {
-        req = req.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(index)
-                .key_schema(key(pk, KeyType::Hash))
-                .key_schema(key(sk, KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        );
-    }
-    req.send().await.unwrap();
+    vec![
+        line("first full sync", digest_scan, n * create),
+        line("resync, no change", digest_scan, 0.0),
+        line("resync, 1 % changed", digest_scan, n / 100.0 * update),
+        line("(a table scan instead of SyncDigest)", table_scan, 0.0),
+    ]
 }
 
 #[tokio::main]
@@ -172,6 +207,7 @@ async fn main() {
     );
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
+    let mut costs = Vec::new();
     for n in sizes {
         let realm = format!("bench{n}");
         http.post(format!("{emulator}/_emulator/realms"))
@@ -200,61 +236,6 @@ async fn main() {
         );
         kc.warm_up().await.unwrap();
 
-        // The floor: page everything out, batch-write the same items, no logic.
-        let floor_table = format!("floor{n}");
-        create_table(&ddb, &floor_table).await;
-        let floor_store = Store::new(ddb.clone(), &floor_table, b"bench");
-        reset_peak_rss();
-        let (before, started) = (kc_requests(&http, &emulator).await, Instant::now());
-        let mut first = 0u32;
-        let mut pages = Vec::new();
-        loop {
-            let mut set = tokio::task::JoinSet::new();
-            for i in 0..4u32 {
-                let kc = kc.clone();
-                set.spawn(async move { kc.list_users(first + i * 100, 100, false).await.unwrap() });
-            }
-            let mut short = false;
-            while let Some(p) = set.join_next().await {
-                let p = p.unwrap();
-                short |= p.len() < 100;
-                pages.push(p);
-            }
-            if short {
-                break;
-            }
-            first += 400;
-        }
-        let items: Vec<_> = pages
-            .into_iter()
-            .flatten()
-            .map(|u| {
-                let f = KeycloakFields {
-                    username: u.username.clone(),
-                    email: u.email.clone(),
-                    enabled: u.enabled,
-                    ..Default::default()
-                };
-                User::new(&u.id, &f, &Default::default(), 0)
-                    .to_item()
-                    .unwrap()
-            })
-            .collect();
-        let written = items.len() as u64;
-        floor_store.batch_put(items).await.unwrap();
-        let floor = started.elapsed().as_secs_f64();
-        rows.push(Row {
-            scenario: format!("{n} users: I/O floor (page all + batch write)"),
-            secs: floor,
-            users_per_sec: total as f64 / floor,
-            writes: written,
-            kc_requests: kc_requests(&http, &emulator).await - before,
-            rcu: floor_store.consumed().read_units,
-            wcu: floor_store.consumed().write_units,
-            peak_rss: peak_rss_mib(),
-            ratio: None,
-        });
-
         // The sync, as the bulk-sync function runs it.
         let table = format!("sync{n}");
         create_table(&ddb, &table).await;
@@ -276,35 +257,8 @@ async fn main() {
                 .region(aws_sdk_lambda::config::Region::new("us-east-1"))
                 .build(),
         );
-        let services = Services::from_parts(
-            config,
-            kc.clone(),
-            Store::new(ddb.clone(), &table, b"bench"),
-            aws_lambda,
-        );
-        let mut scenario =
-            |label: &str, run_result: user_sync::store::SyncRun, secs: f64, requests: u64| {
-                let c = &run_result.counts;
-                let writes = c.written() + c.deactivated;
-                assert!(
-                    run_result.status == user_sync::store::SyncStatus::Succeeded,
-                    "{label}: {:?} {:?}",
-                    run_result.status,
-                    run_result.errors
-                );
-                rows.push(Row {
-                    scenario: format!("{n} users: {label}"),
-                    secs,
-                    users_per_sec: total as f64 / secs,
-                    writes,
-                    kc_requests: requests,
-                    rcu: run_result.cost.read_capacity_units,
-                    wcu: run_result.cost.write_capacity_units,
-                    peak_rss: peak_rss_mib(),
-                    ratio: Some(secs / floor),
-                });
-                (writes, c.clone())
-            };
+        let store = Store::new(ddb.clone(), &table, b"bench");
+        let services = Services::from_parts(config, kc.clone(), store.clone(), aws_lambda);
         let full = || SyncRequest {
             mode: Mode::Full,
             dry_run: false,
@@ -312,8 +266,10 @@ async fn main() {
             run_id: None,
             deadline_ms: None,
         };
+        let mut floor = None;
         for (label, change) in [
             ("first full sync", 0usize),
+            ("I/O floor (page all + read the digest)", 0),
             ("resync, no change", 0),
             ("resync, 1 % changed", n / 100),
         ] {
@@ -332,10 +288,63 @@ async fn main() {
             }
             reset_peak_rss();
             let (before, started) = (kc_requests(&http, &emulator).await, Instant::now());
+            let before_capacity = store.consumed();
+            if label.starts_with("I/O floor") {
+                // The floor: every user paged out of Keycloak as the sync pages them, and the
+                // same projection of the store read; no diff, no write.
+                let mut first = 0u32;
+                let mut paged = 0usize;
+                loop {
+                    let mut set = tokio::task::JoinSet::new();
+                    for i in 0..4u32 {
+                        let kc = kc.clone();
+                        set.spawn(async move {
+                            kc.list_users(first + i * 100, 100, false)
+                                .await
+                                .unwrap()
+                                .len()
+                        });
+                    }
+                    let mut short = false;
+                    while let Some(p) = set.join_next().await {
+                        let p = p.unwrap();
+                        short |= p < 100;
+                        paged += p;
+                    }
+                    if short {
+                        break;
+                    }
+                    first += 400;
+                }
+                let digest = store.scan_digest(4, paged, |d| d).await.unwrap();
+                assert!(digest.len() >= n, "the digest has every user");
+                let secs = started.elapsed().as_secs_f64();
+                let used = store.consumed() - before_capacity;
+                floor = Some(secs);
+                rows.push(Row {
+                    scenario: format!("{n} users: {label}"),
+                    secs,
+                    users_per_sec: total as f64 / secs,
+                    writes: 0,
+                    kc_requests: kc_requests(&http, &emulator).await - before,
+                    rcu: used.read_units,
+                    wcu: used.write_units,
+                    peak_rss: peak_rss_mib(),
+                    ratio: None,
+                });
+                continue;
+            }
             let result = run(&services, full()).await.unwrap();
             let secs = started.elapsed().as_secs_f64();
             let requests = kc_requests(&http, &emulator).await - before;
-            let (writes, _counts) = scenario(label, result, secs, requests);
+            let c = &result.counts;
+            let writes = c.written() + c.deactivated;
+            assert!(
+                result.status == user_sync::store::SyncStatus::Succeeded,
+                "{label}: {:?} {:?}",
+                result.status,
+                result.errors
+            );
             match label {
                 "resync, no change" => {
                     assert_eq!(writes, 0, "a resync with no change writes nothing")
@@ -345,7 +354,28 @@ async fn main() {
                 }
                 _ => {}
             }
+            rows.push(Row {
+                scenario: format!("{n} users: {label}"),
+                secs,
+                users_per_sec: total as f64 / secs,
+                writes,
+                kc_requests: requests,
+                rcu: result.cost.read_capacity_units,
+                wcu: result.cost.write_capacity_units,
+                peak_rss: peak_rss_mib(),
+                ratio: floor.map(|f| secs / f),
+            });
         }
+        // The first sync ran before its floor could be measured.
+        let floor = floor.unwrap();
+        let first = rows.len() - 4;
+        rows[first].ratio = Some(rows[first].secs / floor);
+        costs.extend(cost_lines(
+            n,
+            average_size(&ddb, &table, None).await,
+            average_size(&ddb, &table, Some(user_sync::store::SYNC_INDEX)).await,
+            true,
+        ));
     }
     // Stop what we started: the emulator by signal, moto's wrapper by closing its stdin.
     let _ = emulator_process.kill();
@@ -369,5 +399,11 @@ async fn main() {
                 .map(|x| format!("{x:.2}"))
                 .unwrap_or_else(|| "1.00".into())
         );
+    }
+    println!();
+    println!("| DynamoDB, on-demand (billed units from the measured item sizes) | read units | write units | cost |");
+    println!("|---|---:|---:|---:|");
+    for line in costs {
+        println!("{line}");
     }
 }

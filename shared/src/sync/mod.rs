@@ -11,14 +11,18 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::error::Error;
+use crate::ids::IdMap;
 use crate::keycloak::{EventQuery, KeycloakClient, KeycloakError, UserRepresentation};
 use crate::profile::{attributes_of_user, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, KeycloakFields, RunCost, SessionEnd, Store, SyncCounts, SyncRun,
-    SyncStatus, User, UserStatus, MISSING_IN_KEYCLOAK,
+    now_ms, ApplyOutcome, Digest, KeycloakFields, RunCost, SessionEnd, Store, StoredState,
+    SyncCounts, SyncRun, SyncStatus, User, UserStatus,
 };
 use crate::users::is_technical_role;
+
+mod memberships;
+use memberships::Memberships;
 
 /// How long a run holds the lease; a crashed run's lease expires and the next run takes over.
 pub const LEASE_MS: i64 = 15 * 60 * 1000;
@@ -29,7 +33,6 @@ const EVENT_OVERLAP_MS: i64 = 60_000;
 /// Concurrent DynamoDB writes of one run.
 const WRITE_CONCURRENCY: usize = 16;
 /// Role and group members per page (brief representations).
-const MEMBER_PAGE: u32 = 500;
 /// Events per page.
 const EVENT_PAGE: u32 = 500;
 
@@ -171,60 +174,90 @@ struct Observed {
     at: i64,
 }
 
-/// Crawl every user page by page, `concurrency` pages in flight, until a short page. A page that
-/// fails after the client's retries makes the crawl incomplete.
-async fn crawl(
-    kc: &Arc<KeycloakClient>,
+/// Every user, page by page: `concurrency` pages in flight, handed out a group of pages at a time
+/// until a short page, so that no more than a group is ever held. A page that fails after the
+/// client's retries makes the crawl incomplete.
+struct Crawl {
+    kc: Arc<KeycloakClient>,
     page: u32,
     concurrency: usize,
-    errors: &mut Vec<String>,
-) -> (Vec<Observed>, bool) {
-    let mut users = Vec::new();
-    let mut complete = true;
-    let mut first = 0u32;
-    // A server that never answers a short page must not keep us paging forever.
-    let ceiling = kc
-        .count_users()
-        .await
-        .map(|c| c.saturating_add(10 * u64::from(page)))
-        .unwrap_or(u64::MAX);
-    loop {
-        if u64::from(first) > ceiling {
+    first: u32,
+    /// How many users Keycloak counted when the crawl began (0 if it could not say).
+    counted: u64,
+    complete: bool,
+    done: bool,
+}
+
+impl Crawl {
+    async fn start(kc: &Arc<KeycloakClient>, page: u32, concurrency: usize) -> Self {
+        let counted = kc.count_users().await.unwrap_or(0);
+        Crawl {
+            kc: Arc::clone(kc),
+            page,
+            concurrency,
+            first: 0,
+            counted,
+            complete: true,
+            done: false,
+        }
+    }
+
+    /// The next group of users, or `None` when the crawl is over.
+    async fn next(&mut self, errors: &mut Vec<String>) -> Option<Vec<Observed>> {
+        if self.done {
+            return None;
+        }
+        // A server that never answers a short page must not keep us paging forever.
+        let ceiling = match self.counted {
+            0 => u64::MAX,
+            c => c.saturating_add(10 * u64::from(self.page)),
+        };
+        if u64::from(self.first) > ceiling {
             errors.push(format!(
-                "crawl stopped at offset {first}: more pages than users"
+                "crawl stopped at offset {}: more pages than users",
+                self.first
             ));
-            return (users, false);
+            (self.complete, self.done) = (false, true);
+            return None;
         }
         let mut set = JoinSet::new();
-        for i in 0..concurrency as u32 {
-            let kc = Arc::clone(kc);
-            let offset = first + i * page;
-            set.spawn(async move { (offset, kc.list_users(offset, page, false).await, now_ms()) });
+        for i in 0..self.concurrency as u32 {
+            let kc = Arc::clone(&self.kc);
+            let (offset, page) = (self.first + i * self.page, self.page);
+            // Stamped when asked: Keycloak's answer is at least this new, and a login that
+            // lands while the page is in flight must not lose to it.
+            set.spawn(async move {
+                let asked = now_ms();
+                (offset, kc.list_users(offset, page, false).await, asked)
+            });
         }
         let mut results = Vec::new();
         while let Some(joined) = set.join_next().await {
-            results.extend(page_read(joined, &mut complete, errors));
+            results.extend(page_read(joined, &mut self.complete, errors));
         }
         results.sort_by_key(|(offset, _, _)| *offset);
+        let mut users = Vec::new();
         let mut short = false;
         let mut any_ok = false;
         for (offset, result, at) in results {
             match result {
                 Ok(list) => {
                     any_ok = true;
-                    short |= (list.len() as u32) < page;
+                    short |= (list.len() as u32) < self.page;
                     users.extend(list.into_iter().map(|rep| Observed { rep, at }));
                 }
                 Err(e) => {
-                    complete = false;
+                    self.complete = false;
                     errors.push(format!("page at {offset}: {e}"));
                 }
             }
         }
         if short || !any_ok {
-            return (users, complete && any_ok);
+            self.done = true;
+            self.complete &= any_ok;
         }
-        first += concurrency as u32 * page;
+        self.first += self.concurrency as u32 * self.page;
+        Some(users)
     }
 }
 
@@ -265,68 +298,6 @@ where
         }
         first += size;
     }
-}
-
-/// Effective realm roles (composites expanded, technical ones left out) and group paths of every
-/// user, read per role and per group rather than per user.
-async fn memberships(
-    kc: &KeycloakClient,
-) -> Result<HashMap<String, (BTreeSet<String>, Vec<String>)>, KeycloakError> {
-    let roles = kc.realm_roles().await?;
-    let mut contains: HashMap<String, Vec<String>> = HashMap::new();
-    for r in roles.iter().filter(|r| r.composite) {
-        let children = kc.role_composites(&r.name).await?;
-        contains.insert(
-            r.name.clone(),
-            children
-                .into_iter()
-                .filter(|c| !c.client_role)
-                .map(|c| c.name)
-                .collect(),
-        );
-    }
-    let expand = |root: &str| -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut todo = vec![root.to_owned()];
-        while let Some(r) = todo.pop() {
-            if out.insert(r.clone()) {
-                todo.extend(contains.get(&r).cloned().unwrap_or_default());
-            }
-        }
-        out
-    };
-    let mut result: HashMap<String, (BTreeSet<String>, Vec<String>)> = HashMap::new();
-    for role in &roles {
-        let effective: Vec<String> = expand(&role.name)
-            .into_iter()
-            .filter(|r| !is_technical_role(r))
-            .collect();
-        let members = all_pages(MEMBER_PAGE, |first| {
-            kc.role_members(&role.name, first, MEMBER_PAGE)
-        })
-        .await?;
-        for m in &members {
-            result
-                .entry(m.id.clone())
-                .or_default()
-                .0
-                .extend(effective.iter().cloned());
-        }
-    }
-    for group in kc.groups().await? {
-        let members = all_pages(MEMBER_PAGE, |first| {
-            kc.group_members(&group.id, first, MEMBER_PAGE)
-        })
-        .await?;
-        for m in &members {
-            result
-                .entry(m.id.clone())
-                .or_default()
-                .1
-                .push(group.path.clone());
-        }
-    }
-    Ok(result)
 }
 
 fn fields_of(
@@ -489,6 +460,17 @@ fn deactivation_plan(deactivations: &[(String, String, Deactivation)]) -> Vec<Va
         .collect()
 }
 
+/// What a full run knows of one user: the store's digest (if the store has the user) and whether
+/// the crawl has seen them. 18 bytes; with its key about 40 bytes per user in the map.
+#[derive(Clone, Copy)]
+struct Known {
+    stored: Option<Digest>,
+    seen: bool,
+}
+
+/// A full run: the store's digest and every user's memberships are read first, then Keycloak's
+/// users a group of pages at a time, each group diffed and written before the next is read, so
+/// memory holds one group of users plus a few dozen bytes per user (README "Sync engine").
 async fn full(
     services: &Services,
     req: &SyncRequest,
@@ -499,74 +481,112 @@ async fn full(
     let names = &cfg.user_attributes;
     let store = &services.store;
     let kc = &services.keycloak;
-    let (crawled, complete) = crawl(
-        kc,
-        cfg.sync_page_size,
-        cfg.sync_concurrency,
-        &mut run.errors,
-    )
-    .await;
-    let members = memberships(kc).await?;
-    let local: HashMap<String, User> = store
-        .scan_users(4)
-        .await?
-        .into_iter()
-        .map(|u| (u.id.clone(), u))
-        .collect();
-    let mut seen = HashSet::new();
-    let mut new_users = Vec::new();
-    let mut changes = Vec::new();
-    for o in crawled
-        .iter()
-        .filter(|o| o.rep.service_account_client_id.is_none())
-    {
-        if !seen.insert(o.rep.id.clone()) {
-            continue; // offset drift can show a user twice
+    let mut crawl = Crawl::start(kc, cfg.sync_page_size, cfg.sync_concurrency).await;
+    let expected = crawl.counted as usize;
+    let members = Memberships::read(kc, expected).await?;
+    let mut known: IdMap<Known> = store
+        .scan_digest(4, expected, |d| Known {
+            stored: Some(d),
+            seen: false,
+        })
+        .await?;
+    let active = known
+        .values()
+        .filter(|k| k.stored.is_some_and(|d| d.state == StoredState::Active))
+        .count() as u64;
+    let (mut to_create, mut to_update) = (0usize, 0usize);
+    while let Some(group) = crawl.next(&mut run.errors).await {
+        let mut new_users = Vec::new();
+        let mut changes = Vec::new();
+        for o in group
+            .into_iter()
+            .filter(|o| o.rep.service_account_client_id.is_none())
+        {
+            let stored = match known.get_mut(&o.rep.id) {
+                Some(k) if k.seen => continue, // offset drift can show a user twice
+                Some(k) => {
+                    k.seen = true;
+                    k.stored
+                }
+                None => {
+                    let first = Known {
+                        stored: None,
+                        seen: true,
+                    };
+                    known.insert(&o.rep.id, first);
+                    None
+                }
+            };
+            counts.seen += 1;
+            let (fields, business) = fields_of(&o.rep, Some(&members.of(&o.rep.id)), names);
+            match stored {
+                None => new_users.push(User::new(&o.rep.id, &fields, &business, o.at)),
+                Some(d) if d.state == StoredState::DeletedByAdmin => counts.skipped_deleted += 1,
+                Some(d) if d.state != StoredState::Missing && d.hash == fields.content_key() => {
+                    counts.unchanged += 1
+                }
+                Some(_) => changes.push((o.rep.id, fields, business, o.at)),
+            }
         }
-        let (fields, business) = fields_of(&o.rep, members.get(&o.rep.id), names);
-        match local.get(&o.rep.id) {
-            None => new_users.push(User::new(&o.rep.id, &fields, &business, o.at)),
-            Some(l)
-                if l.status == UserStatus::Deleted
-                    && l.deleted_reason.as_deref() != Some(MISSING_IN_KEYCLOAK) =>
-            {
-                counts.skipped_deleted += 1
-            }
-            Some(l) if l.kc_hash == fields.content_hash() && l.status != UserStatus::Deleted => {
-                counts.unchanged += 1
-            }
-            Some(_) => changes.push((o.rep.id.clone(), fields, business, o.at)),
+        counts.only_in_keycloak += new_users.len() as u64;
+        if req.dry_run {
+            (to_create, to_update) = (to_create + new_users.len(), to_update + changes.len());
+            continue;
+        }
+        if out_of_time(req) {
+            hand_over(run);
+            return Ok(());
+        }
+        let tried = new_users.len() as u64;
+        // A user the digest did not have but the store does (written since the index was read)
+        // is written the careful way.
+        let refused = store.create_users_if_absent(new_users).await?;
+        counts.created += tried - refused.len() as u64;
+        changes.extend(refused.into_iter().map(|u| {
+            let fields = u.keycloak_fields();
+            (u.id, fields, u.attributes, u.kc_observed_at)
+        }));
+        if !apply_changes(store, changes, counts, &mut run.errors, req)
+            .await
+            .finished
+        {
+            hand_over(run);
+            return Ok(());
         }
     }
-    counts.seen += seen.len() as u64;
-    counts.only_in_keycloak += new_users.len() as u64;
+    let complete = crawl.complete;
     // Suspects: active local users the crawl did not see. Only a complete crawl may accuse anyone,
     // and each suspect is asked about by id: paging can miss a user when others come and go.
     let mut deactivations: Vec<(String, String, Deactivation)> = Vec::new();
+    let mut missed = Vec::new();
     if complete {
-        for l in local.values().filter(|l| {
-            matches!(l.status, UserStatus::Active | UserStatus::Pending) && !seen.contains(&l.id)
-        }) {
-            match kc.get_user(&l.id).await {
+        let suspects = known.ids_where(|k| {
+            !k.seen
+                && k.stored
+                    .is_some_and(|d| matches!(d.state, StoredState::Active | StoredState::Pending))
+        });
+        for id in suspects {
+            match kc.get_user(&id).await {
                 Err(KeycloakError::NotFound) => {
-                    deactivations.push((l.id.clone(), l.username.clone(), Deactivation::Deleted))
+                    let username = store.get_user(&id).await?.map(|u| u.username);
+                    deactivations.push((id, username.unwrap_or_default(), Deactivation::Deleted))
                 }
                 Ok(rep) if !rep.enabled => {
-                    let (f, b) = fields_of(&rep, members.get(&rep.id), names);
+                    let (f, b) = fields_of(&rep, Some(&members.of(&rep.id)), names);
                     deactivations.push((
-                        l.id.clone(),
-                        l.username.clone(),
+                        id,
+                        rep.username,
                         Deactivation::Disabled(Box::new((f, b))),
                     ));
                 }
                 Ok(rep) => {
                     counts.missed_by_paging += 1;
-                    let (f, b) = fields_of(&rep, members.get(&rep.id), names);
-                    changes.push((rep.id.clone(), f, b, now_ms()));
+                    let (f, b) = fields_of(&rep, Some(&members.of(&rep.id)), names);
+                    missed.push((rep.id, f, b, now_ms()));
                 }
                 Err(e) => {
                     counts.failed += 1;
-                    run.errors.push(format!("confirming {}: {e}", l.id));
+                    run.errors.push(format!("confirming {id}: {e}"));
                 }
             }
         }
@@ -574,38 +594,23 @@ async fn full(
         run.errors
             .push("crawl incomplete: no user deactivated in this run".into());
     }
+    drop(known);
     counts.only_local += deactivations
         .iter()
         .filter(|d| matches!(d.2, Deactivation::Deleted))
-        .count() as u64;
-    let active = local
-        .values()
-        .filter(|l| l.status == UserStatus::Active)
         .count() as u64;
     let guard_ok = cfg
         .sync_max_deactivations
         .allows(deactivations.len() as u64, active.max(1));
     let plan = deactivation_plan(&deactivations);
     if req.dry_run {
-        run.plan =
-            Some(json!({"create": new_users.len(), "update": changes.len(), "deactivate": plan}));
+        to_update += missed.len();
+        run.plan = Some(json!({"create": to_create, "update": to_update, "deactivate": plan}));
         run.status = SyncStatus::DryRun;
         return Ok(());
     }
     let now = now_ms();
-    for chunk in new_users.chunks(500) {
-        if out_of_time(req) {
-            hand_over(run);
-            return Ok(());
-        }
-        let items = chunk
-            .iter()
-            .map(User::to_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        store.batch_put(items).await?;
-        counts.created += chunk.len() as u64;
-    }
-    if !apply_changes(store, changes, counts, &mut run.errors, req)
+    if !apply_changes(store, missed, counts, &mut run.errors, req)
         .await
         .finished
     {

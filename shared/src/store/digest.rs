@@ -1,0 +1,157 @@
+//! The store as the full sync reads it: per user only its id, content hash and status, from the
+//! `SyncDigest` index (DESIGN §6, README "Sync engine").
+//!
+//! `SyncDigest` has the keys of GSI1 (present on user records only, so the index holds users and
+//! nothing else) and projects `kc_hash`, `status` and `deleted_reason`: an index item is ~180 bytes
+//! where a user record is ~600 bytes or more, and DynamoDB bills a scan by the bytes it reads, so
+//! the index costs a fraction of a table scan (which also reads every session, audit record and
+//! counter). The observation time is not needed to diff: the write that follows a difference is
+//! conditional on it. The index is eventually consistent: a record written moments ago can be
+//! missing from it, so a user the digest does not have is written with "create if absent", never
+//! with a blind put.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::sync::mpsc;
+
+use super::users::MISSING_IN_KEYCLOAK;
+use super::{sdk_error, Item, Store, StoreError};
+use crate::deadline::Bounded;
+use crate::ids::IdMap;
+
+pub const SYNC_INDEX: &str = "SyncDigest";
+
+/// A stored user's state, as far as the sync cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredState {
+    Active,
+    Pending,
+    Disabled,
+    /// Deleted by an admin: the sync leaves it alone.
+    DeletedByAdmin,
+    /// Marked missing by a sync: comes back if Keycloak has the user again.
+    Missing,
+}
+
+/// One stored user in 17 bytes: the first 16 bytes of its content hash, and its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub hash: [u8; 16],
+    pub state: StoredState,
+}
+
+fn digest_of(item: &Item) -> Option<(String, Digest)> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let id = text("pk")?.strip_prefix("USER#")?.to_owned();
+    let state = match (text("status"), text("deleted_reason")) {
+        (Some("deleted"), Some(MISSING_IN_KEYCLOAK)) => StoredState::Missing,
+        (Some("deleted"), _) => StoredState::DeletedByAdmin,
+        (Some("disabled"), _) => StoredState::Disabled,
+        (Some("pending"), _) => StoredState::Pending,
+        _ => StoredState::Active,
+    };
+    // A hash that does not parse matches no content: the user is rewritten.
+    let hash = text("kc_hash").and_then(hex16).unwrap_or_default();
+    Some((id, Digest { hash, state }))
+}
+
+fn hex16(hex: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    (hex.len() == 64).then_some(out)
+}
+
+impl Store {
+    /// Every stored user's digest, read by a parallel scan of the `SyncDigest` index and turned
+    /// into `V` page by page (no page outlives its conversion). `expected` sizes the map.
+    pub async fn scan_digest<V: Send + 'static>(
+        &self,
+        segments: i32,
+        expected: usize,
+        into: fn(Digest) -> V,
+    ) -> Result<IdMap<V>, StoreError> {
+        let segments = segments.max(1);
+        let (tx, mut rx) =
+            mpsc::channel::<Result<Vec<(String, Digest)>, StoreError>>(2 * segments as usize);
+        for segment in 0..segments {
+            let (client, table, tx) = (self.client.clone(), self.table.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut start: Option<HashMap<String, AttributeValue>> = None;
+                loop {
+                    let page = client
+                        .scan()
+                        .table_name(&table)
+                        .index_name(SYNC_INDEX)
+                        .segment(segment)
+                        .total_segments(segments)
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .within_deadline()
+                        .await
+                        .map_err(StoreError::from)
+                        .and_then(|r| r.map_err(sdk_error));
+                    let out = match page {
+                        Ok(out) => out,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let items = out.items.unwrap_or_default();
+                    let rows = items.iter().filter_map(digest_of).collect();
+                    drop(items);
+                    if tx.send(Ok(rows)).await.is_err() {
+                        return;
+                    }
+                    match out.last_evaluated_key {
+                        Some(k) if !k.is_empty() => start = Some(k),
+                        _ => return,
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut map = IdMap::with_capacity(expected);
+        while let Some(rows) = rx.recv().await {
+            for (id, d) in rows? {
+                map.insert(&id, into(d));
+            }
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::s;
+
+    fn item(pairs: &[(&str, &str)]) -> Item {
+        pairs.iter().map(|(k, v)| (k.to_string(), s(*v))).collect()
+    }
+
+    #[test]
+    fn an_index_item_becomes_its_id_hash_and_state() {
+        let hash = "ab".repeat(32);
+        let (id, d) = digest_of(&item(&[
+            ("pk", "USER#u-1"),
+            ("kc_hash", &hash),
+            ("status", "deleted"),
+            ("deleted_reason", MISSING_IN_KEYCLOAK),
+        ]))
+        .unwrap();
+        assert_eq!(id, "u-1");
+        assert_eq!(d.hash, [0xab; 16]);
+        assert_eq!(d.state, StoredState::Missing);
+    }
+
+    #[test]
+    fn a_malformed_hash_matches_nothing_and_other_items_are_ignored() {
+        let (_, d) = digest_of(&item(&[("pk", "USER#u"), ("kc_hash", "zz")])).unwrap();
+        assert_eq!(d.hash, [0; 16]);
+        assert!(digest_of(&item(&[("pk", "SYNC")])).is_none());
+    }
+}
