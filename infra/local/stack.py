@@ -13,11 +13,15 @@ and secret name come from its Cargo.toml (`[package.metadata.lambda.watch.env]`)
 each deployed function its own. With KEYCLOAK_URL set, no emulator is started and that Keycloak
 is used (with the same client ids); the two client secrets are then read from
 KEYCLOAK_CLIENT_SECRET and KEYCLOAK_ADMIN_CLIENT_SECRET.
+With the functions, the webhook queues are polled as Lambda's SQS event source does
+(sqs_poller.py), a random webhook secret is put in Secrets Manager, and the emulator is subscribed
+to send its events to the gateway's /hooks/keycloak, signed with it (README "Webhooks").
 Pids and logs go under DEV_DIR. `up` is safe to run twice. No secret is printed.
 """
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,6 +53,10 @@ EMULATOR_BIN = Path(
 VENV_BIN = ROOT / ".venv" / "bin"
 GATEWAY_BIN = ROOT / "target" / "debug" / "local-gateway"
 MOTO_URL = f"http://{HOST}:{MOTO_PORT}"
+# Where the hook function reads the webhook secret (functions/keycloak-hook/Cargo.toml).
+WEBHOOK_SECRET_ID = "keycloak-user-sync/webhook"
+# Queue logical id -> URL in moto, filled by provision().
+HOOK_QUEUES = {}
 
 # moto accepts any credentials; these keep the SDKs from looking for real ones.
 AWS_ENV = {
@@ -135,6 +143,15 @@ def services(with_functions=False):
             "ready": None,
             "hint": "LAMBDA_ASYNC_PORT",
         }
+        # The SQS event source mappings (the webhook queue to the hook consumer).
+        out["sqs-poller"] = {
+            "cmd": [str(VENV_BIN / "python"), str(ROOT / "infra" / "local" / "sqs_poller.py"),
+                    "--lambda-url", f"http://{HOST}:{LAMBDA_PORT}",
+                    "--template", str(ROOT / "template.yaml"), "--moto-url", MOTO_URL],
+            "port": None,
+            "ready": None,
+            "hint": None,
+        }
         out["gateway"] = {
             "cmd": [str(GATEWAY_BIN), "--template", str(ROOT / "template.yaml"), "--host", HOST,
                     "--port", str(GATEWAY_PORT), "--lambda-url", f"http://{HOST}:{LAMBDA_PORT}",
@@ -208,12 +225,20 @@ def answers(url):
         return False
 
 
+def is_ready(svc):
+    """A service answers its readiness URL, or listens on its port; one without either (the SQS
+    poller) is ready once it runs."""
+    if svc["ready"]:
+        return answers(svc["ready"])
+    return port_taken(svc["port"]) if svc["port"] else True
+
+
 def start(name, svc):
     pid = read_pid(name)
-    if alive(pid) and (answers(svc["ready"]) if svc["ready"] else port_taken(svc["port"])):
-        say(f"{name} already running (pid {pid}) on port {svc['port']}")
+    if alive(pid) and is_ready(svc):
+        say(f"{name} already running (pid {pid})")
         return
-    if port_taken(svc["port"]):
+    if svc["port"] and port_taken(svc["port"]):
         fail(f"port {svc['port']} on {HOST} is taken by another process; "
              f"stop it or choose another port with {svc['hint']}")
     if not Path(svc["cmd"][0]).exists():
@@ -227,9 +252,9 @@ def start(name, svc):
         if proc.poll() is not None:
             tail = (DEV / f"{name}.log").read_text(errors="replace")[-2000:]
             fail(f"{name} exited with status {proc.returncode}:\n{tail}")
-        ready = answers(svc["ready"]) if svc["ready"] else port_taken(svc["port"])
-        if ready:
-            say(f"{name} up (pid {proc.pid}) on http://{HOST}:{svc['port']}")
+        if is_ready(svc):
+            where = f" on http://{HOST}:{svc['port']}" if svc["port"] else ""
+            say(f"{name} up (pid {proc.pid}){where}")
             return
         time.sleep(0.1)
     fail(f"{name} did not answer on port {svc['port']} within 60 s; see {DEV / (name + '.log')}")
@@ -273,7 +298,20 @@ def provision():
     for queue_id in failure_queues(ROOT / "template.yaml"):
         sqs.create_queue(QueueName=queue_id)  # idempotent for the same name
         say(f"queue {queue_id} ready")
+    from sqs_poller import mappings, provision as provision_queue
+
+    doc, found = mappings(ROOT / "template.yaml")
+    for _, queue_id, _, _ in found:
+        HOOK_QUEUES[queue_id] = provision_queue(sqs, doc, queue_id)
+        say(f"queue {queue_id} ready (and its dead-letter queue)")
     sm = aws("secretsmanager")
+    try:
+        sm.describe_secret(SecretId=WEBHOOK_SECRET_ID)
+        say(f"secret {WEBHOOK_SECRET_ID} (webhook) exists")
+    except sm.exceptions.ResourceNotFoundException:
+        value = json.dumps({"webhook_secret": secrets.token_hex(32)})
+        sm.create_secret(Name=WEBHOOK_SECRET_ID, SecretString=value)
+        say(f"secret {WEBHOOK_SECRET_ID} (webhook) created with a random value")
     for client, (secret_id, value_var) in keycloak_clients().items():
         value = json.dumps({"client_secret": client_secret(client, value_var)})
         try:
@@ -297,6 +335,8 @@ def function_env():
         # lambda_async.py (retries, failure queue), which runs it on cargo lambda watch.
         "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_ASYNC_PORT}",
         "SYNC_FUNCTION_NAME": "bulk-sync",
+        # The webhook queue (the hook sends to it, the consumer postpones failed messages on it).
+        "HOOK_QUEUE_URL": HOOK_QUEUES.get("HookQueue", ""),
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
     # The test suites record every AWS call the functions make (shared/src/aws_calls.rs).
@@ -317,18 +357,38 @@ def env_lines():
 
 def up(with_functions=False):
     DEV.mkdir(parents=True, exist_ok=True)
-    (DEV / "functions.env").write_text("".join(f"{k}={v}\n" for k, v in function_env().items()))
     all_services = services(with_functions)
     for name in ("moto", "keycloak"):
         if name in all_services:
             start(name, all_services[name])
     provision()
-    for name in ("functions", "lambda-async", "gateway"):
+    (DEV / "functions.env").write_text("".join(f"{k}={v}\n" for k, v in function_env().items()))
+    for name in ("functions", "lambda-async", "sqs-poller", "gateway"):
         if name in all_services:
             start(name, all_services[name])
+    if with_functions:
+        subscribe_webhook()
     (DEV / "env").write_text("\n".join(env_lines()) + "\n")
     say(f"Keycloak: {keycloak_url()}/realms/{realm_name()}  moto: {MOTO_URL}  "
         f"(environment for clients: {DEV / 'env'})")
+
+
+def subscribe_webhook():
+    """Send the emulator's events to the gateway's /hooks/keycloak, signed with the webhook
+    secret, as an operator registers the events extension's webhook (README "Webhooks")."""
+    url = f"http://{HOST}:{GATEWAY_PORT}/hooks/keycloak"
+    if EXTERNAL_KEYCLOAK:
+        say(f"webhooks: register {url} in your Keycloak's events extension (README \"Webhooks\")")
+        return
+    secret = json.loads(aws("secretsmanager").get_secret_value(
+        SecretId=WEBHOOK_SECRET_ID)["SecretString"])["webhook_secret"]
+    body = json.dumps({"enabled": True, "url": url, "secret": secret, "eventTypes": ["*"]})
+    request = urllib.request.Request(
+        f"{keycloak_url()}/_emulator/realms/{realm_name()}/webhooks", data=body.encode(),
+        headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    say(f"webhooks: realm {realm_name()} sends its events to {url}")
 
 
 def initial_sync():
@@ -417,7 +477,8 @@ def stop(name):
 
 
 def down():
-    stopped = [stop(name) for name in ("gateway", "lambda-async", "functions", "keycloak", "moto")]
+    stopped = [stop(name) for name in ("gateway", "sqs-poller", "lambda-async", "functions",
+                                       "keycloak", "moto")]
     if not any(stopped):
         say("nothing was running")
 
@@ -426,7 +487,7 @@ def status():
     running = True
     for name, svc in services(with_functions=pid_file("functions").exists()).items():
         pid = read_pid(name)
-        ok = alive(pid) and (answers(svc["ready"]) if svc["ready"] else port_taken(svc["port"]))
+        ok = alive(pid) and is_ready(svc)
         running &= ok
         say(f"{name}: {'up (pid %d)' % pid if ok else 'down'}")
     sys.exit(0 if running else 3)

@@ -97,6 +97,13 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    pub(crate) fn missing(variable: &'static str) -> Self {
+        ConfigError {
+            variable,
+            reason: "is required".into(),
+        }
+    }
+
     pub(crate) fn no_client() -> Self {
         ConfigError {
             variable: "KEYCLOAK_CLIENT_ID",

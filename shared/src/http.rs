@@ -27,9 +27,18 @@ pub async fn serve(router: axum::Router<AppState>) -> Result<(), lambda_http::Er
     lambda_http::tracing::init_default_subscriber();
     let services = Arc::new(Services::from_env().await?);
     services.warm_up().await;
+    run(router, services).await
+}
+
+/// Serve `router` with a state of its own (a function that needs less than `Services`), after
+/// the caller has set up tracing and built the state.
+pub async fn run<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    state: S,
+) -> Result<(), lambda_http::Error> {
     let app = router
         .fallback(|| async { Error::NotFound })
-        .with_state(services);
+        .with_state(state);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         use lambda_http::tower::ServiceExt;
         use tracing::Instrument;

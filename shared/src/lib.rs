@@ -12,6 +12,7 @@ pub mod aws_calls;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod hooks;
 pub mod http;
 pub mod ids;
 pub mod keycloak;

@@ -37,13 +37,15 @@ impl std::fmt::Debug for Secret {
 pub enum SecretError {
     #[error("secret {id}: {reason}")]
     Unavailable { id: String, reason: String },
-    #[error("secret {id} is not {{\"client_secret\": \"...\"}}")]
-    Malformed { id: String },
+    #[error("secret {id} is not {{\"{key}\": \"...\"}}")]
+    Malformed { id: String, key: &'static str },
 }
 
 pub struct ClientSecretCache {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
+    /// The JSON key holding the value.
+    key: &'static str,
     ttl: Duration,
     cached: RwLock<Option<(Secret, Instant)>>,
     /// One read at a time: concurrent callers of a cold or expired cache wait for it.
@@ -56,9 +58,20 @@ impl ClientSecretCache {
         secret_id: impl Into<String>,
         ttl: Duration,
     ) -> Self {
+        Self::with_key(client, secret_id, "client_secret", ttl)
+    }
+
+    /// A cache of another secret of the same shape, `{"<key>": "..."}` (the webhook secret).
+    pub fn with_key(
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: impl Into<String>,
+        key: &'static str,
+        ttl: Duration,
+    ) -> Self {
         ClientSecretCache {
             client,
             secret_id: secret_id.into(),
+            key,
             ttl,
             cached: RwLock::new(None),
             reading: Mutex::new(()),
@@ -115,11 +128,12 @@ impl ClientSecretCache {
             })?;
         let malformed = || SecretError::Malformed {
             id: self.secret_id.clone(),
+            key: self.key,
         };
         let text = out.secret_string().ok_or_else(malformed)?;
         let value: serde_json::Value = serde_json::from_str(text).map_err(|_| malformed())?;
         let secret = value
-            .get("client_secret")
+            .get(self.key)
             .and_then(serde_json::Value::as_str)
             .filter(|s| !s.is_empty())
             .map(Secret::new)

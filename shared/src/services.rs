@@ -51,6 +51,23 @@ macro_rules! sdk_client {
         $sdk::Client::from_conf(config.build())
     }};
 }
+pub(crate) use sdk_client;
+
+/// The AWS configuration every function's clients share, and the call recorder if there is one.
+/// The SDK reads AWS_ENDPOINT_URL itself; throttling and transient errors get the standard retry
+/// mode with a few more attempts than the default.
+pub(crate) async fn aws_setup() -> (aws_config::SdkConfig, Vec<SharedInterceptor>) {
+    let aws = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await;
+    // Test stacks record every AWS call (crate::aws_calls); a deployment never does.
+    let recorder = crate::aws_calls::CallRecorder::from_env()
+        .map(SharedInterceptor::new)
+        .into_iter()
+        .collect();
+    (aws, recorder)
+}
 
 impl Services {
     pub async fn from_env() -> Result<Self, StartError> {
@@ -58,17 +75,7 @@ impl Services {
     }
 
     pub async fn new(config: Config) -> Result<Self, StartError> {
-        // The SDK reads AWS_ENDPOINT_URL itself; throttling and transient errors get the standard
-        // retry mode with a few more attempts than the default.
-        let aws = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(5))
-            .load()
-            .await;
-        // Test stacks record every AWS call (crate::aws_calls); a deployment never does.
-        let recorder: Vec<SharedInterceptor> = crate::aws_calls::CallRecorder::from_env()
-            .map(SharedInterceptor::new)
-            .into_iter()
-            .collect();
+        let (aws, recorder) = aws_setup().await;
         let secretsmanager = sdk_client!(aws_sdk_secretsmanager, &aws, &recorder);
         let cache = |c: &ClientConfig| {
             Arc::new(ClientSecretCache::new(

@@ -26,6 +26,10 @@ XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 # `resource`): the table, its indexes, the function's own client secret, the bulk-sync function.
 TABLE = "{UsersTable.Arn}"
 INDEXES = "{UsersTable.Arn}/index/*"
+HOOK_QUEUE = "{HookQueue.Arn}"
+SQS_POLLER = {"sqs:ChangeMessageVisibility", "sqs:ChangeMessageVisibilityBatch",
+              "sqs:DeleteMessage", "sqs:DeleteMessageBatch", "sqs:GetQueueAttributes",
+              "sqs:ReceiveMessage"}
 BULK_SYNC = "arn:{AWS::Partition}:lambda:{AWS::Region}:{AWS::AccountId}:function:{AWS::StackName}-bulk-sync"
 
 
@@ -97,13 +101,20 @@ def declared(binary):
 def expected(binary, function):
     """What the code's table needs, on its resources, and what the platform needs."""
     env = function["Properties"]["Environment"]["Variables"]
-    secret = resource(env.get("KEYCLOAK_SECRET_ID") or env["KEYCLOAK_ADMIN_SECRET_ID"])
+    secret = resource(env.get("KEYCLOAK_SECRET_ID") or env.get("KEYCLOAK_ADMIN_SECRET_ID")
+                      or env["HOOK_SECRET_ID"])
     pairs = set()
     for call in declared(binary):
         action, _, where = call.partition("@")
         service = action.split(":")[0]
         pairs.add((action, {"dynamodb": INDEXES if where == "index" else TABLE,
-                            "secretsmanager": secret, "lambda": BULK_SYNC}[service]))
+                            "secretsmanager": secret, "lambda": BULK_SYNC,
+                            "sqs": HOOK_QUEUE}[service]))
+    # Lambda's SQS event source polls the queue as the function's role (SAM's SQSPollerPolicy).
+    for event in function["Properties"].get("Events", {}).values():
+        if event["Type"] == "SQS":
+            queue = resource(event["Properties"]["Queue"])
+            pairs |= {(a, queue) for a in SQS_POLLER}
     # Lambda delivers a failed asynchronous event to the OnFailure queue as the function's role.
     on_failure = (function["Properties"].get("EventInvokeConfig", {})
                   .get("DestinationConfig", {}).get("OnFailure"))

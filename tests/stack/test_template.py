@@ -76,14 +76,17 @@ CLIENT_VARIABLES = {"KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID",
 
 
 def test_each_function_gets_the_same_keycloak_client_locally_and_deployed():
-    """The public auth functions have the login client only; register, admin-users and bulk-sync
-    the service client only; locally (Cargo.toml) as deployed (template.yaml)."""
-    service_client = {"register", "admin-users", "bulk-sync"}
+    """The public auth functions have the login client only; register, admin-users, bulk-sync and
+    the hook consumer the service client only; the webhook receiver no Keycloak client at all;
+    locally (Cargo.toml) as deployed (template.yaml)."""
+    service_client = {"register", "admin-users", "bulk-sync", "hook-consumer"}
+    no_client = {"keycloak-hook"}
     for binary, f in functions().items():
         deployed = set(f["Properties"]["Environment"]["Variables"]) & CLIENT_VARIABLES
         local = set(manifest_env(binary)) & CLIENT_VARIABLES
         assert deployed == local, binary
-        expected = ({"KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"} if binary in service_client
+        expected = (set() if binary in no_client else
+                    {"KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"} if binary in service_client
                     else {"KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID"})
         assert deployed == expected, binary
     assert not set(template()["Globals"]["Function"]["Environment"]["Variables"]) & CLIENT_VARIABLES

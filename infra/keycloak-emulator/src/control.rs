@@ -207,6 +207,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/realms/{name}/reset", post(reset_realm))
         .route("/realms/{name}/clock", get(clock).put(set_clock))
         .route("/realms/{name}/users/bulk", post(bulk))
+        .route("/realms/{name}/webhooks", post(webhook))
         .route(
             "/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
@@ -303,6 +304,25 @@ async fn set_clock(c: Call) -> Response {
 
 async fn bulk(c: Call) -> Response {
     bulk_users(&c.emu, &c.req, c.param("name"))
+}
+
+/// What an operator does to send this realm's events to a receiver (local stack set-up): the
+/// subscription (the extension's webhook object) and the `ext-event-webhook` listener turned on.
+async fn webhook(c: Call) -> Response {
+    let Some(entry) = c.emu.realm(c.param("name")) else {
+        return realm_not_found();
+    };
+    let mut realm = entry.realm.write();
+    match crate::admin::webhooks::subscribe(&mut realm, &c.req.body, "") {
+        Ok(id) => {
+            let listener = crate::admin::webhooks::LISTENER.to_owned();
+            if !realm.settings.events_listeners.contains(&listener) {
+                realm.settings.events_listeners.push(listener);
+            }
+            json_response(201, &json!({"id": id}))
+        }
+        Err(refused) => refused,
+    }
 }
 
 async fn add_fault(c: Call) -> Response {

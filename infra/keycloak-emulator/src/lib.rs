@@ -164,7 +164,10 @@ fn route_key(segments: &[String]) -> String {
 pub fn router(emu: Arc<Emulator>) -> Router {
     Router::new()
         .nest("/_emulator", control::router())
-        .nest("/realms/{realm}", oidc::router())
+        .nest(
+            "/realms/{realm}",
+            oidc::router().merge(admin::webhooks::router()),
+        )
         .nest("/admin/realms/{realm}", admin::router())
         .fallback(|| async { no_such_resource() })
         .layer(axum::middleware::from_fn_with_state(

@@ -159,6 +159,8 @@ pub struct Realm {
     pub user_sessions: HashMap<String, BTreeSet<String>>,
     pub events: Vec<Value>,
     pub admin_events: Vec<Value>,
+    /// Webhook subscriptions of the events extension (`admin::webhooks`).
+    pub webhooks: Vec<crate::admin::webhooks::Webhook>,
     pub profile: UserProfile,
     /// Login failures by user id (brute-force detection).
     pub login_failures: HashMap<String, crate::brute_force::Failures>,
@@ -389,6 +391,7 @@ impl Realm {
             user_sessions: HashMap::new(),
             events: Vec::new(),
             admin_events: Vec::new(),
+            webhooks: Vec::new(),
             profile,
             clock_offset_ms: 0,
             listing: Mutex::new(None),
@@ -938,6 +941,7 @@ impl Realm {
         error: Option<&str>,
         details: Value,
     ) {
+        self.webhook_access_event(kind, client_id, user_id, session_id, ip, error, &details);
         if !self.event_saved(kind) {
             return;
         }
@@ -966,6 +970,13 @@ impl Realm {
         path: &str,
         representation: Option<Value>,
     ) {
+        self.webhook_admin_event(
+            auth,
+            operation,
+            resource_type,
+            path,
+            representation.as_ref(),
+        );
         if !self.settings.admin_events_enabled {
             return;
         }
@@ -980,6 +991,61 @@ impl Realm {
             }
         }
         self.admin_events.push(e);
+    }
+}
+
+impl Realm {
+    /// The events extension's unified event for an admin event (listeners get every event,
+    /// stored or not; the representation only with admin event details on, as Keycloak gives it).
+    fn webhook_admin_event(
+        &self,
+        auth: &AuthDetails,
+        operation: &str,
+        resource_type: &str,
+        path: &str,
+        representation: Option<&Value>,
+    ) {
+        let mut e = json!({
+            "time": self.now_ms(), "realmId": self.name,
+            "authDetails": {"realmId": self.name, "clientId": auth.client_uuid, "userId": auth.user_id, "ipAddress": auth.ip},
+            "resourceType": resource_type, "operationType": operation, "resourcePath": path,
+            "type": format!("admin.{resource_type}-{operation}"), "details": {},
+        });
+        if let Some(user) = path.strip_prefix("users/").filter(|id| !id.contains('/')) {
+            e["details"]["userId"] = json!(user);
+            if let Some(u) = self.user(user) {
+                e["details"]["username"] = json!(u.username);
+            }
+        }
+        if self.settings.admin_events_details_enabled {
+            if let Some(rep) = representation {
+                e["representation"] = json!(rep.to_string());
+            }
+        }
+        crate::admin::webhooks::dispatch(self, &e);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn webhook_access_event(
+        &self,
+        kind: &str,
+        client_id: Option<&str>,
+        user_id: Option<&str>,
+        session_id: Option<&str>,
+        ip: &str,
+        error: Option<&str>,
+        details: &Value,
+    ) {
+        let mut e = json!({
+            "time": self.now_ms(), "realmId": self.id, "type": format!("access.{kind}"),
+            "authDetails": {"realmId": self.name, "clientId": client_id, "userId": user_id,
+                            "sessionId": session_id, "ipAddress": ip},
+            "details": if details.is_object() { details.clone() } else { json!({}) },
+        });
+        if let Some(error) = error {
+            e["error"] = json!(error);
+        }
+        crate::admin::webhooks::dispatch(self, &e);
     }
 }
 

@@ -227,7 +227,7 @@ pub struct UserSessionRepresentation {
 }
 
 /// An admin event (`GET /admin-events`). `id` exists only on late 26.x servers.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminEvent {
     #[serde(default)]
@@ -247,7 +247,7 @@ pub struct AdminEvent {
 
 /// The author of an admin event: `userId` is the acting user (a service account's user for a
 /// client's own calls), `clientId` the client's internal id.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthDetails {
     #[serde(default)]

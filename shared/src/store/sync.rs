@@ -96,6 +96,9 @@ pub struct SyncCounts {
     /// Users who looked gone or disabled but were not confirmed so: left as they were, and
     /// their events read again by the next run.
     pub unconfirmed: u64,
+    /// Users this run had to write or deactivate (created, updated, reactivated, deactivated):
+    /// with webhooks delivering, each is a change no delivery had applied before the run.
+    pub drift: u64,
     /// Keycloak users and sessions removed by repairs.
     pub repaired: u64,
     pub repairs_open: u64,

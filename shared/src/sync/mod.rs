@@ -114,6 +114,7 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
     let finished = now_ms();
     run.finished_at = Some(finished);
     counts.duration_ms = (finished - started).max(0) as u64;
+    counts.drift = counts.written() + counts.deactivated;
     run.counts = counts;
     let capacity = store.consumed() - capacity_before;
     run.cost = RunCost {
@@ -972,6 +973,68 @@ async fn judge(services: &Services, id: &str, stored: Option<&User>) -> Verdict 
             Err(e) => Verdict::Unresolved(format!("confirming {id}: {e}")),
         },
         Err(e) => Verdict::Unresolved(format!("confirming {id}: {e}")),
+    }
+}
+
+/// What one webhook-delivered change did.
+#[derive(Debug, PartialEq)]
+pub enum ChangeOutcome {
+    /// An echo of this project's own write that the store already holds: nothing read.
+    Echo,
+    Applied(ApplyOutcome),
+    Deactivated,
+    /// Nothing to do: a service account, or a user unknown here and gone from Keycloak.
+    Nothing,
+}
+
+/// Apply one user a webhook named, the way an incremental run applies a user its events name:
+/// the echo check, the user read from Keycloak (never the payload), a deactivation only once
+/// confirmed, and the conditional, newest-observation-wins write. A user that cannot be decided
+/// now (Keycloak failing, a 404 the search contradicts) is an error: the message is retried.
+pub async fn apply_user_change(
+    services: &Services,
+    change: &crate::hooks::UserChange,
+) -> Result<ChangeOutcome, Error> {
+    let store = &services.store;
+    let names = &services.config.user_attributes;
+    let id = &change.user_id;
+    let mut named = Named::new(change.time);
+    match &change.admin {
+        Some(e) => {
+            let own = services.keycloak.service_account_id().await.ok();
+            named.admin_event(e, own.as_deref());
+        }
+        None => named.needs_read(change.time),
+    }
+    let stored = store.get_user(id).await?;
+    if named.is_echo_of(stored.as_ref(), names) {
+        return Ok(ChangeOutcome::Echo);
+    }
+    match judge(services, id, stored.as_ref()).await {
+        Verdict::Apply(fields, business, at) => Ok(ChangeOutcome::Applied(
+            store
+                .apply_keycloak_fields(id, &fields, &business, at, now_ms())
+                .await?,
+        )),
+        Verdict::Deactivate(d) => {
+            let username = stored.map(|u| u.username).unwrap_or_default();
+            let (mut counts, mut errors) = (SyncCounts::default(), Vec::new());
+            let plan = vec![(id.clone(), username, d)];
+            let failed = deactivate(store, plan, &mut counts, &mut errors, now_ms()).await?;
+            if failed.is_empty() {
+                Ok(ChangeOutcome::Deactivated)
+            } else {
+                Err(Error::Unavailable {
+                    code: "store_unavailable",
+                    detail: errors.join("; "),
+                })
+            }
+        }
+        Verdict::Nothing => Ok(ChangeOutcome::Nothing),
+        Verdict::Unresolved(why) => Err(Error::Unavailable {
+            code: "keycloak_unavailable",
+            detail: why,
+        }),
     }
 }
 

@@ -178,7 +178,10 @@ pub async fn call_with(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let r = req.send().await.expect("gateway answers");
+    read(req.send().await.expect("gateway answers")).await
+}
+
+async fn read(r: reqwest::Response) -> Resp {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
@@ -510,4 +513,29 @@ pub async fn fault(mut rule: Value) -> String {
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     created["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The webhook secret the stack generated (what an operator gives Keycloak's events extension).
+pub async fn webhook_secret() -> String {
+    let sm: aws_sdk_secretsmanager::Client = moto_client!(aws_sdk_secretsmanager);
+    let value = sm
+        .get_secret_value()
+        .secret_id("keycloak-user-sync/webhook")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    v["webhook_secret"].as_str().unwrap().to_owned()
+}
+
+/// POST a webhook delivery to the gateway's /hooks/keycloak, with this signature header if any.
+pub async fn deliver_webhook(body: &str, signature: Option<&str>) -> Resp {
+    let mut req = http()
+        .post(format!("{}/hooks/keycloak", stack().gateway))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(s) = signature {
+        req = req.header("X-Keycloak-Signature", s);
+    }
+    read(req.send().await.expect("gateway answers")).await
 }

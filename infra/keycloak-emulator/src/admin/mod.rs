@@ -9,6 +9,7 @@ mod groups;
 mod profile;
 mod roles;
 mod users;
+pub mod webhooks;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -55,8 +56,12 @@ impl FromRequestParts<Arc<Emulator>> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, emu: &Arc<Emulator>) -> Result<Self, Response> {
         let call = Call::from_request_parts(parts, emu).await?;
-        // `/admin/realms/{realm}/...`: the realm is known even where no route matched.
-        let realm = call.req.segments.get(2).cloned().unwrap_or_default();
+        // `/admin/realms/{realm}/...`: the realm is known even where no route matched;
+        // `/realms/{realm}/webhooks` (the events extension) names it as a route parameter.
+        let realm = match call.param("realm") {
+            "" => call.req.segments.get(2).cloned().unwrap_or_default(),
+            named => named.to_owned(),
+        };
         Ok(Admin {
             emu: Arc::clone(&call.emu),
             req: Arc::clone(&call.req),

@@ -1,0 +1,533 @@
+//! Near-real-time sync from Keycloak webhooks (README "Webhooks").
+//!
+//! `POST /hooks/keycloak` checks the delivery's signature, turns it into a [`UserChange`] through
+//! the format's adapter, and puts it on a FIFO queue (deduplicated by the event's id, grouped by
+//! user so one user's changes are applied in order); the consumer re-reads each named user from
+//! Keycloak and applies it through the per-user sync path (`sync::apply_user_change`). The
+//! payload's representation is never applied: it only lets the consumer recognise an echo of this
+//! project's own write.
+
+use std::sync::Arc;
+
+use aws_lc_rs::{digest, hmac};
+use serde::{Deserialize, Serialize};
+
+use crate::deadline::Bounded;
+use crate::error::Error;
+use crate::keycloak::{AdminEvent, AuthDetails};
+use crate::secrets::{ClientSecretCache, DEFAULT_TTL};
+
+/// Largest delivery accepted (a user representation with attributes fits many times over).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// One user a delivered event names: what the queue carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserChange {
+    /// The delivery's event id: the queue's deduplication key.
+    pub event_id: String,
+    pub user_id: String,
+    /// When Keycloak recorded the event (epoch ms).
+    pub time: i64,
+    /// The event type as the source names it (`admin.USER-UPDATE`, `access.UPDATE_PROFILE`).
+    pub kind: String,
+    /// An admin event as the incremental sync reads it (author, representation): for the echo
+    /// check only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminEvent>,
+}
+
+/// A webhook format: the body of one delivery to the change it means for a user, if any.
+pub trait EventFormat {
+    /// `Ok(None)`: a well-formed event that does not concern a user's synced fields (a login, a
+    /// client change): acknowledged and dropped.
+    fn user_change(&self, body: &[u8]) -> Result<Option<UserChange>, Error>;
+}
+
+/// `X-Keycloak-Signature`: the lowercase hex HMAC-SHA256 of the raw body with the shared
+/// secret (RFC 2104), as the Phase Two extension signs. Compared in constant time.
+pub fn signature_valid(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(tag) = header.and_then(|h| decode_hex(h.trim())) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    hmac::verify(&key, body, &tag).is_ok()
+}
+
+/// The signature the extension would send (the emulator's and the tests' side).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    hex(hmac::sign(&key, body).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The SQS deduplication id of an event id: at most 128 characters of a restricted alphabet,
+/// so a digest of it.
+pub fn deduplication_id(event_id: &str) -> String {
+    hex(digest::digest(&digest::SHA256, event_id.as_bytes()).as_ref())
+}
+
+/// The hook function's state, built once per cold start: the webhook secret (Secrets Manager,
+/// `{"webhook_secret": "..."}`, `HOOK_SECRET_ID`) and the queue (`HOOK_QUEUE_URL`).
+#[derive(Clone)]
+pub struct Intake {
+    secret: Arc<ClientSecretCache>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    format: Arc<dyn EventFormat + Send + Sync>,
+}
+
+/// What the hook did with a delivery.
+#[derive(Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// `queued`, or `ignored` for an event that does not concern a user.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+impl Intake {
+    /// From the environment: `HOOK_SECRET_ID`, `HOOK_QUEUE_URL`.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let var = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| crate::config::ConfigError::missing(name))
+        };
+        let (secret_id, queue_url) = (var("HOOK_SECRET_ID")?, var("HOOK_QUEUE_URL")?);
+        let (aws, recorder) = crate::services::aws_setup().await;
+        Ok(Self::new(
+            crate::services::sdk_client!(aws_sdk_secretsmanager, &aws, &recorder),
+            &secret_id,
+            crate::services::sdk_client!(aws_sdk_sqs, &aws, &recorder),
+            &queue_url,
+        ))
+    }
+
+    pub fn new(
+        secretsmanager: aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: &str,
+    ) -> Self {
+        Intake {
+            secret: Arc::new(ClientSecretCache::with_key(
+                secretsmanager,
+                secret_id,
+                "webhook_secret",
+                DEFAULT_TTL,
+            )),
+            sqs,
+            queue_url: queue_url.to_owned(),
+            format: Arc::new(PhaseTwo),
+        }
+    }
+
+    /// Read the secret during INIT, so the first delivery does not wait for it.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.secret.get().await {
+            tracing::warn!(error = %e, "webhook secret not read during INIT");
+        }
+    }
+
+    /// One delivery: its signature checked against the current secret (read again once if it
+    /// fails, so a rotated secret is picked up), then queued if it names a user.
+    pub async fn receive(&self, signature: Option<&str>, body: &[u8]) -> Result<Receipt, Error> {
+        if body.len() > MAX_BODY {
+            return Err(Error::PayloadTooLarge { limit: MAX_BODY });
+        }
+        let secret = self.secret.get().await.map_err(unavailable)?;
+        if !signature_valid(secret.expose().as_bytes(), body, signature) {
+            let fresh = self.secret.refresh(&secret).await.map_err(unavailable)?;
+            if fresh == secret || !signature_valid(fresh.expose().as_bytes(), body, signature) {
+                return Err(Error::Unauthenticated);
+            }
+        }
+        let Some(change) = self.format.user_change(body)? else {
+            return Ok(Receipt {
+                status: "ignored",
+                event_id: None,
+            });
+        };
+        let message = serde_json::to_string(&change).map_err(|e| Error::Internal(e.to_string()))?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(message)
+            // One user's changes in order; users in parallel. A redelivery of the same event
+            // within SQS's five-minute window is dropped by the queue.
+            .message_group_id(&change.user_id)
+            .message_deduplication_id(deduplication_id(&change.event_id))
+            .send()
+            .within_deadline()
+            .await
+            .map_err(|_| Error::Unavailable {
+                code: "queue_unavailable",
+                detail: "the queue did not answer in time".into(),
+            })?
+            .map_err(|e| Error::Unavailable {
+                code: "queue_unavailable",
+                detail: format!(
+                    "event not queued: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                ),
+            })?;
+        Ok(Receipt {
+            status: "queued",
+            event_id: Some(change.event_id),
+        })
+    }
+}
+
+fn unavailable(e: crate::secrets::SecretError) -> Error {
+    Error::Unavailable {
+        code: "secret_unavailable",
+        detail: e.to_string(),
+    }
+}
+
+/// One message of the queue as the consumer receives it.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// The FIFO message group (the user id).
+    pub group: Option<String>,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// Exponential backoff for a failed message: its visibility is set to `base × 2^(receives - 1)`
+/// (at most 15 minutes), so a failing user is retried later rather than at once; the queue's
+/// redrive policy moves it to the dead-letter queue after its last attempt.
+pub struct Backoff {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    base_seconds: u32,
+}
+
+impl Backoff {
+    /// From `HOOK_QUEUE_URL` and `HOOK_RETRY_BASE_SECONDS` (default 10); none without a queue.
+    pub async fn from_env() -> Option<Self> {
+        let queue_url = std::env::var("HOOK_QUEUE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let base_seconds = std::env::var("HOOK_RETRY_BASE_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10);
+        let (aws, recorder) = crate::services::aws_setup().await;
+        Some(Backoff {
+            sqs: crate::services::sdk_client!(aws_sdk_sqs, &aws, &recorder),
+            queue_url,
+            base_seconds,
+        })
+    }
+
+    pub fn delay_seconds(&self, receive_count: u32) -> i32 {
+        let exponent = receive_count.saturating_sub(1).min(16);
+        (u64::from(self.base_seconds) << exponent).min(900) as i32
+    }
+
+    async fn postpone(&self, m: &Queued) {
+        let seconds = self.delay_seconds(m.receive_count);
+        let result = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&m.receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .within_deadline()
+            .await;
+        if !matches!(result, Ok(Ok(_))) {
+            // The queue's own visibility timeout then decides when it comes back.
+            tracing::warn!(message_id = %m.message_id, "could not postpone the failed message");
+        }
+    }
+}
+
+/// Apply a batch in order; answers the ids of the messages that failed (the event source
+/// deletes the others). A user whose message failed keeps the rest of their messages in this
+/// batch back too, so their changes are never applied out of order.
+pub async fn consume(
+    services: &crate::services::Services,
+    backoff: Option<&Backoff>,
+    messages: Vec<Queued>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut held_groups = std::collections::HashSet::new();
+    for m in messages {
+        if m.group.as_ref().is_some_and(|g| held_groups.contains(g)) {
+            failed.push(m.message_id);
+            continue;
+        }
+        let outcome = match serde_json::from_str::<UserChange>(&m.body) {
+            Ok(change) => crate::sync::apply_user_change(services, &change)
+                .await
+                .map(|o| (change, o)),
+            Err(e) => Err(Error::BadRequest {
+                code: "invalid_message",
+                detail: format!("not a queued user change: {e}"),
+            }),
+        };
+        match outcome {
+            Ok((change, outcome)) => tracing::info!(
+                message_id = %m.message_id, event_id = %change.event_id,
+                user_id = %change.user_id, event = %change.kind, outcome = ?outcome,
+                "webhook change applied"
+            ),
+            Err(e) => {
+                tracing::warn!(
+                    message_id = %m.message_id, receive_count = m.receive_count, error = %e,
+                    "webhook change not applied; it will be retried"
+                );
+                if let Some(b) = backoff {
+                    b.postpone(&m).await;
+                }
+                held_groups.extend(m.group.clone());
+                failed.push(m.message_id);
+            }
+        }
+    }
+    failed
+}
+
+/// The webhook format of Phase Two's `keycloak-events` extension (`ext-event-webhook`): one JSON
+/// event per delivery, admin and user events unified, `type` prefixed `admin.` or `access.`.
+pub struct PhaseTwo;
+
+/// The unified event, as far as a user's synced fields care.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhaseTwoEvent {
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    auth_details: Option<PhaseTwoAuth>,
+    #[serde(default)]
+    resource_type: Option<String>,
+    #[serde(default)]
+    operation_type: Option<String>,
+    #[serde(default)]
+    resource_path: Option<String>,
+    #[serde(default)]
+    representation: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhaseTwoAuth {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+/// Admin resources whose events change a user's synced fields (the resource path names the user).
+const ADMIN_RESOURCES: [&str; 3] = ["USER", "REALM_ROLE_MAPPING", "GROUP_MEMBERSHIP"];
+
+/// User (login) events that change the user's own synced fields; logins, logouts and token
+/// events change nothing the store holds.
+const ACCESS_TYPES: [&str; 5] = [
+    "REGISTER",
+    "UPDATE_PROFILE",
+    "UPDATE_EMAIL",
+    "VERIFY_EMAIL",
+    "DELETE_ACCOUNT",
+];
+
+impl EventFormat for PhaseTwo {
+    fn user_change(&self, body: &[u8]) -> Result<Option<UserChange>, Error> {
+        let e: PhaseTwoEvent = serde_json::from_slice(body).map_err(|err| Error::BadRequest {
+            code: "invalid_event",
+            detail: format!("not a keycloak-events webhook event: {err}"),
+        })?;
+        // The extension sets `uid` per delivery (kept across its retries); `id` where the
+        // server has one; failing both, the body itself identifies the delivery.
+        let event_id = e
+            .uid
+            .clone()
+            .or(e.id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| deduplication_id(&String::from_utf8_lossy(body)));
+        let author = e.auth_details.as_ref();
+        if let Some(kind) = e.kind.strip_prefix("admin.") {
+            let resource = e.resource_type.clone().unwrap_or_default();
+            if !ADMIN_RESOURCES.contains(&resource.as_str()) {
+                return Ok(None);
+            }
+            let admin = AdminEvent {
+                id: Some(event_id.clone()),
+                time: e.time,
+                operation_type: e.operation_type.clone().unwrap_or_default(),
+                resource_type: resource,
+                resource_path: e.resource_path.clone().unwrap_or_default(),
+                auth_details: author.map(|a| AuthDetails {
+                    user_id: a.user_id.clone(),
+                    client_id: a.client_id.clone(),
+                }),
+                representation: e.representation.clone(),
+            };
+            let Some(user_id) = admin.user_id().map(str::to_owned) else {
+                return Ok(None);
+            };
+            return Ok(Some(UserChange {
+                event_id,
+                user_id,
+                time: e.time,
+                kind: format!("admin.{kind}"),
+                admin: Some(admin),
+            }));
+        }
+        if let Some(kind) = e.kind.strip_prefix("access.") {
+            let user_id = author.and_then(|a| a.user_id.clone());
+            return Ok(match user_id {
+                Some(user_id) if ACCESS_TYPES.contains(&kind) && !user_id.is_empty() => {
+                    Some(UserChange {
+                        event_id,
+                        user_id,
+                        time: e.time,
+                        kind: e.kind.clone(),
+                        admin: None,
+                    })
+                }
+                _ => None,
+            });
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const USER: &str = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+
+    fn change(event: Value) -> Option<UserChange> {
+        PhaseTwo.user_change(event.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_signature_is_the_hex_hmac_sha256_of_the_raw_body() {
+        let body = br#"{"type":"admin.USER-UPDATE"}"#;
+        let good = sign(b"s3cret", body);
+        assert_eq!(good.len(), 64);
+        assert!(signature_valid(b"s3cret", body, Some(&good)));
+        assert!(signature_valid(b"s3cret", body, Some(&good.to_uppercase())));
+        assert!(!signature_valid(b"other", body, Some(&good)));
+        assert!(!signature_valid(b"s3cret", b"{}", Some(&good)));
+        assert!(!signature_valid(b"s3cret", body, None));
+        assert!(!signature_valid(b"s3cret", body, Some("zz")));
+        assert!(!signature_valid(b"s3cret", body, Some("")));
+    }
+
+    #[test]
+    fn an_admin_user_update_names_the_user_and_keeps_its_author_for_the_echo_check() {
+        let c = change(json!({
+            "uid": "e-1", "type": "admin.USER-UPDATE", "time": 1000, "realmId": "demo",
+            "resourceType": "USER", "operationType": "UPDATE", "resourcePath": format!("users/{USER}"),
+            "representation": "{\"firstName\":\"A\"}",
+            "authDetails": {"realmId": "master", "clientId": "c-uuid", "userId": "sa-uuid", "ipAddress": "1.2.3.4"},
+            "details": {"userId": USER}
+        }))
+        .unwrap();
+        assert_eq!(
+            (c.event_id.as_str(), c.user_id.as_str(), c.time),
+            ("e-1", USER, 1000)
+        );
+        let admin = c.admin.unwrap();
+        assert_eq!(
+            admin.auth_details.unwrap().user_id.as_deref(),
+            Some("sa-uuid")
+        );
+        assert_eq!(
+            admin.representation.as_deref(),
+            Some("{\"firstName\":\"A\"}")
+        );
+    }
+
+    #[test]
+    fn role_mapping_and_group_membership_events_name_the_user_of_their_path() {
+        for (resource, path) in [
+            (
+                "REALM_ROLE_MAPPING",
+                format!("users/{USER}/role-mappings/realm"),
+            ),
+            ("GROUP_MEMBERSHIP", format!("users/{USER}/groups/g-1")),
+        ] {
+            let c = change(
+                json!({"uid": "e", "type": format!("admin.{resource}-CREATE"),
+                "resourceType": resource, "operationType": "CREATE", "resourcePath": path}),
+            );
+            assert_eq!(c.unwrap().user_id, USER, "{resource}");
+        }
+    }
+
+    #[test]
+    fn profile_changes_by_the_user_name_them_and_logins_are_dropped() {
+        let profile = change(
+            json!({"uid": "e", "type": "access.UPDATE_PROFILE", "time": 5,
+            "authDetails": {"userId": USER, "clientId": "account"}}),
+        );
+        assert_eq!(profile.unwrap().user_id, USER);
+        for dropped in [
+            json!({"uid": "e", "type": "access.LOGIN", "authDetails": {"userId": USER}}),
+            json!({"uid": "e", "type": "admin.CLIENT-UPDATE", "resourceType": "CLIENT", "resourcePath": "clients/x"}),
+            json!({"uid": "e", "type": "admin.REALM_ROLE-UPDATE", "resourceType": "REALM_ROLE", "resourcePath": "roles/x"}),
+            json!({"uid": "e", "type": "admin.USER-CREATE", "resourceType": "USER", "resourcePath": "users"}),
+            json!({"uid": "e", "type": "system.ORG-CREATE"}),
+        ] {
+            assert_eq!(change(dropped.clone()), None, "{dropped}");
+        }
+    }
+
+    #[test]
+    fn an_event_without_uid_or_id_is_identified_by_its_body() {
+        let event = json!({"type": "access.UPDATE_EMAIL", "authDetails": {"userId": USER}});
+        let a = change(event.clone()).unwrap();
+        let b = change(event).unwrap();
+        assert_eq!(a.event_id, b.event_id);
+        assert_eq!(a.event_id.len(), 64);
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_event_is_a_bad_request() {
+        for body in [&b"not json"[..], br#"{"uid":"x"}"#, br#"[1,2]"#] {
+            assert!(matches!(
+                PhaseTwo.user_change(body),
+                Err(Error::BadRequest { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_deduplication_id_fits_sqs() {
+        let id = deduplication_id(&"x".repeat(500));
+        assert!(id.len() <= 128 && id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,221 @@
+//! Near-real-time sync from Keycloak's webhooks, through the local stack: the emulator sends its
+//! events (as Phase Two's extension does) to the gateway's /hooks/keycloak, the hook queues them
+//! on the FIFO queue in moto, the local event source mapping runs the consumer.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use reqwest::Method;
+use serde_json::json;
+use user_sync::store::User;
+
+/// A delivery as the extension sends it for an admin update of `user`.
+fn user_update_event(uid: &str, user: &str) -> String {
+    json!({
+        "uid": uid, "type": "admin.USER-UPDATE", "time": user_sync::store::now_ms(),
+        "realmId": stack().realm, "resourceType": "USER", "operationType": "UPDATE",
+        "resourcePath": format!("users/{user}"),
+        "authDetails": {"realmId": "master", "clientId": "some-admin-console", "userId": "someone"},
+        "details": {"userId": user}
+    })
+    .to_string()
+}
+
+/// The user's local record once `done` holds for it, waiting at most `limit`.
+async fn local_within(id: &str, limit: Duration, done: impl Fn(&User) -> bool) -> Option<User> {
+    let started = Instant::now();
+    loop {
+        if let Some(u) = local_user(id).await.filter(|u| done(u)) {
+            return Some(u);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A registered user (Keycloak and the store), and their id.
+async fn registered(prefix: &str) -> String {
+    let username = unique(prefix);
+    let r = post("/auth/register", registration(&username)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn last_sync_run() -> Option<String> {
+    store().sync_state().await.unwrap().last_run_id
+}
+
+#[tokio::test]
+async fn a_name_changed_in_keycloak_is_in_the_store_within_3_seconds_without_a_sync_run() {
+    let id = registered("hook-name").await;
+    let runs_before = last_sync_run().await;
+    let (status, _) = keycloak_admin(
+        Method::PUT,
+        &format!("/users/{id}"),
+        Some(json!({"firstName": "Renamed"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let local = local_within(&id, Duration::from_secs(3), |u| {
+        u.first_name.as_deref() == Some("Renamed")
+    })
+    .await;
+    assert!(local.is_some(), "not applied within 3 s");
+    assert_eq!(last_sync_run().await, runs_before, "no sync run did it");
+}
+
+#[tokio::test]
+async fn a_user_disabled_in_keycloak_is_disabled_in_the_store_within_3_seconds() {
+    let id = registered("hook-disable").await;
+    let (status, _) = keycloak_admin(
+        Method::PUT,
+        &format!("/users/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let local = local_within(&id, Duration::from_secs(3), |u| !u.enabled).await;
+    assert_eq!(
+        local.map(|u| u.status),
+        Some(user_sync::store::UserStatus::Disabled)
+    );
+}
+
+#[tokio::test]
+async fn a_role_granted_in_keycloak_is_in_the_store_within_3_seconds() {
+    let id = registered("hook-role").await;
+    grant_realm_role(&id, "manager").await;
+    let local = local_within(&id, Duration::from_secs(3), |u| {
+        u.roles.iter().any(|r| r == "manager")
+    })
+    .await;
+    assert!(local.is_some(), "the role was not applied within 3 s");
+}
+
+#[tokio::test]
+async fn a_delivery_with_a_wrong_or_missing_signature_is_401_and_changes_nothing() {
+    let id = registered("hook-forged").await;
+    // Keycloak has a new name the store does not: a forged event would make it read and apply.
+    keycloak_admin(
+        Method::PUT,
+        &format!("/users/{id}"),
+        Some(json!({"lastName": "Forged"})),
+    )
+    .await;
+    let before = local_user(&id).await.unwrap();
+    let body = user_update_event(&unique("forged"), &id);
+    let wrong = user_sync::hooks::sign(b"not-the-secret", body.as_bytes());
+    for signature in [Some(wrong.as_str()), None, Some("")] {
+        let r = deliver_webhook(&body, signature).await;
+        assert_eq!(r.status, 401, "{signature:?}: {}", r.text);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
+    }
+    // A signature of another body does not pass either.
+    let other = user_sync::hooks::sign(webhook_secret().await.as_bytes(), b"{}");
+    assert_eq!(deliver_webhook(&body, Some(&other)).await.status, 401);
+    let _ = before;
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_413() {
+    let body = json!({"type": "admin.USER-UPDATE", "padding": "x".repeat(70 * 1024)}).to_string();
+    let signature = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let r = deliver_webhook(&body, Some(&signature)).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_event_that_does_not_concern_a_user_is_acknowledged_and_dropped() {
+    let body = json!({"uid": unique("login"), "type": "access.LOGIN", "time": 1,
+                      "authDetails": {"userId": "someone"}})
+    .to_string();
+    let signature = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let r = deliver_webhook(&body, Some(&signature)).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (202, Some("ignored"))
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_is_applied_once() {
+    let id = registered("hook-twice").await;
+    // Every read of this user by id is counted (a rule with no delay and no status).
+    let reads =
+        fault(json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{id}")}))
+            .await;
+    let secret = webhook_secret().await;
+    let body = user_update_event(&unique("twice"), &id);
+    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    for _ in 0..2 {
+        let r = deliver_webhook(&body, Some(&signature)).await;
+        assert_eq!(
+            (r.status, r.body["status"].as_str()),
+            (202, Some("queued")),
+            "{}",
+            r.text
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fault_hits(&reads).await, 1, "one delivery applied");
+    // Another event for the same user is applied: the count above can tell.
+    let other = user_update_event(&unique("third"), &id);
+    let signature = user_sync::hooks::sign(secret.as_bytes(), other.as_bytes());
+    assert_eq!(deliver_webhook(&other, Some(&signature)).await.status, 202);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fault_hits(&reads).await, 2);
+    clear_fault(&reads).await;
+}
+
+#[tokio::test]
+async fn with_keycloak_failing_a_change_is_retried_lands_in_the_dlq_and_the_next_incremental_sync_applies_it(
+) {
+    let id = registered("hook-dlq").await;
+    // A first incremental run sets the event cursor (a first run reconciles fully).
+    run_sync("incremental").await;
+    let failing = fault(
+        json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{id}"),
+                              "status": 503}),
+    )
+    .await;
+    keycloak_admin(
+        Method::PUT,
+        &format!("/users/{id}"),
+        Some(json!({"lastName": "AfterTheOutage"})),
+    )
+    .await;
+    // 5 receives, postponed 1 + 2 + 4 + 8 s locally, then the dead-letter queue.
+    let started = Instant::now();
+    let dead = loop {
+        let dead = queue_messages("HookDlq.fifo").await;
+        if let Some(m) = dead.into_iter().find(|m| m["userId"] == id.as_str()) {
+            break m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not in the DLQ after 90 s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(dead["kind"], "admin.USER-UPDATE");
+    assert!(fault_hits(&failing).await >= 5, "read at each attempt");
+    assert_ne!(
+        local_user(&id).await.unwrap().last_name.as_deref(),
+        Some("AfterTheOutage")
+    );
+    clear_fault(&failing).await;
+    let run = run_sync("incremental").await;
+    assert!(matches!(run["status"].as_str(), Some("succeeded")), "{run}");
+    assert!(run["counts"]["drift"].as_u64().unwrap() >= 1, "{run}");
+    assert_eq!(
+        local_user(&id).await.unwrap().last_name.as_deref(),
+        Some("AfterTheOutage")
+    );
+}
