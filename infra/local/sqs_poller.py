@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lambda's SQS event source mapping, locally, as template.yaml configures it.
 
-For every function with an `SQS` event, the queue (in moto, named after its logical id) is
+For every SQS event source mapping (`AWS::Lambda::EventSourceMapping`), the queue (in moto, named after its logical id) is
 created with the template's attributes (FIFO, visibility timeout, the redrive policy to its
 dead-letter queue) and polled: up to `BatchSize` messages are received, sent to the function on
 `cargo lambda watch` as Lambda's SQS event, and deleted when handled. With
@@ -49,18 +49,19 @@ def queue_name(queue_id, props):
 
 
 def mappings(template_path):
-    """(function, queue id, batch size, report failures) for every SQS event of the template."""
+    """(function, queue id, batch size, report failures) for every SQS event source mapping of
+    the template (`AWS::Lambda::EventSourceMapping` from a queue to a `!Ref`'d function)."""
     doc = yaml_parse(Path(template_path).read_text())
     out = []
-    for name, res in doc["Resources"].items():
-        if res.get("Type") != "AWS::Serverless::Function":
+    for res in doc["Resources"].values():
+        if res.get("Type") != "AWS::Lambda::EventSourceMapping":
             continue
-        for event in res["Properties"].get("Events", {}).values():
-            if event.get("Type") != "SQS":
-                continue
-            p = event["Properties"]
-            out.append((binary_of(name), logical_id(p["Queue"]), int(p.get("BatchSize", 10)),
-                        "ReportBatchItemFailures" in p.get("FunctionResponseTypes", [])))
+        p = res["Properties"]
+        queue_id = logical_id(p["EventSourceArn"])
+        if doc["Resources"][queue_id]["Type"] != "AWS::SQS::Queue":
+            continue
+        out.append((binary_of(p["FunctionName"]["Ref"]), queue_id, int(p.get("BatchSize", 10)),
+                    "ReportBatchItemFailures" in p.get("FunctionResponseTypes", [])))
     return doc, out
 
 

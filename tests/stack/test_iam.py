@@ -19,6 +19,7 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_RESOURCES = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 
@@ -27,9 +28,7 @@ XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 TABLE = "{UsersTable.Arn}"
 INDEXES = "{UsersTable.Arn}/index/*"
 HOOK_QUEUE = "{HookQueue.Arn}"
-SQS_POLLER = {"sqs:ChangeMessageVisibility", "sqs:ChangeMessageVisibilityBatch",
-              "sqs:DeleteMessage", "sqs:DeleteMessageBatch", "sqs:GetQueueAttributes",
-              "sqs:ReceiveMessage"}
+SQS_POLLER = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 BULK_SYNC = "arn:{AWS::Partition}:lambda:{AWS::Region}:{AWS::AccountId}:function:{AWS::StackName}-bulk-sync"
 
 
@@ -110,10 +109,11 @@ def expected(binary, function):
         pairs.add((action, {"dynamodb": INDEXES if where == "index" else TABLE,
                             "secretsmanager": secret, "lambda": BULK_SYNC,
                             "sqs": HOOK_QUEUE}[service]))
-    # Lambda's SQS event source polls the queue as the function's role (SAM's SQSPollerPolicy).
-    for event in function["Properties"].get("Events", {}).values():
-        if event["Type"] == "SQS":
-            queue = resource(event["Properties"]["Queue"])
+    # An SQS event source mapping polls the queue as the function's role.
+    for mapping in TEMPLATE_RESOURCES.values():
+        if (mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+                and binary_of(mapping["Properties"]["FunctionName"]["Ref"]) == binary):
+            queue = resource(mapping["Properties"]["EventSourceArn"])
             pairs |= {(a, queue) for a in SQS_POLLER}
     # Lambda delivers a failed asynchronous event to the OnFailure queue as the function's role.
     on_failure = (function["Properties"].get("EventInvokeConfig", {})
