@@ -73,7 +73,8 @@ def test_table_has_the_design_keys_index_and_ttl(stack):
 
 def test_each_client_secret_is_in_the_secret_its_functions_read(stack):
     """The login client's secret where the public functions look, the service client's where
-    register, admin-users and bulk-sync look (their Cargo.toml), and no function has both."""
+    register, admin-users, bulk-sync and the hook consumer look (their Cargo.toml), and no
+    function has both; the webhook receiver has no client, and its webhook secret is random."""
     import tomllib
 
     sm = aws(stack, "secretsmanager")
@@ -83,6 +84,11 @@ def test_each_client_secret_is_in_the_secret_its_functions_read(stack):
         clients = [(env[i], env[s]) for i, s in (("KEYCLOAK_CLIENT_ID", "KEYCLOAK_SECRET_ID"),
                                                  ("KEYCLOAK_ADMIN_CLIENT_ID", "KEYCLOAK_ADMIN_SECRET_ID"))
                    if i in env]
+        if "HOOK_SECRET_ID" in env:
+            assert clients == [], manifest
+            value = json.loads(sm.get_secret_value(SecretId=env["HOOK_SECRET_ID"])["SecretString"])
+            assert set(value) == {"webhook_secret"} and len(value["webhook_secret"]) >= 32
+            continue
         assert len(clients) == 1, manifest
         client, secret_id = clients[0]
         value = sm.get_secret_value(SecretId=secret_id)

@@ -1,4 +1,5 @@
-//! Phase Two's `keycloak-events` extension, as far as webhooks go (contract §4.12): the
+//! Phase Two's `keycloak-events` extension, as far as webhooks go (its README and
+//! `WebhookSenderEventListenerProvider`; not Keycloak itself, so not in the contract): the
 //! subscription API at `/realms/{realm}/webhooks` (`view-events` to read, `manage-events` to
 //! change), and, while the realm's event listeners include `ext-event-webhook`, every admin and
 //! user event sent to each enabled subscription whose `eventTypes` match: one JSON event per POST

@@ -70,7 +70,7 @@ impl Resp {
     }
 }
 
-async fn into_resp(r: reqwest::Response) -> Resp {
+pub async fn into_resp(r: reqwest::Response) -> Resp {
     Resp {
         status: r.status(),
         headers: r.headers().clone(),
