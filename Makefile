@@ -10,7 +10,7 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-emulator clean
+.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
@@ -18,7 +18,8 @@ help:
 	@echo "make down    stop them"
 	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite,"
 	@echo "             template/IAM/OpenAPI checks, schemathesis, sam build and the artifacts under qemu"
-	@echo "make bench   the bulk-sync benchmark (10 000 and 100 000 users), cold starts, login overhead"
+	@echo "make bench   the bulk-sync benchmark (10 000 and 100 000 users), cold starts, login overhead,"
+	@echo "             webhook latency (a Keycloak change to the DynamoDB write)"
 	@echo "make tools   install the pinned tools into .venv and $(COMPAT)/node_modules"
 
 # Pinned Python tools (moto server, cargo-lambda, SAM CLI, pytest); reinstalled when the pins change.
@@ -81,6 +82,11 @@ bench: $(TOOLS) build lambda-artifacts
 	cargo build --release -p keycloak-emulator -p bench
 	target/release/bench $(BENCH_SIZES)
 	$(PY) tests/bench/lambda_bench.py
+	$(PY) tests/bench/webhook_bench.py
+
+# A change made in Keycloak to the DynamoDB write, through the webhook path (p50/p99).
+bench-webhooks: $(TOOLS) build
+	$(PY) tests/bench/webhook_bench.py
 
 # Cold start per function (size, INIT, RSS) and POST /auth/login overhead over the token call.
 bench-lambda: $(TOOLS) build lambda-artifacts
