@@ -90,6 +90,17 @@ impl<V> IdMap<V> {
         }
     }
 
+    /// The user's value, a default one inserted first if there is none.
+    pub fn entry(&mut self, id: &str) -> &mut V
+    where
+        V: Default,
+    {
+        match uuid_bytes(id) {
+            Some(k) => self.uuids.entry(k).or_default(),
+            None => self.others.entry(id.into()).or_default(),
+        }
+    }
+
     pub fn insert(&mut self, id: &str, value: V) -> Option<V> {
         match uuid_bytes(id) {
             Some(k) => self.uuids.insert(k, value),

@@ -799,11 +799,16 @@ async fn the_sync_digest_holds_every_user_and_nothing_else() {
         .await
         .unwrap();
     store.mark_missing("id3", 10_000).await.unwrap();
-    let digest = store.scan_digest(4, 0, |d| d).await.unwrap();
+    let mut digest = user_sync::ids::IdMap::default();
+    store
+        .scan_digest(4, &mut digest, |v: &mut Option<Digest>, d| *v = Some(d))
+        .await
+        .unwrap();
+    let digest_of = |id: &str| digest.get(id).copied().flatten().unwrap();
     assert_eq!(digest.len(), 120, "sessions are not users");
-    assert_eq!(digest.get("id7").unwrap().hash, hash);
-    assert_eq!(digest.get("id7").unwrap().state, StoredState::Active);
-    assert_eq!(digest.get("id3").unwrap().state, StoredState::Missing);
+    assert_eq!(digest_of("id7").hash, hash);
+    assert_eq!(digest_of("id7").state, StoredState::Active);
+    assert_eq!(digest_of("id3").state, StoredState::Missing);
 }
 
 #[tokio::test]

@@ -388,13 +388,13 @@ async fn a_dry_run_writes_nothing_but_its_run_record() {
     .unwrap();
     assert_eq!(status(&r), "dry_run");
     assert_eq!(r.plan.as_ref().unwrap()["create"], 3);
-    assert!(s
-        .services
+    let mut stored = user_sync::ids::IdMap::<u8>::default();
+    s.services
         .store
-        .scan_digest(2, 0, |d| d)
+        .scan_digest(2, &mut stored, |v, _| *v += 1)
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert!(stored.is_empty());
     let stored = s.services.store.get_run(&r.run_id).await.unwrap().unwrap();
     assert_eq!(status(&stored), "dry_run");
 }

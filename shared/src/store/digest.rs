@@ -34,10 +34,10 @@ pub enum StoredState {
     Missing,
 }
 
-/// One stored user in 17 bytes: the first 16 bytes of its content hash, and its state.
+/// One stored user in 9 bytes: the first 8 bytes of its content hash, and its state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Digest {
-    pub hash: [u8; 16],
+    pub hash: [u8; 8],
     pub state: StoredState,
 }
 
@@ -52,12 +52,12 @@ fn digest_of(item: &Item) -> Option<(String, Digest)> {
         _ => StoredState::Active,
     };
     // A hash that does not parse matches no content: the user is rewritten.
-    let hash = text("kc_hash").and_then(hex16).unwrap_or_default();
+    let hash = text("kc_hash").and_then(hex8).unwrap_or_default();
     Some((id, Digest { hash, state }))
 }
 
-fn hex16(hex: &str) -> Option<[u8; 16]> {
-    let mut out = [0u8; 16];
+fn hex8(hex: &str) -> Option<[u8; 8]> {
+    let mut out = [0u8; 8];
     for (i, b) in out.iter_mut().enumerate() {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
@@ -65,14 +65,15 @@ fn hex16(hex: &str) -> Option<[u8; 16]> {
 }
 
 impl Store {
-    /// Every stored user's digest, read by a parallel scan of the `SyncDigest` index and turned
-    /// into `V` page by page (no page outlives its conversion). `expected` sizes the map.
-    pub async fn scan_digest<V: Send + 'static>(
+    /// Every stored user's digest, read by a parallel scan of the `SyncDigest` index and put
+    /// into `map` page by page (no page outlives its conversion): `apply` sets it on the user's
+    /// entry, created if the map has none yet.
+    pub async fn scan_digest<V: Default>(
         &self,
         segments: i32,
-        expected: usize,
-        into: fn(Digest) -> V,
-    ) -> Result<IdMap<V>, StoreError> {
+        map: &mut IdMap<V>,
+        apply: impl Fn(&mut V, Digest),
+    ) -> Result<(), StoreError> {
         let segments = segments.max(1);
         let (tx, mut rx) =
             mpsc::channel::<Result<Vec<(String, Digest)>, StoreError>>(2 * segments as usize);
@@ -114,13 +115,12 @@ impl Store {
             });
         }
         drop(tx);
-        let mut map = IdMap::with_capacity(expected);
         while let Some(rows) = rx.recv().await {
             for (id, d) in rows? {
-                map.insert(&id, into(d));
+                apply(map.entry(&id), d);
             }
         }
-        Ok(map)
+        Ok(())
     }
 }
 
@@ -144,14 +144,14 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(id, "u-1");
-        assert_eq!(d.hash, [0xab; 16]);
+        assert_eq!(d.hash, [0xab; 8]);
         assert_eq!(d.state, StoredState::Missing);
     }
 
     #[test]
     fn a_malformed_hash_matches_nothing_and_other_items_are_ignored() {
         let (_, d) = digest_of(&item(&[("pk", "USER#u"), ("kc_hash", "zz")])).unwrap();
-        assert_eq!(d.hash, [0; 16]);
+        assert_eq!(d.hash, [0; 8]);
         assert!(digest_of(&item(&[("pk", "SYNC")])).is_none());
     }
 }

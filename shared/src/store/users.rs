@@ -70,10 +70,11 @@ impl KeycloakFields {
             .collect()
     }
 
-    /// The first 16 bytes of the content hash: what the full sync holds per user to compare.
-    pub fn content_key(&self) -> [u8; 16] {
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&self.content_digest().as_ref()[..16]);
+    /// The first 8 bytes of the content hash: what the full sync holds per user to compare (a
+    /// changed user whose new hash shares its first 64 bits with the old one: 1 in 2^64).
+    pub fn content_key(&self) -> [u8; 8] {
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&self.content_digest().as_ref()[..8]);
         key
     }
 

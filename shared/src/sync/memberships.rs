@@ -1,6 +1,7 @@
 //! Every user's effective realm roles and group paths, read per role and per group (a few requests
 //! for the whole realm instead of two per user) and held compactly: users share a handful of
-//! membership combinations, so each user costs one id-map entry pointing at a shared set.
+//! membership combinations, each held once here; a user's entry in the caller's map holds the
+//! 4-byte number of theirs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -17,14 +18,22 @@ enum Source {
     Group(String),
 }
 
-/// The roles and groups of every user, as shared sets of sources.
-#[derive(Default)]
+/// The membership combinations of a realm's users, as shared sets of sources.
 pub struct Memberships {
     sources: Vec<Source>,
     /// Set 0 is the empty set; every other set is a previous set plus one source.
     sets: Vec<Vec<u32>>,
     next: HashMap<(u32, u32), u32>,
-    of: IdMap<u32>,
+}
+
+impl Default for Memberships {
+    fn default() -> Self {
+        Memberships {
+            sources: Vec::new(),
+            sets: vec![Vec::new()],
+            next: HashMap::new(),
+        }
+    }
 }
 
 impl Memberships {
@@ -33,26 +42,30 @@ impl Memberships {
         (self.sources.len() - 1) as u32
     }
 
-    /// `user` is a member of `source`. Sources are added in order, so a set is always sorted and
-    /// the same combination is always reached the same way: one set per combination.
-    fn add_member(&mut self, user: &str, source: u32) {
-        if self.sets.is_empty() {
-            self.sets.push(Vec::new());
-        }
-        let current = self.of.get(user).copied().unwrap_or(0);
+    /// A member of the combination `current` is a member of `source` too: their combination
+    /// now. Sources are added in order, so a set is always sorted and the same combination is
+    /// always reached the same way: one set per combination.
+    fn with(&mut self, current: u32, source: u32) -> u32 {
         let sets = &mut self.sets;
-        let set = *self.next.entry((current, source)).or_insert_with(|| {
+        *self.next.entry((current, source)).or_insert_with(|| {
             let mut grown = sets[current as usize].clone();
             grown.push(source);
             sets.push(grown);
             (sets.len() - 1) as u32
-        });
-        self.of.insert(user, set);
+        })
     }
 
-    /// Every member of `source`, a page at a time, until a short page.
-    async fn add_members<F, Fut>(&mut self, source: u32, mut page: F) -> Result<(), KeycloakError>
+    /// Every member of `source`, a page at a time, until a short page; each member's
+    /// combination (`set` of their entry in `map`) updated.
+    async fn add_members<V, F, Fut>(
+        &mut self,
+        map: &mut IdMap<V>,
+        set: fn(&mut V) -> &mut u32,
+        source: u32,
+        mut page: F,
+    ) -> Result<(), KeycloakError>
     where
+        V: Default,
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<Vec<UserRepresentation>, KeycloakError>>,
     {
@@ -60,7 +73,8 @@ impl Memberships {
         loop {
             let members = page(first).await?;
             for member in &members {
-                self.add_member(&member.id, source);
+                let combination = set(map.entry(&member.id));
+                *combination = self.with(*combination, source);
             }
             if (members.len() as u32) < MEMBER_PAGE {
                 return Ok(());
@@ -69,14 +83,14 @@ impl Memberships {
         }
     }
 
-    /// The user's effective realm roles (technical ones left out) and group paths.
-    pub fn of(&self, user: &str) -> (BTreeSet<String>, Vec<String>) {
+    /// The effective realm roles (technical ones left out) and group paths of a combination.
+    pub fn of(&self, combination: u32) -> (BTreeSet<String>, Vec<String>) {
         let mut roles = BTreeSet::new();
         let mut groups = Vec::new();
         let set = self
-            .of
-            .get(user)
-            .map_or(&[][..], |s| &self.sets[*s as usize][..]);
+            .sets
+            .get(combination as usize)
+            .map_or(&[][..], |s| &s[..]);
         for source in set {
             match &self.sources[*source as usize] {
                 Source::Role(effective) => roles.extend(effective.iter().cloned()),
@@ -87,12 +101,14 @@ impl Memberships {
     }
 
     /// Read from Keycloak: each realm role's members (the role standing for its composites'
-    /// closure) and each group's members.
-    pub async fn read(kc: &KeycloakClient, expected_users: usize) -> Result<Self, KeycloakError> {
-        let mut m = Memberships {
-            of: IdMap::with_capacity(expected_users),
-            ..Default::default()
-        };
+    /// closure) and each group's members; each member's combination is `set` of their entry in
+    /// `map`.
+    pub async fn read<V: Default>(
+        kc: &KeycloakClient,
+        map: &mut IdMap<V>,
+        set: fn(&mut V) -> &mut u32,
+    ) -> Result<Self, KeycloakError> {
+        let mut m = Memberships::default();
         let roles = kc.realm_roles().await?;
         let mut contains: HashMap<String, Vec<String>> = HashMap::new();
         for r in roles.iter().filter(|r| r.composite) {
@@ -116,14 +132,14 @@ impl Memberships {
             }
             effective.retain(|r| !is_technical_role(r));
             let source = m.add_source(Source::Role(effective.into_iter().collect()));
-            m.add_members(source, |first| {
+            m.add_members(map, set, source, |first| {
                 kc.role_members(&role.name, first, MEMBER_PAGE)
             })
             .await?;
         }
         for group in kc.groups().await? {
             let source = m.add_source(Source::Group(group.path.clone()));
-            m.add_members(source, |first| {
+            m.add_members(map, set, source, |first| {
                 kc.group_members(&group.id, first, MEMBER_PAGE)
             })
             .await?;
@@ -142,19 +158,24 @@ mod tests {
         let user = m.add_source(Source::Role(vec!["user".into()]));
         let admin = m.add_source(Source::Role(vec!["admin".into(), "user".into()]));
         let staff = m.add_source(Source::Group("/staff".into()));
+        let mut of: HashMap<&str, u32> = HashMap::new();
+        let mut add = |id, source| {
+            let current = of.get(id).copied().unwrap_or(0);
+            of.insert(id, m.with(current, source));
+        };
         for id in ["a", "b", "c"] {
-            m.add_member(id, user);
+            add(id, user);
         }
-        m.add_member("c", admin);
+        add("c", admin);
         for id in ["a", "b", "c"] {
-            m.add_member(id, staff);
+            add(id, staff);
         }
         // {} , {user}, {user,admin}, {user,staff}, {user,admin,staff}
         assert_eq!(m.sets.len(), 5);
-        assert_eq!(m.of("a"), m.of("b"));
-        let (roles, groups) = m.of("c");
+        assert_eq!(of["a"], of["b"]);
+        let (roles, groups) = m.of(of["c"]);
         assert_eq!(roles.into_iter().collect::<Vec<_>>(), ["admin", "user"]);
         assert_eq!(groups, ["/staff"]);
-        assert_eq!(m.of("nobody"), (BTreeSet::new(), vec![]));
+        assert_eq!(m.of(0), (BTreeSet::new(), vec![]));
     }
 }

@@ -461,12 +461,14 @@ fn deactivation_plan(deactivations: &[(String, String, Deactivation)]) -> Vec<Va
         .collect()
 }
 
-/// What a full run knows of one user: the store's digest (if the store has the user) and whether
-/// the crawl has seen them. 18 bytes; with its key about 40 bytes per user in the map.
-#[derive(Clone, Copy)]
+/// What a full run knows of one user: the store's digest (if the store has the user), whether
+/// the crawl has seen them, and their membership combination. 16 bytes; with its 16-byte key and
+/// the hash map's spare room, 32 to 70 bytes per user.
+#[derive(Clone, Copy, Default)]
 struct Known {
     stored: Option<Digest>,
     seen: bool,
+    combination: u32,
 }
 
 /// A full run: the store's digest and every user's memberships are read first, then Keycloak's
@@ -483,13 +485,11 @@ async fn full(
     let store = &services.store;
     let kc = &services.keycloak;
     let mut crawl = Crawl::start(kc, cfg.sync_page_size, cfg.sync_concurrency).await;
-    let expected = crawl.counted as usize;
-    let members = Memberships::read(kc, expected).await?;
-    let mut known: IdMap<Known> = store
-        .scan_digest(4, expected, |d| Known {
-            stored: Some(d),
-            seen: false,
-        })
+    // One map for everything held per user, sized once (a growing map briefly holds both sizes).
+    let mut known: IdMap<Known> = IdMap::with_capacity(crawl.counted as usize);
+    let members = Memberships::read(kc, &mut known, |k| &mut k.combination).await?;
+    store
+        .scan_digest(4, &mut known, |k, d| k.stored = Some(d))
         .await?;
     let active = known
         .values()
@@ -503,23 +503,14 @@ async fn full(
             .into_iter()
             .filter(|o| o.rep.service_account_client_id.is_none())
         {
-            let stored = match known.get_mut(&o.rep.id) {
-                Some(k) if k.seen => continue, // offset drift can show a user twice
-                Some(k) => {
-                    k.seen = true;
-                    k.stored
-                }
-                None => {
-                    let first = Known {
-                        stored: None,
-                        seen: true,
-                    };
-                    known.insert(&o.rep.id, first);
-                    None
-                }
-            };
+            let k = known.entry(&o.rep.id);
+            if k.seen {
+                continue; // offset drift can show a user twice
+            }
+            k.seen = true;
+            let (stored, combination) = (k.stored, k.combination);
             counts.seen += 1;
-            let (fields, business) = fields_of(&o.rep, Some(&members.of(&o.rep.id)), names);
+            let (fields, business) = fields_of(&o.rep, Some(&members.of(combination)), names);
             match stored {
                 None => new_users.push(User::new(&o.rep.id, &fields, &business, o.at)),
                 Some(d) if d.state == StoredState::DeletedByAdmin => counts.skipped_deleted += 1,
@@ -566,6 +557,7 @@ async fn full(
                 && k.stored
                     .is_some_and(|d| matches!(d.state, StoredState::Active | StoredState::Pending))
         });
+        let combination_of = |id: &str| known.get(id).map_or(0, |k| k.combination);
         for id in suspects {
             match kc.get_user(&id).await {
                 Err(KeycloakError::NotFound) => {
@@ -573,7 +565,7 @@ async fn full(
                     deactivations.push((id, username.unwrap_or_default(), Deactivation::Deleted))
                 }
                 Ok(rep) if !rep.enabled => {
-                    let (f, b) = fields_of(&rep, Some(&members.of(&rep.id)), names);
+                    let (f, b) = fields_of(&rep, Some(&members.of(combination_of(&rep.id))), names);
                     deactivations.push((
                         id,
                         rep.username,
@@ -582,7 +574,7 @@ async fn full(
                 }
                 Ok(rep) => {
                     counts.missed_by_paging += 1;
-                    let (f, b) = fields_of(&rep, Some(&members.of(&rep.id)), names);
+                    let (f, b) = fields_of(&rep, Some(&members.of(combination_of(&rep.id))), names);
                     missed.push((rep.id, f, b, now_ms()));
                 }
                 Err(e) => {

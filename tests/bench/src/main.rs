@@ -316,7 +316,15 @@ async fn main() {
                     }
                     first += 400;
                 }
-                let digest = store.scan_digest(4, paged, |d| d).await.unwrap();
+                let mut digest = user_sync::ids::IdMap::with_capacity(paged);
+                store
+                    .scan_digest(
+                        4,
+                        &mut digest,
+                        |v: &mut Option<user_sync::store::Digest>, d| *v = Some(d),
+                    )
+                    .await
+                    .unwrap();
                 assert!(digest.len() >= n, "the digest has every user");
                 let secs = started.elapsed().as_secs_f64();
                 let used = store.consumed() - before_capacity;
