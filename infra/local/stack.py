@@ -429,6 +429,9 @@ The first call to each function compiles it if needed (cargo lambda watch); late
   # admin routes: sign in as alice (admin) or bob (manager); see the README for every call
   curl -s "{base}/admin/users?limit=10" -H "authorization: Bearer $ADMIN_TOKEN"
 
+Webhooks: a change made in Keycloak (the emulator's admin API) reaches the store within seconds,
+through {base}/hooks/keycloak, the webhook queue and hook-consumer (README "Webhooks").
+
 Ctrl-C stops everything this started. Logs: {DEV}/*.log
 """, flush=True)
     stop_requested = []
@@ -442,7 +445,11 @@ Ctrl-C stops everything this started. Logs: {DEV}/*.log
 
 def serve_for_tests():
     """Whole stack for one test process: prints its addresses as JSON, stops at stdin EOF."""
-    up(with_functions=True)
+    try:
+        up(with_functions=True)
+    except BaseException:
+        down()  # nothing left running when the set-up fails half-way
+        raise
     print(json.dumps({"gateway": f"http://{HOST}:{GATEWAY_PORT}", "keycloak": keycloak_url(),
                       "moto": MOTO_URL, "lambda": f"http://{HOST}:{LAMBDA_PORT}",
                       "table": TABLE_NAME, "realm": realm_name()}), flush=True)

@@ -427,38 +427,46 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_goes_ahead() {
     );
 }
 
+/// Every crawl page of the realm answered 2 s late: a login can land while pages are in flight.
+async fn slow_crawl(s: &Setup) {
+    s.realm
+        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 2000}))
+        .await;
+}
+
+/// `user` signs in 1 s from now, with these fields as their token states them.
+async fn sign_in_soon(services: &Services, user: &str, fields: KeycloakFields, sid: &str) {
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let record = LoginRecord {
+        user_id: user.to_owned(),
+        fields,
+        attributes: Attributes::new(),
+        at: user_sync::store::now_ms(),
+    };
+    services
+        .store
+        .record_login(&record, &session(user, sid))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_user_first_stored_while_the_crawl_pages_is_not_overwritten_by_its_create() {
     let s = setup(&[]).await;
     let carol = s.id_of("carol").await;
     // The store is empty, so the run's digest does not have carol; she signs in (and gets her
     // record) while the crawl's pages are in flight.
-    s.realm
-        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 2000}))
-        .await;
+    slow_crawl(&s).await;
     let services = &s.services;
     let sync = run(services, full());
-    let login = async {
-        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-        let rep = services.keycloak.get_user(&carol).await.unwrap();
-        let fields = KeycloakFields {
-            username: rep.username,
-            first_name: Some("SignedIn".into()),
-            enabled: true,
-            ..Default::default()
-        };
-        let record = LoginRecord {
-            user_id: carol.clone(),
-            fields,
-            attributes: Attributes::new(),
-            at: user_sync::store::now_ms(),
-        };
-        services
-            .store
-            .record_login(&record, &session(&carol, "s1"))
-            .await
-            .unwrap();
+    let rep = services.keycloak.get_user(&carol).await.unwrap();
+    let fields = KeycloakFields {
+        username: rep.username,
+        first_name: Some("SignedIn".into()),
+        enabled: true,
+        ..Default::default()
     };
+    let login = sign_in_soon(services, &carol, fields, "s1");
     let (r, ()) = tokio::join!(sync, login);
     let r = r.unwrap();
     assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
@@ -481,9 +489,7 @@ async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
     let carol = s.id_of("carol").await;
     // Slow down the crawl's pages, and sign in while they are in flight: the page was asked for
     // before the login, so the login is the newer observation.
-    s.realm
-        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 2000}))
-        .await;
+    slow_crawl(&s).await;
     s.services
         .keycloak
         .update_user(
@@ -496,23 +502,10 @@ async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
         .await
         .unwrap();
     let services = &s.services;
+    let mut fields = s.local("carol").await.keycloak_fields();
+    fields.first_name = Some("SignedIn".into());
     let sync = run(services, full());
-    let login = async {
-        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-        let mut fields = s.local("carol").await.keycloak_fields();
-        fields.first_name = Some("SignedIn".into());
-        let record = LoginRecord {
-            user_id: carol.clone(),
-            fields,
-            attributes: Attributes::new(),
-            at: user_sync::store::now_ms(),
-        };
-        services
-            .store
-            .record_login(&record, &session(&carol, "s9"))
-            .await
-            .unwrap();
-    };
+    let login = sign_in_soon(services, &carol, fields, "s9");
     let (r, ()) = tokio::join!(sync, login);
     assert_eq!(status(&r.unwrap()), "succeeded");
     let local = services.store.get_user(&carol).await.unwrap().unwrap();

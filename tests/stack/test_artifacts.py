@@ -31,7 +31,7 @@ FUNCTIONS = {k: r for k, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS
 
 
 def first_route(function):
-    """The first HTTP route a function serves, or None for the scheduled one."""
+    """The first HTTP route a function serves, or None for the others."""
     for event in function["Properties"].get("Events", {}).values():
         if event["Type"] == "HttpApi":
             return event["Properties"]["Method"], event["Properties"]["Path"]
@@ -47,8 +47,24 @@ def function_environment(stack, logical_id):
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}",
         "KEYCLOAK_URL": keycloak(stack), "KEYCLOAK_REALM": "demo",
         "TABLE_NAME": stack["TABLE_NAME"], "JWT_AUDIENCE": "user-sync",
-        **{k: v for k, v in own.items() if k.startswith("KEYCLOAK_")},
+        "HOOK_QUEUE_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}/123456789012/HookQueue.fifo",
+        **{k: v for k, v in own.items() if k.startswith(("KEYCLOAK_", "HOOK_"))},
     }
+
+
+def sqs_consumer(logical_id):
+    """Whether an SQS event source mapping feeds the function."""
+    return any(r["Type"] == "AWS::Lambda::EventSourceMapping"
+               and r["Properties"]["FunctionName"] == {"Ref": logical_id}
+               for r in TEMPLATE["Resources"].values())
+
+
+def sqs_event(body):
+    return {"Records": [{"messageId": "m-1", "receiptHandle": "r-1", "body": json.dumps(body),
+                         "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": "g"},
+                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:HookQueue.fifo",
+                         "awsRegion": "us-east-1"}]}
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
@@ -72,6 +88,13 @@ def test_each_built_bootstrap_finishes_init_and_answers_one_invocation(stack, lo
             # No token, or an empty body: a client error, answered as problem+json.
             assert 400 <= answer["statusCode"] < 500, answer
             assert answer["headers"]["content-type"] == "application/problem+json", answer
+        elif sqs_consumer(logical_id):
+            # A change of a user neither Keycloak nor the store has: read, nothing to do.
+            change = {"eventId": "e-1", "userId": "no-such-user", "time": 1,
+                      "kind": "admin.USER-UPDATE"}
+            kind, answer = api.invoke(sqs_event(change), timeout=120)
+            assert kind == "response", answer
+            assert answer["batchItemFailures"] == [], answer
         else:
             kind, answer = api.invoke({"mode": "incremental"}, timeout=300)
             assert kind == "response", answer

@@ -307,12 +307,16 @@ async fn bulk(c: Call) -> Response {
 }
 
 /// What an operator does to send this realm's events to a receiver (local stack set-up): the
-/// subscription (the extension's webhook object) and the `ext-event-webhook` listener turned on.
+/// subscription (the extension's webhook object; one per URL, so running the set-up again
+/// replaces it) and the `ext-event-webhook` listener turned on.
 async fn webhook(c: Call) -> Response {
     let Some(entry) = c.emu.realm(c.param("name")) else {
         return realm_not_found();
     };
     let mut realm = entry.realm.write();
+    if let Ok(url) = serde_json::from_slice::<Value>(&c.req.body).map(|v| v["url"].clone()) {
+        realm.webhooks.retain(|w| json!(w.url) != url);
+    }
     match crate::admin::webhooks::subscribe(&mut realm, &c.req.body, "") {
         Ok(id) => {
             let listener = crate::admin::webhooks::LISTENER.to_owned();

@@ -153,16 +153,9 @@ fn authenticate(emu: &Emulator, realm: &Realm, req: &Req) -> Result<Caller, Resp
         .ok_or_else(unauthorized)?;
     let iss = issuer(req, &realm.name);
     let claims = active_access_token(emu, realm, token.trim(), &iss).ok_or_else(unauthorized)?;
-    let roles = claims
-        .pointer("/resource_access/realm-management/roles")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let roles = strings(claims.pointer("/resource_access/realm-management/roles"))
+        .into_iter()
+        .collect();
     let azp = claims["azp"].as_str().unwrap_or("");
     Ok(Caller {
         roles,
@@ -181,6 +174,18 @@ fn find_user<'a>(realm: &'a Realm, caller: &Caller, id: &str) -> Result<&'a User
         None if caller.query_users() => Err(not_found("User not found")),
         None => Err(forbidden()),
     }
+}
+
+/// The strings of a JSON array (anything else: none).
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn require(ok: bool) -> Result<(), Response> {

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{require, Admin};
+use super::{require, strings, Admin};
 use crate::http::{json_response, no_content, not_found, ok_json, with_header};
 use crate::realm::{new_id, Realm};
 use crate::Emulator;
@@ -80,16 +80,7 @@ fn parse(body: &[u8]) -> Result<(bool, String, Option<String>, Vec<String>), Res
         return Err(bad_request("url must be an http(s) URL"));
     }
     let secret = v["secret"].as_str().map(str::to_owned);
-    let types = v["eventTypes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((enabled, url, secret, types))
+    Ok((enabled, url, secret, strings(v.get("eventTypes"))))
 }
 
 async fn list(a: Admin) -> Response {
