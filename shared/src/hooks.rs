@@ -85,10 +85,16 @@ pub fn deduplication_id(event_id: &str) -> String {
 #[derive(Clone)]
 pub struct Intake {
     secret: Arc<ClientSecretCache>,
+    /// When the secret was last read again because a signature failed (epoch ms): at most once
+    /// a minute, so forged deliveries cannot turn into a Secrets Manager call each.
+    last_refresh: Arc<std::sync::atomic::AtomicI64>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     format: Arc<dyn EventFormat + Send + Sync>,
 }
+
+/// How often a failed signature may make the hook read the secret again.
+const REFRESH_INTERVAL_MS: i64 = 60_000;
 
 /// What the hook did with a delivery.
 #[derive(Debug, PartialEq, Serialize)]
@@ -132,6 +138,7 @@ impl Intake {
                 "webhook_secret",
                 DEFAULT_TTL,
             )),
+            last_refresh: Arc::default(),
             sqs,
             queue_url: queue_url.to_owned(),
             format: Arc::new(PhaseTwo),
@@ -153,6 +160,9 @@ impl Intake {
         }
         let secret = self.secret.get().await.map_err(unavailable)?;
         if !signature_valid(secret.expose().as_bytes(), body, signature) {
+            if !self.may_refresh() {
+                return Err(Error::Unauthenticated);
+            }
             let fresh = self.secret.refresh(&secret).await.map_err(unavailable)?;
             if fresh == secret || !signature_valid(fresh.expose().as_bytes(), body, signature) {
                 return Err(Error::Unauthenticated);
@@ -191,6 +201,21 @@ impl Intake {
             status: "queued",
             event_id: Some(change.event_id),
         })
+    }
+}
+
+impl Intake {
+    /// Whether a failed signature may read the secret again now (a rotation is picked up within
+    /// a minute); claims the minute if so.
+    fn may_refresh(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = crate::store::now_ms();
+        let last = self.last_refresh.load(Ordering::Relaxed);
+        now - last >= REFRESH_INTERVAL_MS
+            && self
+                .last_refresh
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -523,6 +548,30 @@ mod tests {
                 Err(Error::BadRequest { .. })
             ));
         }
+    }
+
+    #[test]
+    fn failed_signatures_read_the_secret_again_at_most_once_a_minute() {
+        let intake = Intake::new(
+            aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::Config::builder()
+                    .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+                    .build(),
+            ),
+            "secret",
+            aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::Config::builder()
+                    .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+                    .build(),
+            ),
+            "queue",
+        );
+        assert!(intake.may_refresh());
+        assert!(!intake.may_refresh(), "not again within the minute");
+        intake
+            .last_refresh
+            .fetch_sub(REFRESH_INTERVAL_MS, std::sync::atomic::Ordering::Relaxed);
+        assert!(intake.may_refresh(), "a minute later");
     }
 
     #[test]

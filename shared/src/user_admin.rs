@@ -628,17 +628,31 @@ pub async fn sync_user(
         Direction::ToKeycloak => (Action::SyncToKeycloak, "to-keycloak"),
     };
     let result = async {
-        let local = authorized(services, actor, id, &[action]).await?;
-        let kc_user = services.keycloak.get_user(&local.id).await?;
-        let changed = match direction {
-            Direction::FromKeycloak => from_keycloak(services, local, &kc_user).await?,
-            Direction::ToKeycloak => to_keycloak(services, &local, &kc_user).await?,
-        };
-        let user = record(services, &kc_user.id).await?;
-        Ok(SyncUserResult {
-            user: UserView::from(&user),
-            changed,
-        })
+        // No ETag here: a record that moved between our read and our write (a webhook or a
+        // sync applied Keycloak's change meanwhile) is read again, not refused.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let local = authorized(services, actor, id, &[action]).await?;
+            let kc_user = services.keycloak.get_user(&local.id).await?;
+            let changed = match direction {
+                Direction::FromKeycloak => from_keycloak(services, local, &kc_user).await,
+                Direction::ToKeycloak => to_keycloak(services, &local, &kc_user).await,
+            };
+            let changed = match changed {
+                Err(Error::PreconditionFailed | Error::Store(StoreError::VersionConflict))
+                    if attempts < 3 =>
+                {
+                    continue
+                }
+                other => other?,
+            };
+            let user = record(services, &kc_user.id).await?;
+            return Ok(SyncUserResult {
+                user: UserView::from(&user),
+                changed,
+            });
+        }
     }
     .await;
     audit::record(

@@ -200,8 +200,20 @@ async fn an_edit_at_a_stale_version_fails_and_changes_nothing() {
     new.version = 2;
     let l = lock("a", 60_000);
     store.begin_edit(&old, &new, &l, 5_000).await.unwrap();
+    let before = user_sync::store::now_ms();
     store.finish_edit("u1", &l).await.unwrap();
-    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), new);
+    let finished = store.get_user("u1").await.unwrap().unwrap();
+    assert!(
+        finished.kc_observed_at >= before,
+        "the edit is the newest observation"
+    );
+    assert_eq!(
+        User {
+            kc_observed_at: new.kc_observed_at,
+            ..finished.clone()
+        },
+        new
+    );
     let mut stale = old.clone();
     stale.attributes.insert("title".into(), "Intern".into());
     stale.version = 2;
@@ -212,7 +224,7 @@ async fn an_edit_at_a_stale_version_fails_and_changes_nothing() {
             .unwrap_err(),
         StoreError::VersionConflict
     );
-    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), new);
+    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), finished);
     let ghost = User {
         id: "ghost".into(),
         ..old.clone()
@@ -266,7 +278,49 @@ async fn a_record_with_a_write_in_flight_refuses_other_writers_until_the_lock_ex
         .finish_edit("u1", &lock("second", 20_000))
         .await
         .unwrap();
-    assert_eq!(store.get_user("u1").await.unwrap().unwrap(), second);
+    let finished = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        User {
+            kc_observed_at: second.kc_observed_at,
+            ..finished
+        },
+        second
+    );
+}
+
+#[tokio::test]
+async fn a_keycloak_observation_never_lands_under_an_admin_write_lock_nor_before_its_finish() {
+    let store = table().await;
+    let old = user("u1", "lee");
+    store.create_user(&old).await.unwrap();
+    let mut edited = old.clone();
+    edited.last_name = Some("Edited".into());
+    edited.version = 2;
+    let l = lock("admin", i64::MAX);
+    let now = user_sync::store::now_ms();
+    store.begin_edit(&old, &edited, &l, now).await.unwrap();
+    // A read of Keycloak taken while the edit is in flight (still the old name).
+    let stale = old.keycloak_fields();
+    let read_at = user_sync::store::now_ms();
+    assert_eq!(
+        store
+            .apply_keycloak_fields("u1", &stale, &Attributes::new(), read_at, read_at)
+            .await
+            .unwrap_err(),
+        StoreError::Locked
+    );
+    store.finish_edit("u1", &l).await.unwrap();
+    // After the edit, the same stale read (asked before it finished) writes nothing.
+    let outcome = store
+        .apply_keycloak_fields("u1", &stale, &Attributes::new(), read_at, read_at)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ApplyOutcome::Skipped | ApplyOutcome::Unchanged),
+        "{outcome:?}"
+    );
+    let local = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(local.last_name.as_deref(), Some("Edited"));
 }
 
 #[tokio::test]

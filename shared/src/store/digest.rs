@@ -1,11 +1,11 @@
 //! The store as the full sync reads it: per user only its id, content hash and status, from the
-//! `SyncDigest` index (DESIGN §6, README "Sync engine").
+//! `SyncDigest` index (DESIGN §6, README "Bulk sync").
 //!
 //! `SyncDigest` has the keys of GSI1 (present on user records only, so the index holds users and
-//! nothing else) and projects `kc_hash`, `status` and `deleted_reason`: an index item is ~180 bytes
-//! where a user record is ~600 bytes or more, and DynamoDB bills a scan by the bytes it reads, so
-//! the index costs a fraction of a table scan (which also reads every session, audit record and
-//! counter). The observation time is not needed to diff: the write that follows a difference is
+//! nothing else) and projects `kc_hash`, `status` and `deleted_reason`: an index item is ~160
+//! bytes where a user record is ~470 bytes or more (make bench), and DynamoDB bills a scan by the
+//! bytes it reads, so the index costs a third of a table scan (which also reads every session,
+//! audit record and counter). The observation time is not needed to diff: the write that follows a difference is
 //! conditional on it. The index is eventually consistent: a record written moments ago can be
 //! missing from it, so a user the digest does not have is written with "create if absent", never
 //! with a blind put.

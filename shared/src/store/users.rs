@@ -271,6 +271,16 @@ pub struct WriteLock {
     pub until: i64,
 }
 
+/// Whether an item's admin write lock is held at `now`.
+fn locked_at(item: &Item, now: i64) -> bool {
+    item.contains_key(LOCK)
+        && item
+            .get(LOCK_UNTIL)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|until| until >= now)
+}
+
 const LOCK: &str = "write_lock";
 const LOCK_UNTIL: &str = "write_lock_until";
 
@@ -461,26 +471,19 @@ impl Store {
                 match current {
                     None => Err(sdk_error(e)),
                     Some(item) if item.is_empty() => Err(StoreError::NotFound),
-                    Some(item) => {
-                        let number = |k: &str| {
-                            item.get(k)
-                                .and_then(|v| v.as_n().ok())
-                                .and_then(|v| v.parse::<i64>().ok())
-                        };
-                        if item.contains_key(LOCK) && number(LOCK_UNTIL).is_some_and(|t| t >= now) {
-                            Err(StoreError::Locked)
-                        } else {
-                            Err(StoreError::VersionConflict)
-                        }
-                    }
+                    Some(item) if locked_at(&item, now) => Err(StoreError::Locked),
+                    Some(_) => Err(StoreError::VersionConflict),
                 }
             }
         }
     }
 
-    /// The change Keycloak accepted: release the lock.
+    /// The change Keycloak accepted: release the lock, and record now (after Keycloak's write
+    /// returned) as the observation of what the record holds, so that a read of Keycloak asked
+    /// before that write (a sync, a webhook consumer) cannot overwrite it afterwards.
     pub async fn finish_edit(&self, id: &str, lock: &WriteLock) -> Result<(), StoreError> {
         let mut u = Update::default();
+        u.set("kc_observed_at", n(super::now_ms()));
         u.set_opt(LOCK, None);
         u.set_opt(LOCK_UNTIL, None);
         self.release(id, u, lock).await
@@ -553,10 +556,14 @@ impl Store {
         u.set_opt("deleted_at", None);
         u.set_opt("deleted_reason", None);
         let (reason, missing) = (u.name("deleted_reason"), u.value(s(MISSING_IN_KEYCLOAK)));
+        // Never under an admin's write lock: the edit in flight writes Keycloak, then its own
+        // observation (`finish_edit`); a read taken before it must not land in between.
+        let (owner, until, now_v) = (u.name(LOCK), u.name(LOCK_UNTIL), u.value(n(now)));
+        let unlocked = format!("(attribute_not_exists({owner}) OR {until} < {now_v})");
         let condition = format!(
             "attribute_not_exists(pk) \
-             OR ({obs} < {obs_v} AND {hash_name} <> {hash_v} AND {status} <> {deleted}) \
-             OR ({obs} < {obs_v} AND {reason} = {missing})"
+             OR ({obs} < {obs_v} AND {hash_name} <> {hash_v} AND {status} <> {deleted} AND {unlocked}) \
+             OR ({obs} < {obs_v} AND {reason} = {missing} AND {unlocked})"
         );
         let result = self
             .client
@@ -594,6 +601,7 @@ impl Store {
                     _ => None,
                 });
                 match old {
+                    Some(old) if locked_at(&old, now) => Err(StoreError::Locked),
                     Some(old) => {
                         let same = old.get("kc_hash").and_then(|v| v.as_s().ok()) == Some(&hash);
                         Ok(if same {

@@ -473,7 +473,7 @@ struct Known {
 
 /// A full run: the store's digest and every user's memberships are read first, then Keycloak's
 /// users a group of pages at a time, each group diffed and written before the next is read, so
-/// memory holds one group of users plus a few dozen bytes per user (README "Sync engine").
+/// memory holds one group of users plus a few dozen bytes per user (README "Bulk sync").
 async fn full(
     services: &Services,
     req: &SyncRequest,
@@ -927,18 +927,21 @@ enum Verdict {
 async fn judge(services: &Services, id: &str, stored: Option<&User>) -> Verdict {
     let kc = &services.keycloak;
     let names = &services.config.user_attributes;
-    let observed = |rep: UserRepresentation, deactivating: bool| async move {
+    // An observation is stamped when the read was asked: an admin edit that finished after
+    // that (`finish_edit`) is the newer one, whatever the read returned.
+    let observed = |rep: UserRepresentation, deactivating: bool, asked: i64| async move {
         match observe_user(kc, &rep, names).await {
             Ok(fb) if deactivating => Verdict::Deactivate(Deactivation::Disabled(Box::new(fb))),
-            Ok((f, b)) => Verdict::Apply(f, b, now_ms()),
+            Ok((f, b)) => Verdict::Apply(f, b, asked),
             Err(e) => Verdict::Unresolved(format!("reading {}: {e}", rep.id)),
         }
     };
     let active_here =
         stored.is_some_and(|u| matches!(u.status, UserStatus::Active | UserStatus::Pending));
+    let asked = now_ms();
     match kc.get_user(id).await {
         Ok(rep) if rep.service_account_client_id.is_some() => return Verdict::Nothing,
-        Ok(rep) if rep.enabled || !active_here => return observed(rep, false).await,
+        Ok(rep) if rep.enabled || !active_here => return observed(rep, false, asked).await,
         Ok(_) => {}
         Err(KeycloakError::NotFound) if !active_here => {
             let known = stored.is_some_and(|u| u.status != UserStatus::Deleted);
@@ -952,10 +955,11 @@ async fn judge(services: &Services, id: &str, stored: Option<&User>) -> Verdict 
         Err(e) => return Verdict::Unresolved(format!("reading {id}: {e}")),
     }
     tokio::time::sleep(CONFIRM_DELAY).await;
+    let asked = now_ms();
     match kc.get_user(id).await {
         Ok(rep) => {
             let disabled = !rep.enabled;
-            observed(rep, disabled).await
+            observed(rep, disabled, asked).await
         }
         Err(KeycloakError::NotFound) => match kc.found_by_search(id).await {
             Ok(false) => Verdict::Deactivate(Deactivation::Deleted),
