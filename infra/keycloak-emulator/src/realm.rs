@@ -295,7 +295,8 @@ fn i(v: &Value, key: &str) -> Option<i64> {
     })
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON array (anything else: none).
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::http::{forbidden, not_found, ok_json, unauthorized, Call, Req};
 use crate::oidc::{active_access_token, issuer};
-use crate::realm::{AuthDetails, Realm, User};
+use crate::realm::{strings, AuthDetails, Realm, User};
 use crate::{method_not_allowed, no_such_resource, Emulator};
 
 pub use users::PERMANENT_LOCKOUT_ATTRIBUTE;
@@ -174,18 +174,6 @@ fn find_user<'a>(realm: &'a Realm, caller: &Caller, id: &str) -> Result<&'a User
         None if caller.query_users() => Err(not_found("User not found")),
         None => Err(forbidden()),
     }
-}
-
-/// The strings of a JSON array (anything else: none).
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn require(ok: bool) -> Result<(), Response> {

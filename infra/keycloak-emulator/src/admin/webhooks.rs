@@ -17,8 +17,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{require, strings, Admin};
+use super::{require, Admin};
 use crate::http::{json_response, no_content, not_found, ok_json, with_header};
+use crate::realm::strings;
 use crate::realm::{new_id, Realm};
 use crate::Emulator;
 
