@@ -19,8 +19,7 @@ use serde_json::{json, Value};
 
 use super::{require, Admin};
 use crate::http::{json_response, no_content, not_found, ok_json, with_header};
-use crate::realm::strings;
-use crate::realm::{new_id, Realm};
+use crate::realm::{new_id, strings, Realm};
 use crate::Emulator;
 
 /// The listener that must be enabled for webhooks to be sent.
