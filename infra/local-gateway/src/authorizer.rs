@@ -29,6 +29,9 @@ pub struct Authorizer {
     http: reqwest::Client,
     /// Held only to read or swap the keys, never across a fetch.
     cache: std::sync::RwLock<KeyCache>,
+    /// One fetch at a time; requests that need the keys meanwhile wait for it rather than
+    /// being refused (API Gateway does not turn a valid token away while it loads its keys).
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl Authorizer {
@@ -37,17 +40,25 @@ impl Authorizer {
             config,
             http,
             cache: std::sync::RwLock::new(KeyCache::default()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
     async fn key(&self, kid: &str) -> Option<DecodingKey> {
+        let cached = |cache: &std::sync::RwLock<KeyCache>| {
+            cache.read().ok().and_then(|c| c.keys.get(kid).cloned())
+        };
+        if let Some(key) = cached(&self.cache) {
+            return Some(key);
+        }
+        // Wait for a fetch in flight; the key it brought may be this one.
+        let _one_fetch = self.fetching.lock().await;
+        if let Some(key) = cached(&self.cache) {
+            return Some(key);
+        }
         {
-            // Known key, or a fetch tried recently: answer from the cache. Otherwise this request
-            // claims the next fetch, so concurrent ones do not all go out.
+            // An unknown key id: fetch again, but not more often than REFETCH_EVERY.
             let mut cache = self.cache.write().ok()?;
-            if let Some(key) = cache.keys.get(kid) {
-                return Some(key.clone());
-            }
             if cache
                 .last_attempt
                 .is_some_and(|t| t.elapsed() < REFETCH_EVERY)
