@@ -27,13 +27,9 @@ from pathlib import Path
 import boto3
 from samtranslator.yaml_helper import yaml_parse
 
+from lambda_async import binary_of
+
 REGION = "us-east-1"
-
-
-def binary_of(logical_id):
-    import re
-
-    return re.sub(r"(?<!^)([A-Z])", r"-\1", logical_id.removesuffix("Function")).lower()
 
 
 def logical_id(ref):

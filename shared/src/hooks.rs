@@ -202,9 +202,7 @@ impl Intake {
             event_id: Some(change.event_id),
         })
     }
-}
 
-impl Intake {
     /// Whether a failed signature may read the secret again now (a rotation is picked up within
     /// a minute); claims the minute if so.
     fn may_refresh(&self) -> bool {
