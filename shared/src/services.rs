@@ -53,20 +53,28 @@ macro_rules! sdk_client {
 }
 pub(crate) use sdk_client;
 
-/// The AWS configuration every function's clients share, and the call recorder if there is one.
-/// The SDK reads AWS_ENDPOINT_URL itself; throttling and transient errors get the standard retry
-/// mode with a few more attempts than the default.
+/// The AWS configuration every function's clients share, and the call recorder if there is one,
+/// loaded once per process (a cold start) by whoever asks first. The SDK reads AWS_ENDPOINT_URL
+/// itself; throttling and transient errors get the standard retry mode with a few more attempts
+/// than the default.
 pub(crate) async fn aws_setup() -> (aws_config::SdkConfig, Vec<SharedInterceptor>) {
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .load()
-        .await;
-    // Test stacks record every AWS call (crate::aws_calls); a deployment never does.
-    let recorder = crate::aws_calls::CallRecorder::from_env()
-        .map(SharedInterceptor::new)
-        .into_iter()
-        .collect();
-    (aws, recorder)
+    static LOADED: tokio::sync::OnceCell<(aws_config::SdkConfig, Vec<SharedInterceptor>)> =
+        tokio::sync::OnceCell::const_new();
+    LOADED
+        .get_or_init(|| async {
+            let aws = aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(RetryConfig::standard().with_max_attempts(5))
+                .load()
+                .await;
+            // Test stacks record every AWS call (crate::aws_calls); a deployment never does.
+            let recorder = crate::aws_calls::CallRecorder::from_env()
+                .map(SharedInterceptor::new)
+                .into_iter()
+                .collect();
+            (aws, recorder)
+        })
+        .await
+        .clone()
 }
 
 impl Services {

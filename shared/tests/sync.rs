@@ -892,6 +892,43 @@ async fn a_user_whose_record_cannot_be_read_or_written_is_listed_and_read_again_
 }
 
 #[tokio::test]
+async fn a_full_run_with_a_failed_write_ends_partial_and_keeps_the_cursor_for_the_next_run() {
+    let s = Setup::synced(&[]).await;
+    let carol = s.id_of("carol").await;
+    let (cursor, succeeded_at) = (
+        s.cursor().await,
+        s.services.store.sync_state().await.unwrap().last_success_at,
+    );
+    let version = s.local("carol").await.version;
+    s.set_raw(&carol, "version", AttributeValue::S("not-a-number".into()))
+        .await;
+    s.rename(&carol, "Retried").await;
+    let failed = run(&s.services, full()).await.unwrap();
+    assert_eq!(
+        (status(&failed).as_str(), count(&failed, "failed")),
+        ("partial", 1),
+        "{:?}",
+        failed.errors
+    );
+    assert!(
+        failed.errors.iter().any(|e| e.contains(&carol)),
+        "{:?}",
+        failed.errors
+    );
+    let state = s.services.store.sync_state().await.unwrap();
+    assert_eq!(
+        (state.event_cursor_ms, state.last_success_at),
+        (cursor, succeeded_at),
+        "a partial full run moves neither the cursor nor the last success"
+    );
+    s.set_raw(&carol, "version", AttributeValue::N(version.to_string()))
+        .await;
+    let next = run(&s.services, incremental()).await.unwrap();
+    assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
+    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
+}
+
+#[tokio::test]
 async fn a_single_404_in_an_incremental_run_leaves_the_user_active_and_their_sessions_alive() {
     let s = Setup::synced(&[]).await;
     let carol = s.id_of("carol").await;

@@ -22,6 +22,13 @@ use crate::ids::IdMap;
 
 pub const SYNC_INDEX: &str = "SyncDigest";
 
+/// Items per scan page. DynamoDB's own cap is 1 MB (~6 500 index items), which only a large table
+/// fills: a page the SDK has parsed costs ~1 KB per item, so 1 MB pages made the sync's memory
+/// grow with the table up to that size. A fixed count keeps it the same at any size; the read
+/// units are the same (billed by bytes read), only the number of requests grows (100 for 100 000
+/// users).
+const PAGE_ITEMS: i32 = 1_000;
+
 /// A stored user's state, as far as the sync cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoredState {
@@ -66,9 +73,9 @@ fn hex8(hex: &str) -> Option<[u8; 8]> {
 
 impl Store {
     /// Every stored user's digest, read by a parallel scan of the `SyncDigest` index and put
-    /// into `map` page by page (no page outlives its conversion): `apply` sets it on the user's
-    /// entry, created if the map has none yet.
-    pub async fn scan_digest<V: Default>(
+    /// into `map` page by page (no page outlives its conversion, and at most one converted page
+    /// per segment waits): `apply` sets it on the user's entry, created if the map has none yet.
+    pub async fn scan_digest<V: Copy + Default>(
         &self,
         segments: i32,
         map: &mut IdMap<V>,
@@ -76,7 +83,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let segments = segments.max(1);
         let (tx, mut rx) =
-            mpsc::channel::<Result<Vec<(String, Digest)>, StoreError>>(2 * segments as usize);
+            mpsc::channel::<Result<Vec<(String, Digest)>, StoreError>>(segments as usize);
         for segment in 0..segments {
             let (client, table, tx) = (self.client.clone(), self.table.clone(), tx.clone());
             tokio::spawn(async move {
@@ -88,6 +95,7 @@ impl Store {
                         .index_name(SYNC_INDEX)
                         .segment(segment)
                         .total_segments(segments)
+                        .limit(PAGE_ITEMS)
                         .set_exclusive_start_key(start.take())
                         .send()
                         .within_deadline()

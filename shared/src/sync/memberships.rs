@@ -65,7 +65,7 @@ impl Memberships {
         mut page: F,
     ) -> Result<(), KeycloakError>
     where
-        V: Default,
+        V: Copy + Default,
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<Vec<UserRepresentation>, KeycloakError>>,
     {
@@ -103,7 +103,7 @@ impl Memberships {
     /// Read from Keycloak: each realm role's members (the role standing for its composites'
     /// closure) and each group's members; each member's combination is `set` of their entry in
     /// `map`.
-    pub async fn read<V: Default>(
+    pub async fn read<V: Copy + Default>(
         kc: &KeycloakClient,
         map: &mut IdMap<V>,
         set: fn(&mut V) -> &mut u32,

@@ -462,8 +462,8 @@ fn deactivation_plan(deactivations: &[(String, String, Deactivation)]) -> Vec<Va
 }
 
 /// What a full run knows of one user: the store's digest (if the store has the user), whether
-/// the crawl has seen them, and their membership combination. 16 bytes; with its 16-byte key and
-/// the hash map's spare room, 32 to 70 bytes per user.
+/// the crawl has seen them, and their membership combination. 16 bytes; with its 16-byte key, 32
+/// bytes per user in the map's sorted vector.
 #[derive(Clone, Copy, Default)]
 struct Known {
     stored: Option<Digest>,
@@ -485,7 +485,7 @@ async fn full(
     let store = &services.store;
     let kc = &services.keycloak;
     let mut crawl = Crawl::start(kc, cfg.sync_page_size, cfg.sync_concurrency).await;
-    // One map for everything held per user, sized once (a growing map briefly holds both sizes).
+    // One map for everything held per user, its vector sized once from Keycloak's count.
     let mut known: IdMap<Known> = IdMap::with_capacity(crawl.counted as usize);
     let members = Memberships::read(kc, &mut known, |k| &mut k.combination).await?;
     store
@@ -619,10 +619,14 @@ async fn full(
         ));
     } else {
         deactivate(store, deactivations, counts, &mut run.errors, now).await?;
-        run.status = if complete {
-            SyncStatus::Succeeded
-        } else {
+        // A write that failed (or a suspect Keycloak could not be asked about) is not done: the
+        // run says so and moves neither the cursor nor the last success.
+        run.status = if !complete {
             SyncStatus::Incomplete
+        } else if counts.failed > 0 {
+            SyncStatus::Partial
+        } else {
+            SyncStatus::Succeeded
         };
     }
     let mut state = store.sync_state().await?;

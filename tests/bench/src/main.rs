@@ -1,6 +1,6 @@
 //! `make bench`: the bulk-sync benchmark. moto and the Keycloak emulator (release) run as their
-//! own processes, as in `make dev`; the sync engine runs here, so this process's peak RSS is the
-//! sync's. For each realm size: the I/O floor (every user paged out of Keycloak, the same items
+//! own processes, as in `make dev`; each measured run (the sync engine, or the floor) runs in a
+//! process of its own, started from this one, so its peak RSS is that run's. For each realm size: the I/O floor (every user paged out of Keycloak, the same items
 //! batch-written, no logic), then the first full sync, a resync with no change, and a resync with
 //! 1 % of the users changed. Prints one Markdown table.
 
@@ -24,7 +24,7 @@ use user_sync::Config;
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-production";
 
-/// Peak resident set since the last reset, in MiB (Linux: VmHWM).
+/// This process's peak resident set, in MiB (Linux: VmHWM).
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -34,10 +34,6 @@ fn peak_rss_mib() -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 // The child is returned to the caller, which stops and reaps it; if it dies early we abort.
@@ -163,12 +159,171 @@ fn cost_lines(n: usize, record: f64, digest: f64, has_email: bool) -> Vec<String
     ]
 }
 
+fn dynamodb(moto: &str) -> aws_sdk_dynamodb::Client {
+    let creds = aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "bench");
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(moto)
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .build(),
+    )
+}
+
+fn keycloak(emulator: &str, realm: &str) -> Arc<KeycloakClient> {
+    Arc::new(
+        KeycloakClient::new(emulator, realm, RetryPolicy::default())
+            .unwrap()
+            .with_service_client(ClientCredentials::new(
+                "user-sync-admin",
+                ClientSecret::Fixed(Secret::new(ADMIN_SECRET)),
+            )),
+    )
+}
+
+/// What to measure in a run of its own.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Every user paged out of Keycloak as the sync pages them, and the same projection of the
+    /// store read; no diff, no write.
+    Floor,
+    /// A full sync, as the bulk-sync function runs it.
+    Sync,
+}
+
+/// One measured run, in a process of its own (`bench --run floor|sync <n> <moto> <emulator>`),
+/// as a Lambda invocation runs the sync: its peak RSS is that run's, not memory an earlier run
+/// freed and the allocator kept. Prints one `RESULT {json}` line.
+async fn measured_run(kind: Kind, n: usize, moto: &str, emulator: &str) {
+    let (realm, table) = (format!("bench{n}"), format!("sync{n}"));
+    let ddb = dynamodb(moto);
+    let kc = keycloak(emulator, &realm);
+    kc.warm_up().await.unwrap();
+    let http = reqwest::Client::new();
+    let store = Store::new(ddb, &table, b"bench");
+    let (before, started) = (kc_requests(&http, emulator).await, Instant::now());
+    let before_capacity = store.consumed();
+    let (writes, rcu, wcu) = match kind {
+        Kind::Floor => {
+            let mut first = 0u32;
+            let mut paged = 0usize;
+            loop {
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..4u32 {
+                    let kc = kc.clone();
+                    set.spawn(async move {
+                        kc.list_users(first + i * 100, 100, false)
+                            .await
+                            .unwrap()
+                            .len()
+                    });
+                }
+                let mut short = false;
+                while let Some(p) = set.join_next().await {
+                    let p = p.unwrap();
+                    short |= p < 100;
+                    paged += p;
+                }
+                if short {
+                    break;
+                }
+                first += 400;
+            }
+            let mut digest = user_sync::ids::IdMap::with_capacity(paged);
+            store
+                .scan_digest(
+                    4,
+                    &mut digest,
+                    |v: &mut Option<user_sync::store::Digest>, d| *v = Some(d),
+                )
+                .await
+                .unwrap();
+            assert!(digest.len() >= n, "the digest has every user");
+            let used = store.consumed() - before_capacity;
+            (0, used.read_units, used.write_units)
+        }
+        Kind::Sync => {
+            let config = Config::from_lookup(|k| {
+                Some(match k {
+                    "KEYCLOAK_URL" => emulator.to_owned(),
+                    "KEYCLOAK_REALM" => realm.clone(),
+                    "KEYCLOAK_ADMIN_CLIENT_ID" => "user-sync-admin".into(),
+                    "KEYCLOAK_ADMIN_SECRET_ID" => "unused".into(),
+                    "JWT_AUDIENCE" => "user-sync".into(),
+                    "TABLE_NAME" => table.clone(),
+                    _ => return None,
+                })
+            })
+            .unwrap();
+            let aws_lambda = aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::Config::builder()
+                    .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+                    .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+                    .build(),
+            );
+            let services = Services::from_parts(config, kc, store, aws_lambda);
+            let request = SyncRequest {
+                mode: Mode::Full,
+                dry_run: false,
+                force: false,
+                run_id: None,
+                deadline_ms: None,
+            };
+            let result = run(&services, request).await.unwrap();
+            assert!(
+                result.status == user_sync::store::SyncStatus::Succeeded,
+                "{:?} {:?}",
+                result.status,
+                result.errors
+            );
+            let c = &result.counts;
+            (
+                c.written() + c.deactivated,
+                result.cost.read_capacity_units,
+                result.cost.write_capacity_units,
+            )
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let requests = kc_requests(&http, emulator).await - before;
+    let line = json!({"secs": secs, "writes": writes, "kc_requests": requests, "rcu": rcu,
+                      "wcu": wcu, "peak_rss": peak_rss_mib()});
+    println!("RESULT {line}");
+}
+
+/// Runs `bench --run …` and reads its result line.
+fn run_in_own_process(kind: Kind, n: usize, moto: &str, emulator: &str) -> Value {
+    let kind = if kind == Kind::Floor { "floor" } else { "sync" };
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--run", kind, &n.to_string(), moto, emulator])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the {kind} run of {n} users failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .expect("a result line");
+    serde_json::from_str(line).unwrap()
+}
+
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, kind, n, moto, emulator] = &args[..] {
+        if flag == "--run" {
+            let kind = if kind == "floor" {
+                Kind::Floor
+            } else {
+                Kind::Sync
+            };
+            measured_run(kind, n.parse().unwrap(), moto, emulator).await;
+            return;
+        }
+    }
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![10_000, 100_000]
     } else {
@@ -196,15 +351,7 @@ async fn main() {
         },
         "keycloak-emulator listening on ",
     );
-    let creds = aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "bench");
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(&moto)
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .build(),
-    );
+    let ddb = dynamodb(&moto);
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
     let mut costs = Vec::new();
@@ -226,52 +373,15 @@ async fn main() {
             .unwrap();
         assert_eq!(r.status(), 201);
         let total = n + 3; // the demo realm's own users
-        let kc = Arc::new(
-            KeycloakClient::new(&emulator, &realm, RetryPolicy::default())
-                .unwrap()
-                .with_service_client(ClientCredentials::new(
-                    "user-sync-admin",
-                    ClientSecret::Fixed(Secret::new(ADMIN_SECRET)),
-                )),
-        );
-        kc.warm_up().await.unwrap();
-
-        // The sync, as the bulk-sync function runs it.
+        let kc = keycloak(&emulator, &realm);
         let table = format!("sync{n}");
         create_table(&ddb, &table).await;
-        let config = Config::from_lookup(|k| {
-            Some(match k {
-                "KEYCLOAK_URL" => emulator.clone(),
-                "KEYCLOAK_REALM" => realm.clone(),
-                "KEYCLOAK_ADMIN_CLIENT_ID" => "user-sync-admin".into(),
-                "KEYCLOAK_ADMIN_SECRET_ID" => "unused".into(),
-                "JWT_AUDIENCE" => "user-sync".into(),
-                "TABLE_NAME" => table.clone(),
-                _ => return None,
-            })
-        })
-        .unwrap();
-        let aws_lambda = aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::Config::builder()
-                .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-                .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-                .build(),
-        );
-        let store = Store::new(ddb.clone(), &table, b"bench");
-        let services = Services::from_parts(config, kc.clone(), store.clone(), aws_lambda);
-        let full = || SyncRequest {
-            mode: Mode::Full,
-            dry_run: false,
-            force: false,
-            run_id: None,
-            deadline_ms: None,
-        };
         let mut floor = None;
-        for (label, change) in [
-            ("first full sync", 0usize),
-            ("I/O floor (page all + read the digest)", 0),
-            ("resync, no change", 0),
-            ("resync, 1 % changed", n / 100),
+        for (label, kind, change) in [
+            ("first full sync", Kind::Sync, 0usize),
+            ("I/O floor (page all + read the digest)", Kind::Floor, 0),
+            ("resync, no change", Kind::Sync, 0),
+            ("resync, 1 % changed", Kind::Sync, n / 100),
         ] {
             for i in 0..change {
                 let id = format!("u{:06}", i * 100);
@@ -286,73 +396,8 @@ async fn main() {
                 .await
                 .unwrap();
             }
-            reset_peak_rss();
-            let (before, started) = (kc_requests(&http, &emulator).await, Instant::now());
-            let before_capacity = store.consumed();
-            if label.starts_with("I/O floor") {
-                // The floor: every user paged out of Keycloak as the sync pages them, and the
-                // same projection of the store read; no diff, no write.
-                let mut first = 0u32;
-                let mut paged = 0usize;
-                loop {
-                    let mut set = tokio::task::JoinSet::new();
-                    for i in 0..4u32 {
-                        let kc = kc.clone();
-                        set.spawn(async move {
-                            kc.list_users(first + i * 100, 100, false)
-                                .await
-                                .unwrap()
-                                .len()
-                        });
-                    }
-                    let mut short = false;
-                    while let Some(p) = set.join_next().await {
-                        let p = p.unwrap();
-                        short |= p < 100;
-                        paged += p;
-                    }
-                    if short {
-                        break;
-                    }
-                    first += 400;
-                }
-                let mut digest = user_sync::ids::IdMap::with_capacity(paged);
-                store
-                    .scan_digest(
-                        4,
-                        &mut digest,
-                        |v: &mut Option<user_sync::store::Digest>, d| *v = Some(d),
-                    )
-                    .await
-                    .unwrap();
-                assert!(digest.len() >= n, "the digest has every user");
-                let secs = started.elapsed().as_secs_f64();
-                let used = store.consumed() - before_capacity;
-                floor = Some(secs);
-                rows.push(Row {
-                    scenario: format!("{n} users: {label}"),
-                    secs,
-                    users_per_sec: total as f64 / secs,
-                    writes: 0,
-                    kc_requests: kc_requests(&http, &emulator).await - before,
-                    rcu: used.read_units,
-                    wcu: used.write_units,
-                    peak_rss: peak_rss_mib(),
-                    ratio: None,
-                });
-                continue;
-            }
-            let result = run(&services, full()).await.unwrap();
-            let secs = started.elapsed().as_secs_f64();
-            let requests = kc_requests(&http, &emulator).await - before;
-            let c = &result.counts;
-            let writes = c.written() + c.deactivated;
-            assert!(
-                result.status == user_sync::store::SyncStatus::Succeeded,
-                "{label}: {:?} {:?}",
-                result.status,
-                result.errors
-            );
+            let r = run_in_own_process(kind, n, &moto, &emulator);
+            let (secs, writes) = (r["secs"].as_f64().unwrap(), r["writes"].as_u64().unwrap());
             match label {
                 "resync, no change" => {
                     assert_eq!(writes, 0, "a resync with no change writes nothing")
@@ -362,15 +407,18 @@ async fn main() {
                 }
                 _ => {}
             }
+            if kind == Kind::Floor {
+                floor = Some(secs);
+            }
             rows.push(Row {
                 scenario: format!("{n} users: {label}"),
                 secs,
                 users_per_sec: total as f64 / secs,
                 writes,
-                kc_requests: requests,
-                rcu: result.cost.read_capacity_units,
-                wcu: result.cost.write_capacity_units,
-                peak_rss: peak_rss_mib(),
+                kc_requests: r["kc_requests"].as_u64().unwrap(),
+                rcu: r["rcu"].as_f64().unwrap(),
+                wcu: r["wcu"].as_f64().unwrap(),
+                peak_rss: r["peak_rss"].as_f64().unwrap(),
                 ratio: floor.map(|f| secs / f),
             });
         }
