@@ -14,8 +14,9 @@ rollback keeps only the items the transaction writes; the outcome (all or nothin
 
 moto answers every page of an index scan by collecting, sorting and walking the whole index up to
 the page's start key: reading a 100 000-user index in pages of 1 000 items took more than an hour.
-Here an index's order (per scan segment) is computed once and kept until the next request that is
-not a DynamoDB read; a page starts by binary search in it. What each page holds is moto's own answer
+Here an index's order (per scan segment) is computed by a scan's first page and kept for its
+following pages until the next request that is not a DynamoDB read; a page starts by binary search
+in it. What each page holds is moto's own answer
 (its own loop, limit, size cap, filters and projection run on the kept order).
 """
 
@@ -72,7 +73,8 @@ def index_scan_from_a_kept_order(original):
         range_attrs.append(self.range_key_attr)
         by = self._generate_attr_to_sort_by(hash_attrs, range_attrs)
         key = (id(self), index_name, tuple(segments))
-        if key not in KEPT.orders:
+        # A scan's first page computes the order; its following pages use it.
+        if not exclusive_start_key or key not in KEPT.orders:
             ordered = [i for i in original_sorted_items(self, hash_attrs, range_attrs,
                                                         original_has_idx_items(self, index_name))
                        if i.is_within_segment(segments)]

@@ -1,8 +1,9 @@
 //! `make bench`: the bulk-sync benchmark. moto and the Keycloak emulator (release) run as their
-//! own processes, as in `make dev`; each measured run (the sync engine, or the floor) runs in a
-//! process of its own, started from this one, so its peak RSS is that run's. For each realm size: the I/O floor (every user paged out of Keycloak, the same items
-//! batch-written, no logic), then the first full sync, a resync with no change, and a resync with
-//! 1 % of the users changed. Prints one Markdown table.
+//! own processes, as in `make dev`; each measured run (a sync, or the floor) runs in a process of
+//! its own, started from this one, so its peak RSS is that run's. For each realm size: the first
+//! full sync, the I/O floor (every user paged out of Keycloak and the store's digest read, no
+//! logic, no write), a resync with no change, and a resync with 1 % of the users changed. Prints
+//! one Markdown table.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool, not a request path
 
@@ -442,7 +443,7 @@ async fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.2} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {} | {:.2} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {} |",
             r.scenario,
             r.secs,
             r.users_per_sec,
