@@ -2,7 +2,7 @@
 //!
 //! Keycloak's user ids are UUIDs (36 characters); held as 16 bytes they cost a third of the
 //! string, with no heap allocation per key. They are kept in one vector sorted by key (exactly one
-//! entry's bytes per user: a hash map keeps 15–55 % of its buckets empty, and briefly holds two
+//! entry's bytes per user: a hash map keeps 12–56 % of its buckets empty, and briefly holds two
 //! tables when it grows), plus a small map of the entries added since the vector was last merged.
 //! An id that is not a canonical lowercase UUID (a realm imported with its own ids) is kept as it
 //! is, in a second map, so nothing is ever lost or merged.

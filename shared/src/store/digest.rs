@@ -23,8 +23,8 @@ use crate::ids::IdMap;
 pub const SYNC_INDEX: &str = "SyncDigest";
 
 /// Items per scan page. DynamoDB's own cap is 1 MB (~6 500 index items), which only a large table
-/// fills: a page the SDK has parsed costs ~1 KB per item, so 1 MB pages made the sync's memory
-/// grow with the table up to that size. A fixed count keeps it the same at any size; the read
+/// fills, so with it the pages the SDK has parsed (every item a map of strings) grew with the
+/// table up to that size. A fixed count keeps it the same at any size; the read
 /// units are the same (billed by bytes read), only the number of requests grows (100 for 100 000
 /// users).
 const PAGE_ITEMS: i32 = 1_000;
