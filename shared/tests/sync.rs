@@ -742,6 +742,21 @@ fn the_hand_over_leaves_a_minute_or_a_fifth_of_the_time() {
     assert_eq!(stop_writing_at(30_000, 0), 24_000);
 }
 
+/// The run ended `partial`, with one failure, and its errors name the user.
+fn assert_partial_naming(run: &user_sync::store::SyncRun, id: &str) {
+    assert_eq!(
+        (status(run).as_str(), count(run, "failed")),
+        ("partial", 1),
+        "{:?}",
+        run.errors
+    );
+    assert!(
+        run.errors.iter().any(|e| e.contains(id)),
+        "{:?}",
+        run.errors
+    );
+}
+
 fn incremental() -> SyncRequest {
     SyncRequest {
         mode: Mode::Incremental,
@@ -816,6 +831,27 @@ impl Setup {
             .unwrap();
     }
 
+    /// The stored item is no longer what the store wrote (its version is not a number):
+    /// DynamoDB and the store refuse to write it. Answers the version to put back.
+    async fn make_unwritable(&self, id: &str) -> u64 {
+        let version = self
+            .services
+            .store
+            .get_user(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version;
+        self.set_raw(id, "version", AttributeValue::S("not-a-number".into()))
+            .await;
+        version
+    }
+
+    async fn make_writable(&self, id: &str, version: u64) {
+        self.set_raw(id, "version", AttributeValue::N(version.to_string()))
+            .await;
+    }
+
     async fn stored_status(&self, id: &str) -> UserStatus {
         self.services
             .store
@@ -865,27 +901,13 @@ async fn an_incremental_run_out_of_time_before_a_write_leaves_the_cursor_and_the
 async fn a_user_whose_record_cannot_be_read_or_written_is_listed_and_read_again_next_run() {
     let s = Setup::synced(&[]).await;
     let carol = s.id_of("carol").await;
-    let version = s.local("carol").await.version;
-    // The stored item is no longer what the store wrote: DynamoDB and the store refuse it.
-    s.set_raw(&carol, "version", AttributeValue::S("not-a-number".into()))
-        .await;
+    let version = s.make_unwritable(&carol).await;
     s.rename(&carol, "Retried").await;
     let failed = run(&s.services, incremental()).await.unwrap();
-    assert_eq!(
-        (status(&failed).as_str(), count(&failed, "failed")),
-        ("partial", 1),
-        "{:?}",
-        failed.errors
-    );
-    assert!(
-        failed.errors.iter().any(|e| e.contains(&carol)),
-        "{:?}",
-        failed.errors
-    );
+    assert_partial_naming(&failed, &carol);
     let renamed_at = s.last_event_at(&carol).await;
     assert_eq!(s.cursor().await, Some(renamed_at - 1));
-    s.set_raw(&carol, "version", AttributeValue::N(version.to_string()))
-        .await;
+    s.make_writable(&carol, version).await;
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
     assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
@@ -899,30 +921,17 @@ async fn a_full_run_with_a_failed_write_ends_partial_and_keeps_the_cursor_for_th
         s.cursor().await,
         s.services.store.sync_state().await.unwrap().last_success_at,
     );
-    let version = s.local("carol").await.version;
-    s.set_raw(&carol, "version", AttributeValue::S("not-a-number".into()))
-        .await;
+    let version = s.make_unwritable(&carol).await;
     s.rename(&carol, "Retried").await;
     let failed = run(&s.services, full()).await.unwrap();
-    assert_eq!(
-        (status(&failed).as_str(), count(&failed, "failed")),
-        ("partial", 1),
-        "{:?}",
-        failed.errors
-    );
-    assert!(
-        failed.errors.iter().any(|e| e.contains(&carol)),
-        "{:?}",
-        failed.errors
-    );
+    assert_partial_naming(&failed, &carol);
     let state = s.services.store.sync_state().await.unwrap();
     assert_eq!(
         (state.event_cursor_ms, state.last_success_at),
         (cursor, succeeded_at),
         "a partial full run moves neither the cursor nor the last success"
     );
-    s.set_raw(&carol, "version", AttributeValue::N(version.to_string()))
-        .await;
+    s.make_writable(&carol, version).await;
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
     assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
