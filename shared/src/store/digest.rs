@@ -24,9 +24,8 @@ pub const SYNC_INDEX: &str = "SyncDigest";
 
 /// Items per scan page. DynamoDB's own cap is 1 MB (~6 500 index items), which only a large table
 /// fills, so with it the pages the SDK has parsed (every item a map of strings) grew with the
-/// table up to that size. A fixed count keeps it the same at any size; the read
-/// units are the same (billed by bytes read), only the number of requests grows (100 for 100 000
-/// users).
+/// table up to that size. A fixed count keeps them the same at any size; the read units are the
+/// same (billed by bytes read), only the number of requests grows (100 for 100 000 users).
 const PAGE_ITEMS: i32 = 1_000;
 
 /// A stored user's state, as far as the sync cares.
