@@ -30,8 +30,8 @@ impl From<u32> for Combination {
 }
 
 impl Combination {
-    fn number(self) -> usize {
-        u32::from_le_bytes(self.0) as usize
+    fn number(self) -> u32 {
+        u32::from_le_bytes(self.0)
     }
 }
 
@@ -91,7 +91,7 @@ impl Memberships {
             let members = page(first).await?;
             for member in &members {
                 let combination = set(map.entry(&member.id));
-                *combination = self.with(combination.number() as u32, source).into();
+                *combination = self.with(combination.number(), source).into();
             }
             if (members.len() as u32) < MEMBER_PAGE {
                 return Ok(());
@@ -106,7 +106,7 @@ impl Memberships {
         let mut groups = Vec::new();
         let set = self
             .sets
-            .get(combination.number())
+            .get(combination.number() as usize)
             .map_or(&[][..], |s| &s[..]);
         for source in set {
             match &self.sources[*source as usize] {

@@ -193,6 +193,16 @@ enum Kind {
     Sync,
 }
 
+impl Kind {
+    /// Its name on the `bench --run` command line.
+    fn arg(self) -> &'static str {
+        match self {
+            Kind::Floor => "floor",
+            Kind::Sync => "sync",
+        }
+    }
+}
+
 /// One measured run, in a process of its own (`bench --run floor|sync <n> <moto> <emulator>`),
 /// as a Lambda invocation runs the sync: its peak RSS is that run's, not memory an earlier run
 /// freed and the allocator kept. Prints one `RESULT {json}` line.
@@ -295,7 +305,7 @@ async fn measured_run(kind: Kind, n: usize, moto: &str, emulator: &str) {
 
 /// Runs `bench --run …` and reads its result line.
 fn run_in_own_process(kind: Kind, n: usize, moto: &str, emulator: &str) -> Value {
-    let kind = if kind == Kind::Floor { "floor" } else { "sync" };
+    let kind = kind.arg();
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--run", kind, &n.to_string(), moto, emulator])
         .stderr(Stdio::inherit())
@@ -315,11 +325,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, kind, n, moto, emulator] = &args[..] {
         if flag == "--run" {
-            let kind = if kind == "floor" {
-                Kind::Floor
-            } else {
-                Kind::Sync
-            };
+            let kind = [Kind::Floor, Kind::Sync]
+                .into_iter()
+                .find(|k| k.arg() == kind)
+                .expect("--run floor|sync");
             measured_run(kind, n.parse().unwrap(), moto, emulator).await;
             return;
         }
