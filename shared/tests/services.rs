@@ -38,9 +38,11 @@ async fn services_built_from_config_reach_keycloak_secrets_manager_and_dynamodb_
     let login_secret = common::secret(common::SECRET).await;
     let admin_secret = common::secret(common::ADMIN_SECRET).await;
     let table = common::table().await.table_name().to_owned();
-    // The SDK reads these from the environment, as in Lambda (AWS_ENDPOINT_URL points at moto).
+    // The SDK reads these from the environment, as in Lambda: DynamoDB at its service-specific
+    // endpoint (DynamoDB Local), every other service at AWS_ENDPOINT_URL (moto).
     for (k, v) in [
         ("AWS_ENDPOINT_URL", common::moto()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", common::dynamodb_local()),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),

@@ -866,7 +866,7 @@ async fn the_sync_digest_holds_every_user_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn creating_users_if_absent_never_overwrites_a_record_and_hands_its_batch_back() {
+async fn creating_users_if_absent_never_overwrites_a_record_and_hands_back_only_the_refused_one() {
     let store = table().await;
     let mut existing = user("id1", "user001");
     existing.attributes.insert("plan".into(), "gold".into());
@@ -875,13 +875,16 @@ async fn creating_users_if_absent_never_overwrites_a_record_and_hands_its_batch_
     let refused = store.create_users_if_absent(batch).await.unwrap();
     assert_eq!(
         refused.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
-        ["id0", "id1"],
-        "a transaction is all or nothing: the whole batch comes back"
+        ["id1"],
+        "each user is its own conditional put: only the one with a record comes back"
     );
     let kept = store.get_user("id1").await.unwrap().unwrap();
     assert_eq!(kept.username, "user001");
     assert_eq!(kept.attributes["plan"], "gold");
-    assert!(store.get_user("id0").await.unwrap().is_none());
+    assert_eq!(
+        store.get_user("id0").await.unwrap().unwrap().username,
+        "user000"
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-"""The local stack as `make up` starts it, on free ports with its own .dev directory (so it never
+"""The local stack as `make up` starts it (DynamoDB Local, moto, the Keycloak emulator), on free ports with its own .dev directory (so it never
 touches a running dev stack): one per test module that asks for it."""
 
 import os
@@ -24,6 +24,7 @@ def stack(tmp_path_factory):
     env.update(
         KEYCLOAK_PORT=str(free_port()),
         MOTO_PORT=str(free_port()),
+        DYNAMODB_PORT=str(free_port()),
         DEV_DIR=str(tmp_path_factory.mktemp("dev")),
         TABLE_NAME="stack-test-table",
     )
@@ -39,7 +40,9 @@ def keycloak(env):
 
 
 def aws(env, service):
-    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{env['MOTO_PORT']}",
+    """A client of the stack's DynamoDB Local for DynamoDB, of its moto for the rest."""
+    port = env["DYNAMODB_PORT"] if service == "dynamodb" else env["MOTO_PORT"]
+    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{port}",
                         region_name="us-east-1", aws_access_key_id="local",
                         aws_secret_access_key="local")
 

@@ -45,6 +45,7 @@ def function_environment(stack, logical_id):
     return {
         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}",
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{stack['DYNAMODB_PORT']}",
         "KEYCLOAK_URL": keycloak(stack), "KEYCLOAK_REALM": "demo",
         "TABLE_NAME": stack["TABLE_NAME"], "JWT_AUDIENCE": "user-sync",
         "HOOK_QUEUE_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}/123456789012/HookQueue.fifo",

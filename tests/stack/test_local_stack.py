@@ -1,4 +1,4 @@
-"""`make up` / `make down` as a developer runs them: moto and the Keycloak emulator on loopback,
+"""`make up` / `make down` as a developer runs them: DynamoDB Local, moto and the Keycloak emulator,
 the table and the secret provisioned, tokens verifiable against the JWKS, nothing left behind.
 Each run uses free ports and its own .dev directory, so it never touches a running dev stack."""
 
@@ -110,7 +110,7 @@ def test_a_taken_port_is_reported_clearly(stack):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         env = dict(stack, KEYCLOAK_PORT=str(blocker.getsockname()[1]), MOTO_PORT=str(free_port()),
-                   DEV_DIR=str(Path(stack["DEV_DIR"]) / "other"))
+                   DYNAMODB_PORT=str(free_port()), DEV_DIR=str(Path(stack["DEV_DIR"]) / "other"))
         r = subprocess.run(["make", "-s", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
         subprocess.run(["make", "-s", "down"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode != 0
@@ -120,12 +120,12 @@ def test_a_taken_port_is_reported_clearly(stack):
 def test_down_leaves_no_process_behind(stack):
     dev = Path(stack["DEV_DIR"])
     pids = [int(p.read_text()) for p in dev.glob("*.pid")]
-    assert len(pids) == 2
+    assert len(pids) == 3
     r = subprocess.run(["make", "-s", "down"], cwd=ROOT, env=stack, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     assert not list(dev.glob("*.pid"))
-    for port in (stack["KEYCLOAK_PORT"], stack["MOTO_PORT"]):
+    for port in (stack["KEYCLOAK_PORT"], stack["MOTO_PORT"], stack["DYNAMODB_PORT"]):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", int(port))) != 0, f"port {port} still answers"

@@ -87,7 +87,8 @@ def gateway(tmp_path_factory):
     env = dict(os.environ)
     env.update(
         DEV_DIR=str(tmp_path_factory.mktemp("api-dev")),
-        KEYCLOAK_PORT=str(free_port()), MOTO_PORT=str(free_port()), LAMBDA_PORT=str(free_port()),
+        KEYCLOAK_PORT=str(free_port()), MOTO_PORT=str(free_port()), DYNAMODB_PORT=str(free_port()),
+        LAMBDA_PORT=str(free_port()),
         LAMBDA_ASYNC_PORT=str(free_port()), GATEWAY_PORT=str(free_port()),
         TABLE_NAME="api-test-table", STACK_NO_RELOAD="1",
     )

@@ -55,6 +55,7 @@ def test_it_points_at_the_local_stack_as_make_up_provisions_it():
     for logical_id, values in ENV_FILE.items():
         assert values["KEYCLOAK_URL"] == "http://host.docker.internal:8080"
         assert values["AWS_ENDPOINT_URL"] == "http://host.docker.internal:4566"
+        assert values["AWS_ENDPOINT_URL_DYNAMODB"] == "http://host.docker.internal:8000"
         assert values["TABLE_NAME"] == "keycloak-user-sync"
         assert values["KEYCLOAK_REALM"] == json.loads(
             (ROOT / "infra" / "keycloak" / "realm.json").read_text())["realm"]

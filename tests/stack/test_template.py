@@ -1,4 +1,4 @@
-"""template.yaml agrees with what runs locally: the table definition is the one moto gets
+"""template.yaml agrees with what runs locally: the table definition is the one DynamoDB Local gets
 (infra/local/table.json), every function is a binary of this workspace built by the Makefile, and
 each function's local environment (its Cargo.toml) matches its deployed one."""
 

@@ -38,7 +38,7 @@ pub use sync::{RunCost, SyncCounts, SyncMode, SyncRun, SyncState, SyncStatus};
 pub use throttle::AttemptWindow;
 pub use users::{
     ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, User, UserStatus,
-    WriteLock, DELETED_BY_ADMIN, MISSING_IN_KEYCLOAK,
+    WriteLock, CREATE_CONCURRENCY, DELETED_BY_ADMIN, MISSING_IN_KEYCLOAK,
 };
 
 pub type Item = HashMap<String, AttributeValue>;

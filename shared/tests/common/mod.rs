@@ -1,5 +1,5 @@
-//! Harness for the shared library's integration tests: a real moto server (DynamoDB and Secrets
-//! Manager) and a real Keycloak emulator, both over HTTP on loopback, one of each per test binary;
+//! Harness for the shared library's integration tests: AWS's DynamoDB Local, a moto server (Secrets
+//! Manager) and a real Keycloak emulator, all over HTTP on loopback, one of each per test binary;
 //! every test gets its own table, secret and realm clone, so tests run in parallel.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -32,20 +32,23 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// moto's endpoint: `TEST_AWS_ENDPOINT_URL` if set, else a moto started for this process.
-pub fn moto() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    static CHILD: OnceLock<Mutex<Child>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("TEST_AWS_ENDPOINT_URL") {
+/// A local AWS service started for this test binary by `infra/local/aws_local.py` (stopped when
+/// the process exits): `"dynamodb"` (DynamoDB Local) or `"moto"` (Secrets Manager). An endpoint in
+/// `TEST_DYNAMODB_ENDPOINT_URL` / `TEST_MOTO_ENDPOINT_URL` is used instead when set.
+fn local_service(name: &str, url: &'static OnceLock<String>) -> &'static str {
+    static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+    url.get_or_init(|| {
+        let var = format!("TEST_{}_ENDPOINT_URL", name.to_uppercase());
+        if let Ok(url) = std::env::var(var) {
             return url;
         }
         let mut child = Command::new(format!("{ROOT}/.venv/bin/python"))
-            .arg(format!("{ROOT}/infra/local/moto_for_tests.py"))
+            .arg(format!("{ROOT}/infra/local/aws_local.py"))
+            .args(["for-tests", name])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("start moto (run `make tools` first)");
+            .expect("start a local AWS service (run `make tools` first)");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -53,11 +56,23 @@ pub fn moto() -> &'static str {
         let port = line
             .trim()
             .strip_prefix("PORT ")
-            .expect("moto port line")
+            .unwrap_or_else(|| panic!("{name} did not start: {line}"))
             .to_owned();
-        CHILD.set(Mutex::new(child)).ok();
+        CHILDREN.lock().unwrap().push(child);
         format!("http://127.0.0.1:{port}")
     })
+}
+
+/// DynamoDB Local's endpoint.
+pub fn dynamodb_local() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    local_service("dynamodb", &URL)
+}
+
+/// moto's endpoint (Secrets Manager).
+pub fn moto() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    local_service("moto", &URL)
 }
 
 fn credentials() -> Credentials {
@@ -68,7 +83,7 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(moto())
+            .endpoint_url(dynamodb_local())
             .region(Region::new("us-east-1"))
             .credentials_provider(credentials())
             .build(),

@@ -1,11 +1,14 @@
-//! `make bench`: the bulk-sync benchmark. moto and the Keycloak emulator (release) run as their
-//! own processes, as in `make dev`; each measured run (a sync, or the floor) runs in a process of
-//! its own, started from this one, so its peak RSS is that run's. For each realm size: the first
-//! full sync, the I/O floor (every user paged out of Keycloak and the store's digest read, no
-//! logic, no write), a resync with no change, and a resync with 1 % of the users changed. Prints
-//! one Markdown table.
+//! `make bench`: the bulk-sync benchmark. DynamoDB Local and the Keycloak emulator (release) run
+//! as their own processes, as in `make dev`; each measured run (a sync, a floor, a way of writing)
+//! runs in a process of its own, started from this one, so its peak RSS is that run's. For each
+//! realm size: the first full sync, the read floor (every user paged out of Keycloak and the
+//! store's digest read, no logic, no write), the write floor and the two conditional ways of
+//! creating users (writes.rs), a resync with no change, and a resync with 1 % of the users
+//! changed. Prints two Markdown tables: the runs, and their billed DynamoDB units and cost.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool, not a request path
+
+mod writes;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -62,15 +65,32 @@ fn spawn_with_port_line(mut cmd: Command, prefix: &str) -> (std::process::Child,
 
 struct Row {
     scenario: String,
+    kind: Kind,
     secs: f64,
     users_per_sec: f64,
     writes: u64,
     kc_requests: u64,
-    /// DynamoDB read and write capacity units as reported (moto: a fixed number per call).
+    /// DynamoDB read and write capacity units as DynamoDB Local reports them (transactions are
+    /// under-reported: tests/stack/test_dynamodb_local.py).
     rcu: f64,
     wcu: f64,
     peak_rss: f64,
     ratio: Option<f64>,
+}
+
+/// Each row against its floor, all from the same size's runs: a first sync against the read floor
+/// plus the write floor, a resync against the read floor, a way of writing against the write floor.
+fn set_ratios(rows: &mut [Row]) {
+    let secs_of = |k: Kind| rows.iter().find(|r| r.kind == k).map(|r| r.secs);
+    let read = secs_of(Kind::Floor).unwrap();
+    let write = secs_of(Kind::Write(writes::Way::Batch)).unwrap();
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.ratio = Some(match r.kind {
+            Kind::Sync if i == 0 => r.secs / (read + write),
+            Kind::Sync | Kind::Floor => r.secs / read,
+            Kind::Write(_) => r.secs / write,
+        });
+    }
 }
 
 async fn kc_requests(http: &reqwest::Client, emulator: &str) -> u64 {
@@ -132,8 +152,8 @@ async fn average_size(ddb: &aws_sdk_dynamodb::Client, table: &str, index: Option
 }
 
 /// What the three runs of one size cost at DynamoDB's on-demand prices (us-east-1, per million
-/// request units: reads $0.125, writes $0.625), from the measured item sizes. moto reports fixed
-/// units per call, so the billed units are computed here, as DynamoDB computes them.
+/// request units: reads $0.125, writes $0.625), from the measured item sizes, as DynamoDB bills
+/// them (DynamoDB Local under-reports transactions, so they are computed here).
 fn cost_lines(n: usize, record: f64, digest: f64, has_email: bool) -> Vec<String> {
     const READ: f64 = 0.125 / 1e6;
     const WRITE: f64 = 0.625 / 1e6;
@@ -144,7 +164,7 @@ fn cost_lines(n: usize, record: f64, digest: f64, has_email: bool) -> Vec<String
     let table_scan = n * record / 4096.0 * 0.5;
     // A write also writes every index holding the item: GSI1 and GSI2 (full records), SyncDigest.
     let indexes = kb(record) * if has_email { 2.0 } else { 1.0 } + kb(digest);
-    let create = 2.0 * kb(record) + indexes; // transactional: twice the table write
+    let create = kb(record) + indexes; // a conditional put: a plain write's units
     let update = kb(record) + indexes;
     let line = |label: &str, rru: f64, wru: f64| {
         format!(
@@ -154,18 +174,23 @@ fn cost_lines(n: usize, record: f64, digest: f64, has_email: bool) -> Vec<String
     };
     vec![
         line("first full sync", digest_scan, n * create),
+        line(
+            "(the first sync as transactions of 100)",
+            digest_scan,
+            n * (create + kb(record)),
+        ),
         line("resync, no change", digest_scan, 0.0),
         line("resync, 1 % changed", digest_scan, n / 100.0 * update),
         line("(a table scan instead of SyncDigest)", table_scan, 0.0),
     ]
 }
 
-fn dynamodb(moto: &str) -> aws_sdk_dynamodb::Client {
+fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let creds = aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "bench");
     aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::Config::builder()
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(moto)
+            .endpoint_url(endpoint)
             .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
             .credentials_provider(creds)
             .build(),
@@ -191,31 +216,51 @@ enum Kind {
     Floor,
     /// A full sync, as the bulk-sync function runs it.
     Sync,
+    /// The store's user records written into an empty table one way (writes.rs).
+    Write(writes::Way),
 }
 
 impl Kind {
     /// Its name on the `bench --run` command line.
-    fn arg(self) -> &'static str {
+    fn arg(self) -> String {
         match self {
-            Kind::Floor => "floor",
-            Kind::Sync => "sync",
+            Kind::Floor => "floor".into(),
+            Kind::Sync => "sync".into(),
+            Kind::Write(way) => format!("write-{}", way.arg()),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "floor" => Some(Kind::Floor),
+            "sync" => Some(Kind::Sync),
+            _ => writes::Way::parse(s.strip_prefix("write-")?).map(Kind::Write),
         }
     }
 }
 
-/// One measured run, in a process of its own (`bench --run floor|sync <n> <moto> <emulator>`),
+/// One measured run, in a process of its own (`bench --run <kind> <n> <dynamodb> <emulator>`),
 /// as a Lambda invocation runs the sync: its peak RSS is that run's, not memory an earlier run
 /// freed and the allocator kept. Prints one `RESULT {json}` line.
-async fn measured_run(kind: Kind, n: usize, moto: &str, emulator: &str) {
+async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
     let (realm, table) = (format!("bench{n}"), format!("sync{n}"));
-    let ddb = dynamodb(moto);
+    let ddb = dynamodb(endpoint);
     let kc = keycloak(emulator, &realm);
     kc.warm_up().await.unwrap();
     let http = reqwest::Client::new();
-    let store = Store::new(ddb, &table, b"bench");
+    let store = Store::new(ddb.clone(), &table, b"bench");
     let (before, started) = (kc_requests(&http, emulator).await, Instant::now());
     let before_capacity = store.consumed();
-    let (writes, rcu, wcu) = match kind {
+    let (writes, rcu, wcu, secs) = match kind {
+        Kind::Write(way) => {
+            let items = writes::user_records(&ddb, &table).await;
+            let into = format!("w{n}-{}", way.arg());
+            create_table(&ddb, &into).await;
+            let count = items.len() as u64;
+            let (secs, wcu) = writes::write_all(&ddb, &into, way, items).await;
+            ddb.delete_table().table_name(&into).send().await.unwrap();
+            (count, 0.0, wcu, Some(secs))
+        }
         Kind::Floor => {
             let mut first = 0u32;
             let mut paged = 0usize;
@@ -252,7 +297,7 @@ async fn measured_run(kind: Kind, n: usize, moto: &str, emulator: &str) {
                 .unwrap();
             assert!(digest.len() >= n, "the digest has every user");
             let used = store.consumed() - before_capacity;
-            (0, used.read_units, used.write_units)
+            (0, used.read_units, used.write_units, None)
         }
         Kind::Sync => {
             let config = Config::from_lookup(|k| {
@@ -293,10 +338,11 @@ async fn measured_run(kind: Kind, n: usize, moto: &str, emulator: &str) {
                 c.written() + c.deactivated,
                 result.cost.read_capacity_units,
                 result.cost.write_capacity_units,
+                None,
             )
         }
     };
-    let secs = started.elapsed().as_secs_f64();
+    let secs = secs.unwrap_or_else(|| started.elapsed().as_secs_f64());
     let requests = kc_requests(&http, emulator).await - before;
     let line = json!({"secs": secs, "writes": writes, "kc_requests": requests, "rcu": rcu,
                       "wcu": wcu, "peak_rss": peak_rss_mib()});
@@ -304,10 +350,10 @@ async fn measured_run(kind: Kind, n: usize, moto: &str, emulator: &str) {
 }
 
 /// Runs `bench --run …` and reads its result line.
-fn run_in_own_process(kind: Kind, n: usize, moto: &str, emulator: &str) -> Value {
+fn run_in_own_process(kind: Kind, n: usize, endpoint: &str, emulator: &str) -> Value {
     let kind = kind.arg();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--run", kind, &n.to_string(), moto, emulator])
+        .args(["--run", &kind, &n.to_string(), endpoint, emulator])
         .stderr(Stdio::inherit())
         .output()
         .unwrap();
@@ -323,13 +369,11 @@ fn run_in_own_process(kind: Kind, n: usize, moto: &str, emulator: &str) -> Value
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [flag, kind, n, moto, emulator] = &args[..] {
+    if let [flag, kind, n, endpoint, emulator] = &args[..] {
         if flag == "--run" {
-            let kind = [Kind::Floor, Kind::Sync]
-                .into_iter()
-                .find(|k| k.arg() == kind)
-                .expect("--run floor|sync");
-            measured_run(kind, n.parse().unwrap(), moto, emulator).await;
+            let kind =
+                Kind::parse(kind).expect("--run floor|sync|write-batch|write-puts|write-tx100");
+            measured_run(kind, n.parse().unwrap(), endpoint, emulator).await;
             return;
         }
     }
@@ -339,15 +383,16 @@ async fn main() {
     } else {
         sizes
     };
-    let (mut moto_process, moto_port) = spawn_with_port_line(
+    let (mut dynamodb_process, dynamodb_port) = spawn_with_port_line(
         {
             let mut c = Command::new(format!("{ROOT}/.venv/bin/python"));
-            c.arg(format!("{ROOT}/infra/local/moto_for_tests.py"));
+            c.arg(format!("{ROOT}/infra/local/aws_local.py"))
+                .args(["for-tests", "dynamodb"]);
             c
         },
         "PORT ",
     );
-    let moto = format!("http://127.0.0.1:{moto_port}");
+    let dynamodb_url = format!("http://127.0.0.1:{dynamodb_port}");
     let (mut emulator_process, emulator) = spawn_with_port_line(
         {
             let mut c = Command::new(format!("{ROOT}/target/release/keycloak-emulator"));
@@ -361,7 +406,7 @@ async fn main() {
         },
         "keycloak-emulator listening on ",
     );
-    let ddb = dynamodb(&moto);
+    let ddb = dynamodb(&dynamodb_url);
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
     let mut costs = Vec::new();
@@ -386,13 +431,22 @@ async fn main() {
         let kc = keycloak(&emulator, &realm);
         let table = format!("sync{n}");
         create_table(&ddb, &table).await;
-        let mut floor = None;
-        for (label, kind, change) in [
-            ("first full sync", Kind::Sync, 0usize),
-            ("I/O floor (page all + read the digest)", Kind::Floor, 0),
-            ("resync, no change", Kind::Sync, 0),
-            ("resync, 1 % changed", Kind::Sync, n / 100),
-        ] {
+        let scenarios = [
+            ("first full sync".to_owned(), Kind::Sync, 0usize),
+            (
+                "read floor (page all + read the digest)".to_owned(),
+                Kind::Floor,
+                0,
+            ),
+        ]
+        .into_iter()
+        .chain(writes::Way::ALL.map(|w| (w.label(), Kind::Write(w), 0)))
+        .chain([
+            ("resync, no change".to_owned(), Kind::Sync, 0),
+            ("resync, 1 % changed".to_owned(), Kind::Sync, n / 100),
+        ]);
+        let first = rows.len();
+        for (label, kind, change) in scenarios {
             for i in 0..change {
                 let id = format!("u{:06}", i * 100);
                 let found = kc.find_user_by_username(&id).await.unwrap().unwrap();
@@ -406,9 +460,9 @@ async fn main() {
                 .await
                 .unwrap();
             }
-            let r = run_in_own_process(kind, n, &moto, &emulator);
+            let r = run_in_own_process(kind, n, &dynamodb_url, &emulator);
             let (secs, writes) = (r["secs"].as_f64().unwrap(), r["writes"].as_u64().unwrap());
-            match label {
+            match label.as_str() {
                 "resync, no change" => {
                     assert_eq!(writes, 0, "a resync with no change writes nothing")
                 }
@@ -417,11 +471,9 @@ async fn main() {
                 }
                 _ => {}
             }
-            if kind == Kind::Floor {
-                floor = Some(secs);
-            }
             rows.push(Row {
                 scenario: format!("{n} users: {label}"),
+                kind,
                 secs,
                 users_per_sec: total as f64 / secs,
                 writes,
@@ -429,13 +481,10 @@ async fn main() {
                 rcu: r["rcu"].as_f64().unwrap(),
                 wcu: r["wcu"].as_f64().unwrap(),
                 peak_rss: r["peak_rss"].as_f64().unwrap(),
-                ratio: floor.map(|f| secs / f),
+                ratio: None,
             });
         }
-        // The first sync ran before its floor could be measured.
-        let floor = floor.unwrap();
-        let first = rows.len() - 4;
-        rows[first].ratio = Some(rows[first].secs / floor);
+        set_ratios(&mut rows[first..]);
         costs.extend(cost_lines(
             n,
             average_size(&ddb, &table, None).await,
@@ -443,12 +492,12 @@ async fn main() {
             true,
         ));
     }
-    // Stop what we started: the emulator by signal, moto's wrapper by closing its stdin.
+    // Stop what we started: the emulator by signal, DynamoDB Local's wrapper by closing its stdin.
     let _ = emulator_process.kill();
     let _ = emulator_process.wait();
-    drop(moto_process.stdin.take());
-    let _ = moto_process.wait();
-    println!("| scenario | time (s) | users/s | DynamoDB writes | Keycloak requests | RCU | WCU | peak RSS (MiB) | × floor |");
+    drop(dynamodb_process.stdin.take());
+    let _ = dynamodb_process.wait();
+    println!("| scenario | time (s) | users/s | DynamoDB writes | Keycloak requests | RCU | WCU | peak RSS (MiB) | × its floor |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(

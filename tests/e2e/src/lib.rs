@@ -1,5 +1,5 @@
-//! Harness of the end-to-end tests: the whole local stack (moto, the Keycloak emulator, the
-//! functions under `cargo lambda watch`, the local API Gateway) started by `infra/local/stack.py`
+//! Harness of the end-to-end tests: the whole local stack (DynamoDB Local, moto, the Keycloak
+//! emulator, the functions under `cargo lambda watch`, the local API Gateway) started by `infra/local/stack.py`
 //! — what `make dev` runs — on free ports, once per test binary, and stopped when the test
 //! process exits. Tests talk HTTP to the gateway, as a client of the deployed API would.
 
@@ -26,6 +26,7 @@ pub struct Stack {
     pub gateway: String,
     pub keycloak: String,
     pub moto: String,
+    pub dynamodb: String,
     pub lambda: String,
     pub table: String,
     pub realm: String,
@@ -63,6 +64,7 @@ pub fn stack() -> &'static Stack {
             .env("DEV_DIR", &dev)
             .env("KEYCLOAK_PORT", free_port().to_string())
             .env("MOTO_PORT", free_port().to_string())
+            .env("DYNAMODB_PORT", free_port().to_string())
             .env("LAMBDA_PORT", free_port().to_string())
             .env("LAMBDA_ASYNC_PORT", free_port().to_string())
             .env("GATEWAY_PORT", free_port().to_string())
@@ -100,6 +102,7 @@ pub fn stack() -> &'static Stack {
             gateway: text("gateway"),
             keycloak: text("keycloak"),
             moto: text("moto"),
+            dynamodb: text("dynamodb"),
             lambda: text("lambda"),
             table: text("table"),
             realm: text("realm"),
@@ -387,13 +390,16 @@ pub async fn raw_items(
     out.items.unwrap_or_default()
 }
 
-/// A client of one AWS SDK crate for this stack's moto.
-macro_rules! moto_client {
+/// A client of one AWS SDK crate for this stack: moto, or the endpoint given.
+macro_rules! aws_client {
     ($sdk:ident) => {
+        aws_client!($sdk, &stack().moto)
+    };
+    ($sdk:ident, $endpoint:expr) => {
         $sdk::Client::from_conf(
             $sdk::Config::builder()
                 .behavior_version($sdk::config::BehaviorVersion::latest())
-                .endpoint_url(&stack().moto)
+                .endpoint_url($endpoint)
                 .region($sdk::config::Region::new("us-east-1"))
                 .credentials_provider($sdk::config::Credentials::new(
                     "local", "local", None, None, "e2e",
@@ -403,15 +409,15 @@ macro_rules! moto_client {
     };
 }
 
-/// A DynamoDB client for moto.
+/// A DynamoDB client for the stack's DynamoDB Local.
 pub fn dynamodb() -> aws_sdk_dynamodb::Client {
-    moto_client!(aws_sdk_dynamodb)
+    aws_client!(aws_sdk_dynamodb, &stack().dynamodb)
 }
 
 /// The messages waiting in a moto SQS queue (named after its logical id in template.yaml),
 /// taken off the queue.
 pub async fn queue_messages(queue: &str) -> Vec<Value> {
-    let sqs: aws_sdk_sqs::Client = moto_client!(aws_sdk_sqs);
+    let sqs: aws_sdk_sqs::Client = aws_client!(aws_sdk_sqs);
     let url = sqs
         .get_queue_url()
         .queue_name(queue)
@@ -449,18 +455,18 @@ pub async fn run_sync(mode: &str) -> Value {
     r.json().await.unwrap()
 }
 
-/// Freeze moto (SIGSTOP): DynamoDB and Secrets Manager accept connections and never answer, as a
-/// hung service does. `resume_moto` undoes it.
-pub fn pause_moto() {
-    signal_moto("-STOP");
+/// Freeze DynamoDB Local (SIGSTOP): DynamoDB accepts connections and never answers, as a hung
+/// service does. `resume_dynamodb` undoes it.
+pub fn pause_dynamodb() {
+    signal_dynamodb("-STOP");
 }
 
-pub fn resume_moto() {
-    signal_moto("-CONT");
+pub fn resume_dynamodb() {
+    signal_dynamodb("-CONT");
 }
 
-fn signal_moto(signal: &str) {
-    let pid = std::fs::read_to_string(stack().dev_dir.join("moto.pid")).unwrap();
+fn signal_dynamodb(signal: &str) {
+    let pid = std::fs::read_to_string(stack().dev_dir.join("dynamodb.pid")).unwrap();
     let status = Command::new("kill")
         .arg(signal)
         .arg(pid.trim())
@@ -517,7 +523,7 @@ pub async fn fault(mut rule: Value) -> String {
 
 /// The webhook secret the stack generated (what an operator gives Keycloak's events extension).
 pub async fn webhook_secret() -> String {
-    let sm: aws_sdk_secretsmanager::Client = moto_client!(aws_sdk_secretsmanager);
+    let sm: aws_sdk_secretsmanager::Client = aws_client!(aws_sdk_secretsmanager);
     let value = sm
         .get_secret_value()
         .secret_id("keycloak-user-sync/webhook")

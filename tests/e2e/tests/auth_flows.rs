@@ -210,7 +210,17 @@ async fn wrong_password_is_401_and_writes_nothing() {
         (r.status, r.body["code"].clone()),
         (401, json!("invalid_credentials"))
     );
-    assert_eq!(local_users_named(&username).await, 0);
+    // Keycloak's own create reaches the store through the webhooks (the record may be there);
+    // the failed login adds nothing to it: no session, no login.
+    let id = keycloak_users_named(&username).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for item in raw_items(&id).await {
+        let sk = item["sk"].as_s().unwrap();
+        assert_eq!(sk, "PROFILE", "a failed login wrote {sk}");
+        assert!(!item.contains_key("last_login_at"), "{item:?}");
+    }
     let unknown = post(
         "/auth/login",
         json!({"username": unique("ghost"), "password": "whatever1"}),

@@ -12,8 +12,8 @@ use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-/// Start `flow`, freeze moto `after` into it (DynamoDB then accepts connections and never
-/// answers, as a hung service does), and give moto back once the flow has answered. Returns the
+/// Start `flow`, freeze DynamoDB Local `after` into it (it then accepts connections and never
+/// answers, as a hung service does), and give it back once the flow has answered. Returns the
 /// answer and how long it took.
 async fn with_dynamodb_hanging_after<F>(after: Duration, flow: F) -> (Resp, Duration)
 where
@@ -22,9 +22,9 @@ where
     let started = Instant::now();
     let task = tokio::spawn(flow);
     tokio::time::sleep(after).await;
-    pause_moto();
+    pause_dynamodb();
     let answer = task.await;
-    resume_moto();
+    resume_dynamodb();
     (answer.unwrap(), started.elapsed())
 }
 

@@ -1,0 +1,198 @@
+//! The write floor and the ways a first sync can create users, measured on DynamoDB Local: the
+//! store's own user records (read from the table a first sync filled) written again into an empty
+//! table of the same definition, timed from the first write to the last answer.
+//!
+//! - `batch`: BatchWriteItem, 25 items a request, 8 requests in flight, unprocessed items sent
+//!   again. Blind puts: the fastest the store accepts these items, and the cheapest (one unit per
+//!   KB per item, plus one per index the item is in). The floor, not a way to sync: a blind put
+//!   can overwrite a record a login wrote a moment ago.
+//! - `puts`: PutItem with `attribute_not_exists(pk)`, as many in flight as the sync writes
+//!   (`user_sync::store::CREATE_CONCURRENCY`, what the sync keeps in flight). A record written since the digest was read is never
+//!   overwritten; the same units as the floor.
+//! - `tx100`: TransactWriteItems of 100 conditional puts, one after another (the sync before
+//!   DynamoDB Local). Also never overwrites, at two units per KB per item on the table.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem,
+    WriteRequest,
+};
+use tokio::task::JoinSet;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Way {
+    Batch,
+    Puts,
+    Tx100,
+}
+
+impl Way {
+    pub const ALL: [Way; 3] = [Way::Batch, Way::Puts, Way::Tx100];
+
+    pub fn arg(self) -> &'static str {
+        match self {
+            Way::Batch => "batch",
+            Way::Puts => "puts",
+            Way::Tx100 => "tx100",
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Way::Batch => "write floor (batch writes of 25, 8 in flight)".into(),
+            Way::Puts => format!(
+                "conditional puts, {} in flight",
+                user_sync::store::CREATE_CONCURRENCY
+            ),
+            Way::Tx100 => "transactions of 100, one at a time".into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Way> {
+        Way::ALL.into_iter().find(|w| w.arg() == s)
+    }
+}
+
+/// Every user record of `table`, read with a parallel scan (not timed).
+pub async fn user_records(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Item> {
+    let mut set = JoinSet::new();
+    for segment in 0..4 {
+        let (ddb, table) = (ddb.clone(), table.to_owned());
+        set.spawn(async move {
+            let mut out = Vec::new();
+            let mut start = None;
+            loop {
+                let page = ddb
+                    .scan()
+                    .table_name(&table)
+                    .segment(segment)
+                    .total_segments(4)
+                    .filter_expression("begins_with(pk, :user) AND sk = :profile")
+                    .expression_attribute_values(":user", AttributeValue::S("USER#".into()))
+                    .expression_attribute_values(":profile", AttributeValue::S("PROFILE".into()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .unwrap();
+                out.extend(page.items.unwrap_or_default());
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    return out;
+                }
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(part) = set.join_next().await {
+        all.extend(part.unwrap());
+    }
+    all
+}
+
+fn units(consumed: &[ConsumedCapacity]) -> f64 {
+    consumed.iter().filter_map(|c| c.capacity_units).sum()
+}
+
+/// Writes `items` into the empty table `into` the given way: (seconds, write units reported).
+pub async fn write_all(
+    ddb: &aws_sdk_dynamodb::Client,
+    into: &str,
+    way: Way,
+    items: Vec<Item>,
+) -> (f64, f64) {
+    let (chunk, in_flight) = match way {
+        Way::Batch => (25, 8),
+        Way::Puts => (1, user_sync::store::CREATE_CONCURRENCY),
+        Way::Tx100 => (100, 1),
+    };
+    let mut chunks: Vec<Vec<Item>> = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(chunk).collect());
+    }
+    let started = Instant::now();
+    let mut pending = chunks.into_iter();
+    let mut set = JoinSet::new();
+    let mut wcu = 0.0;
+    loop {
+        while set.len() < in_flight {
+            let Some(chunk) = pending.next() else { break };
+            let (ddb, table) = (ddb.clone(), into.to_owned());
+            set.spawn(async move { write_chunk(&ddb, &table, way, chunk).await });
+        }
+        match set.join_next().await {
+            Some(done) => wcu += done.unwrap(),
+            None => break,
+        }
+    }
+    (started.elapsed().as_secs_f64(), wcu)
+}
+
+async fn write_chunk(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    way: Way,
+    chunk: Vec<Item>,
+) -> f64 {
+    let total = ReturnConsumedCapacity::Total;
+    match way {
+        Way::Batch => {
+            let mut wcu = 0.0;
+            let mut requests: Vec<WriteRequest> = chunk
+                .into_iter()
+                .map(|item| {
+                    let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            while !requests.is_empty() {
+                let out = ddb
+                    .batch_write_item()
+                    .request_items(table, requests)
+                    .return_consumed_capacity(total.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                wcu += units(out.consumed_capacity());
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default();
+            }
+            wcu
+        }
+        Way::Puts => {
+            let out = ddb
+                .put_item()
+                .table_name(table)
+                .set_item(chunk.into_iter().next())
+                .condition_expression("attribute_not_exists(pk)")
+                .return_consumed_capacity(total)
+                .send()
+                .await
+                .unwrap();
+            out.consumed_capacity
+                .and_then(|c| c.capacity_units)
+                .unwrap_or(0.0)
+        }
+        Way::Tx100 => {
+            let mut tx = ddb.transact_write_items().return_consumed_capacity(total);
+            for item in chunk {
+                let put = Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .unwrap();
+                tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+            }
+            units(tx.send().await.unwrap().consumed_capacity())
+        }
+    }
+}
