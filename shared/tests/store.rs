@@ -855,9 +855,17 @@ async fn the_sync_digest_holds_every_user_and_nothing_else() {
     store.mark_missing("id3", 10_000).await.unwrap();
     let mut digest = user_sync::ids::IdMap::default();
     store
-        .scan_digest(4, &mut digest, |v: &mut Option<Digest>, d| *v = Some(d))
+        .scan_digest(120, &mut digest, |v: &mut Option<Digest>, d| *v = Some(d))
         .await
         .unwrap();
+    // Sized for a million users (200 segments, 4 at a time): the same users, each once.
+    let mut counted = user_sync::ids::IdMap::<u32>::default();
+    store
+        .scan_digest(1_000_000, &mut counted, |v, _| *v += 1)
+        .await
+        .unwrap();
+    assert_eq!(counted.len(), 120);
+    assert!(counted.values().all(|n| *n == 1), "no user read twice");
     let digest_of = |id: &str| digest.get(id).copied().flatten().unwrap();
     assert_eq!(digest.len(), 120, "sessions are not users");
     assert_eq!(digest_of("id7").hash, hash);

@@ -11,7 +11,7 @@
    request in flight, as Lambda runs one request per instance) minus the bare Keycloak token call
    it makes, p50/p99 over BENCH_LOGINS requests (default 200), sequential and 16 in flight.
 
-moto and the Keycloak emulator run as `make up` starts them (free ports, a scratch DEV_DIR).
+DynamoDB Local, moto and the Keycloak emulator run as `make up` starts them (free ports, a scratch DEV_DIR).
 Prints Markdown tables.
 """
 
@@ -68,17 +68,18 @@ def percentile(values, p):
 
 
 class Stack:
-    """moto and the emulator, as `make up` starts them."""
+    """DynamoDB Local, moto and the emulator, as `make up` starts them."""
 
     def __init__(self):
         self.dev = tempfile.mkdtemp(prefix="bench-lambda-")
         self.env = dict(os.environ, KEYCLOAK_PORT=str(free_port()), MOTO_PORT=str(free_port()),
-                        DEV_DIR=self.dev, TABLE_NAME="bench-lambda")
+                        DYNAMODB_PORT=str(free_port()), DEV_DIR=self.dev, TABLE_NAME="bench-lambda")
         self.env.pop("KEYCLOAK_URL", None)
         subprocess.run([sys.executable, str(ROOT / "infra/local/stack.py"), "up"], env=self.env,
                        check=True, stdout=subprocess.DEVNULL)
         self.keycloak = f"http://127.0.0.1:{self.env['KEYCLOAK_PORT']}"
         self.moto = f"http://127.0.0.1:{self.env['MOTO_PORT']}"
+        self.dynamodb = f"http://127.0.0.1:{self.env['DYNAMODB_PORT']}"
 
     def function_env(self, binary):
         manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
@@ -87,6 +88,7 @@ class Stack:
             "PATH": os.environ.get("PATH", ""),
             "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local", "AWS_ENDPOINT_URL": self.moto,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb,
             "KEYCLOAK_URL": self.keycloak, "KEYCLOAK_REALM": "demo",
             "TABLE_NAME": "bench-lambda", "JWT_AUDIENCE": "user-sync",
             # As template.yaml sets it (there Amazon Linux's bundle): one CA file, no directory scan.
@@ -225,7 +227,7 @@ def login_overhead(stack):
                            workers)
             cpu = (sum(cpu_ms(i.proc.pid) for i in instances) - cpu_before) / LOGINS
             tokens = timed([lambda w, n: token_call(stack, users[w])] * LOGINS, workers)
-            writes = timed([lambda w, n: moto_write(stack, w)] * LOGINS, workers)
+            writes = timed([lambda w, n: store_write(stack, w)] * LOGINS, workers)
         finally:
             for i in instances:
                 i.stop()
@@ -235,12 +237,12 @@ def login_overhead(stack):
     return rows
 
 
-def moto_write(stack, worker):
-    """One DynamoDB UpdateItem against moto: what each of a login's store writes costs here."""
+def store_write(stack, worker):
+    """One UpdateItem against DynamoDB Local: what each of a login's store writes costs here."""
     body = json.dumps({"TableName": "bench-lambda", "Key": {"pk": {"S": f"BENCH#{worker}"},
                        "sk": {"S": "X"}}, "UpdateExpression": "ADD n :one",
                        "ExpressionAttributeValues": {":one": {"N": "1"}}}).encode()
-    request = urllib.request.Request(stack.moto, data=body, method="POST", headers={
+    request = urllib.request.Request(stack.dynamodb, data=body, method="POST", headers={
         "content-type": "application/x-amz-json-1.0",
         "x-amz-target": "DynamoDB_20120810.UpdateItem",
         "authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, "
@@ -266,7 +268,7 @@ def main():
     for b, arm, native, med, lo, hi, rss in starts:
         print(f"| {b} | {arm:.2f} | {native:.2f} | {med:.1f} | {lo:.1f} | {hi:.1f} | {rss:.1f} |")
     print(f"\nPOST /auth/login through the release login-sync, {LOGINS} requests, vs the bare token call:\n")
-    print("| in flight | login p50 (ms) | login p99 | token call p50 | token call p99 | overhead p50 | overhead p99 | function CPU per login (ms) | one moto UpdateItem p50 (ms) |")
+    print("| in flight | login p50 (ms) | login p99 | token call p50 | token call p99 | overhead p50 | overhead p99 | function CPU per login (ms) | one DynamoDB Local UpdateItem p50 (ms) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers, l50, l99, t50, t99, cpu, w50 in logins:
         print(f"| {workers} | {l50:.1f} | {l99:.1f} | {t50:.1f} | {t99:.1f} | {l50 - t50:.1f} | {l99 - t99:.1f} | {cpu:.2f} | {w50:.1f} |")

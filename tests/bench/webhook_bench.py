@@ -59,7 +59,7 @@ def call(method, url, body=None, token=None, form=None, timeout=300):
 def main():
     dev = tempfile.mkdtemp(prefix="bench-webhooks-")
     env = dict(os.environ, DEV_DIR=dev, TABLE_NAME="bench-webhooks", STACK_NO_RELOAD="1",
-               **{k: str(free_port()) for k in ("KEYCLOAK_PORT", "MOTO_PORT", "LAMBDA_PORT",
+               **{k: str(free_port()) for k in ("KEYCLOAK_PORT", "MOTO_PORT", "DYNAMODB_PORT", "LAMBDA_PORT",
                                                 "LAMBDA_ASYNC_PORT", "GATEWAY_PORT")})
     env.pop("KEYCLOAK_URL", None)
     stack = [sys.executable, str(ROOT / "infra/local/stack.py")]
@@ -81,7 +81,7 @@ def measure(env):
 
     keycloak = f"http://127.0.0.1:{env['KEYCLOAK_PORT']}"
     lam = f"http://127.0.0.1:{env['LAMBDA_PORT']}"
-    ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{env['MOTO_PORT']}",
+    ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{env['DYNAMODB_PORT']}",
                        region_name="us-east-1", aws_access_key_id="local",
                        aws_secret_access_key="local")
     call("POST", f"{keycloak}/_emulator/realms/demo/users/bulk",

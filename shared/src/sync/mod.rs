@@ -32,6 +32,8 @@ const RUN_RETENTION_S: i64 = 30 * 24 * 3600;
 const EVENT_OVERLAP_MS: i64 = 60_000;
 /// Concurrent DynamoDB writes of one run.
 const WRITE_CONCURRENCY: usize = 16;
+/// Changed users a full run collects, across groups of pages, before it writes them.
+const CHANGES_PER_ROUND: usize = 4 * WRITE_CONCURRENCY;
 /// Role and group members per page (brief representations).
 /// Events per page.
 const EVENT_PAGE: u32 = 500;
@@ -472,8 +474,10 @@ struct Known {
 }
 
 /// A full run: the store's digest and every user's memberships are read first, then Keycloak's
-/// users a group of pages at a time, each group diffed and written before the next is read, so
-/// memory holds one group of users plus a few dozen bytes per user (README "Bulk sync").
+/// users a group of pages at a time, each group diffed and its new users created before the next
+/// is read, changed users written once `CHANGES_PER_ROUND` have gathered, so memory holds one
+/// group of users, at most that many changes, and a few dozen bytes per user (README "Bulk
+/// sync"). Changes still gathered when the time budget runs out are left to the follow-up.
 async fn full(
     services: &Services,
     req: &SyncRequest,
@@ -489,16 +493,19 @@ async fn full(
     let mut known: IdMap<Known> = IdMap::with_capacity(crawl.counted as usize);
     let members = Memberships::read(kc, &mut known, |k| &mut k.combination).await?;
     store
-        .scan_digest(4, &mut known, |k, d| k.stored = Some(d))
+        .scan_digest(crawl.counted, &mut known, |k, d| k.stored = Some(d))
         .await?;
     let active = known
         .values()
         .filter(|k| k.stored.is_some_and(|d| d.state == StoredState::Active))
         .count() as u64;
     let (mut to_create, mut to_update) = (0usize, 0usize);
+    // Changed users wait across groups until a round of writes is worth it: a group holds a few
+    // changes when few users changed, and writing each group's few alone made every group wait
+    // for one write's latency (a 1 %-changed resync took twice its no-change time).
+    let mut changes = Vec::new();
     while let Some(group) = crawl.next(&mut run.errors).await {
         let mut new_users = Vec::new();
-        let mut changes = Vec::new();
         for o in group
             .into_iter()
             .filter(|o| o.rep.service_account_client_id.is_none())
@@ -523,6 +530,7 @@ async fn full(
         counts.only_in_keycloak += new_users.len() as u64;
         if req.dry_run {
             (to_create, to_update) = (to_create + new_users.len(), to_update + changes.len());
+            changes.clear();
             continue;
         }
         if out_of_time(req) {
@@ -538,13 +546,27 @@ async fn full(
             let fields = u.keycloak_fields();
             (u.id, fields, u.attributes, u.kc_observed_at)
         }));
-        if !apply_changes(store, changes, counts, &mut run.errors, req)
+        if changes.len() >= CHANGES_PER_ROUND
+            && !apply_changes(
+                store,
+                std::mem::take(&mut changes),
+                counts,
+                &mut run.errors,
+                req,
+            )
             .await
             .finished
         {
             hand_over(run);
             return Ok(());
         }
+    }
+    if !apply_changes(store, changes, counts, &mut run.errors, req)
+        .await
+        .finished
+    {
+        hand_over(run);
+        return Ok(());
     }
     let complete = crawl.complete;
     // Suspects: active local users the crawl did not see. Only a complete crawl may accuse anyone,

@@ -26,6 +26,8 @@ use user_sync::sync::{run, Mode, SyncRequest};
 use user_sync::Config;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// Lambda's longest invocation, the bulk-sync function's timeout.
+const LAMBDA_MS: i64 = 15 * 60 * 1000;
 const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-production";
 
 /// This process's peak resident set, in MiB (Linux: VmHWM).
@@ -76,10 +78,34 @@ struct Row {
     wcu: f64,
     peak_rss: f64,
     ratio: Option<f64>,
+    /// Lambda invocations a sync took (more than one when it handed over).
+    invocations: u64,
 }
 
 /// Each row against its floor, all from the same size's runs: a first sync against the read floor
 /// plus the write floor, a resync against the read floor, a way of writing against the write floor.
+fn print_row(r: &Row) {
+    println!(
+        "| {} | {:.2} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {} | {} |",
+        r.scenario,
+        r.secs,
+        r.users_per_sec,
+        r.writes,
+        r.kc_requests,
+        r.rcu,
+        r.wcu,
+        r.peak_rss,
+        r.ratio
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "1.00".into()),
+        if r.kind == Kind::Sync {
+            r.invocations.to_string()
+        } else {
+            "".into()
+        }
+    );
+}
+
 fn set_ratios(rows: &mut [Row]) {
     let secs_of = |k: Kind| rows.iter().find(|r| r.kind == k).map(|r| r.secs);
     let read = secs_of(Kind::Floor).unwrap();
@@ -251,6 +277,7 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
     let store = Store::new(ddb.clone(), &table, b"bench");
     let (before, started) = (kc_requests(&http, emulator).await, Instant::now());
     let before_capacity = store.consumed();
+    let mut invocations = 1;
     let (writes, rcu, wcu, secs) = match kind {
         Kind::Write(way) => {
             let items = writes::user_records(&ddb, &table).await;
@@ -286,10 +313,11 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
                 }
                 first += 400;
             }
+            let crawled = started.elapsed().as_secs_f64();
             let mut digest = user_sync::ids::IdMap::with_capacity(paged);
             store
                 .scan_digest(
-                    4,
+                    paged as u64,
                     &mut digest,
                     |v: &mut Option<user_sync::store::Digest>, d| *v = Some(d),
                 )
@@ -297,6 +325,13 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
                 .unwrap();
             assert!(digest.len() >= n, "the digest has every user");
             let used = store.consumed() - before_capacity;
+            // Which side of the floor grows with the realm: Keycloak's pages or the digest scan.
+            eprintln!(
+                "floor of {n}: Keycloak pages {crawled:.2} s ({:.1} µs a user), digest scan {:.2} s ({:.1} µs a user)",
+                crawled * 1e6 / paged as f64,
+                started.elapsed().as_secs_f64() - crawled,
+                (started.elapsed().as_secs_f64() - crawled) * 1e6 / paged as f64
+            );
             (0, used.read_units, used.write_units, None)
         }
         Kind::Sync => {
@@ -312,39 +347,56 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
                 })
             })
             .unwrap();
+            // The hand-over's own invoke goes nowhere (a closed loopback port); this process
+            // starts the follow-up itself, as Lambda would.
             let aws_lambda = aws_sdk_lambda::Client::from_conf(
                 aws_sdk_lambda::Config::builder()
                     .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
                     .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+                    .endpoint_url("http://127.0.0.1:9")
+                    .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                        "local", "local", None, None, "bench",
+                    ))
                     .build(),
             );
             let services = Services::from_parts(config, kc, store, aws_lambda);
-            let request = SyncRequest {
-                mode: Mode::Full,
-                dry_run: false,
-                force: false,
-                run_id: None,
-                deadline_ms: None,
-            };
-            let result = run(&services, request).await.unwrap();
-            assert!(
-                result.status == user_sync::store::SyncStatus::Succeeded,
-                "{:?} {:?}",
-                result.status,
-                result.errors
-            );
-            let c = &result.counts;
-            (
-                c.written() + c.deactivated,
-                result.cost.read_capacity_units,
-                result.cost.write_capacity_units,
-                None,
-            )
+            // Each invocation gets Lambda's 15 minutes, and stops writing where the function
+            // would (`stop_writing_at`); a run that hands over is followed by the next.
+            let (mut written, mut rcu, mut wcu) = (0, 0.0, 0.0);
+            invocations = 0;
+            loop {
+                invocations += 1;
+                let now = user_sync::store::now_ms();
+                let request = SyncRequest {
+                    mode: Mode::Full,
+                    dry_run: false,
+                    force: false,
+                    run_id: None,
+                    deadline_ms: Some(user_sync::sync::stop_writing_at(now + LAMBDA_MS, now)),
+                };
+                let result = run(&services, request).await.unwrap();
+                let c = &result.counts;
+                written += c.written() + c.deactivated;
+                rcu += result.cost.read_capacity_units;
+                wcu += result.cost.write_capacity_units;
+                if result.status == user_sync::store::SyncStatus::Continued {
+                    continue;
+                }
+                assert!(
+                    result.status == user_sync::store::SyncStatus::Succeeded,
+                    "{:?} {:?}",
+                    result.status,
+                    result.errors
+                );
+                break;
+            }
+            (written, rcu, wcu, None)
         }
     };
     let secs = secs.unwrap_or_else(|| started.elapsed().as_secs_f64());
     let requests = kc_requests(&http, emulator).await - before;
     let line = json!({"secs": secs, "writes": writes, "kc_requests": requests, "rcu": rcu,
+                      "invocations": invocations,
                       "wcu": wcu, "peak_rss": peak_rss_mib()});
     println!("RESULT {line}");
 }
@@ -408,6 +460,10 @@ async fn main() {
     );
     let ddb = dynamodb(&dynamodb_url);
     let http = reqwest::Client::new();
+    writes::warm_up(&ddb, create_table(&ddb, "warm-up"), "warm-up").await;
+    // Each size's rows are printed as soon as its runs are done.
+    println!("| scenario | time (s) | users/s | DynamoDB writes | Keycloak requests | RCU | WCU | peak RSS (MiB) | × its floor | invocations |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     let mut costs = Vec::new();
     for n in sizes {
@@ -440,7 +496,13 @@ async fn main() {
             ),
         ]
         .into_iter()
-        .chain(writes::Way::ALL.map(|w| (w.label(), Kind::Write(w), 0)))
+        // The ways of creating compare at the sizes up to 100 000; above, only the floor runs.
+        .chain(
+            writes::Way::ALL
+                .into_iter()
+                .filter(move |w| *w == writes::Way::Batch || n <= 100_000)
+                .map(|w| (w.label(), Kind::Write(w), 0)),
+        )
         .chain([
             ("resync, no change".to_owned(), Kind::Sync, 0),
             ("resync, 1 % changed".to_owned(), Kind::Sync, n / 100),
@@ -482,9 +544,11 @@ async fn main() {
                 wcu: r["wcu"].as_f64().unwrap(),
                 peak_rss: r["peak_rss"].as_f64().unwrap(),
                 ratio: None,
+                invocations: r["invocations"].as_u64().unwrap(),
             });
         }
         set_ratios(&mut rows[first..]);
+        rows[first..].iter().for_each(print_row);
         costs.extend(cost_lines(
             n,
             average_size(&ddb, &table, None).await,
@@ -497,24 +561,6 @@ async fn main() {
     let _ = emulator_process.wait();
     drop(dynamodb_process.stdin.take());
     let _ = dynamodb_process.wait();
-    println!("| scenario | time (s) | users/s | DynamoDB writes | Keycloak requests | RCU | WCU | peak RSS (MiB) | × its floor |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
-        println!(
-            "| {} | {:.2} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {} |",
-            r.scenario,
-            r.secs,
-            r.users_per_sec,
-            r.writes,
-            r.kc_requests,
-            r.rcu,
-            r.wcu,
-            r.peak_rss,
-            r.ratio
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "1.00".into())
-        );
-    }
     println!();
     println!("| DynamoDB, on-demand (billed units from the measured item sizes) | read units | write units | cost |");
     println!("|---|---:|---:|---:|");

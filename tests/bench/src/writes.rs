@@ -29,16 +29,18 @@ type Item = HashMap<String, AttributeValue>;
 pub enum Way {
     Batch,
     Puts,
+    Inserts,
     Tx100,
 }
 
 impl Way {
-    pub const ALL: [Way; 3] = [Way::Batch, Way::Puts, Way::Tx100];
+    pub const ALL: [Way; 4] = [Way::Batch, Way::Puts, Way::Inserts, Way::Tx100];
 
     pub fn arg(self) -> &'static str {
         match self {
             Way::Batch => "batch",
             Way::Puts => "puts",
+            Way::Inserts => "inserts",
             Way::Tx100 => "tx100",
         }
     }
@@ -50,6 +52,7 @@ impl Way {
                 "conditional puts, {} in flight",
                 user_sync::store::CREATE_CONCURRENCY
             ),
+            Way::Inserts => "PartiQL INSERT batches of 25, 8 in flight".into(),
             Way::Tx100 => "transactions of 100, one at a time".into(),
         }
     }
@@ -107,7 +110,7 @@ pub async fn write_all(
     items: Vec<Item>,
 ) -> (f64, f64) {
     let (chunk, in_flight) = match way {
-        Way::Batch => (25, 8),
+        Way::Batch | Way::Inserts => (25, 8),
         Way::Puts => (1, user_sync::store::CREATE_CONCURRENCY),
         Way::Tx100 => (100, 1),
     };
@@ -181,6 +184,32 @@ async fn write_chunk(
                 .and_then(|c| c.capacity_units)
                 .unwrap_or(0.0)
         }
+        Way::Inserts => {
+            let mut batch = ddb
+                .batch_execute_statement()
+                .return_consumed_capacity(total);
+            for item in chunk {
+                let (names, values): (Vec<String>, Vec<AttributeValue>) = item.into_iter().unzip();
+                let tuple: Vec<String> = names.iter().map(|n| format!("'{n}': ?")).collect();
+                batch = batch.statements(
+                    aws_sdk_dynamodb::types::BatchStatementRequest::builder()
+                        .statement(format!(
+                            "INSERT INTO \"{table}\" VALUE {{{}}}",
+                            tuple.join(", ")
+                        ))
+                        .set_parameters(Some(values))
+                        .build()
+                        .unwrap(),
+                );
+            }
+            let out = batch.send().await.unwrap();
+            assert!(
+                out.responses().iter().all(|r| r.error.is_none()),
+                "{:?}",
+                out.responses()
+            );
+            units(out.consumed_capacity())
+        }
         Way::Tx100 => {
             let mut tx = ddb.transact_write_items().return_consumed_capacity(total);
             for item in chunk {
@@ -195,4 +224,35 @@ async fn write_chunk(
             units(tx.send().await.unwrap().consumed_capacity())
         }
     }
+}
+
+/// Writes and reads a throwaway table before anything is measured: DynamoDB Local is a JVM, and
+/// the first few thousand requests run while its JIT compiles (the first sync measured on a cold
+/// DynamoDB Local took about 1.5 times as long as the same writes a few minutes later). DynamoDB
+/// itself has no such warm-up.
+pub async fn warm_up(
+    ddb: &aws_sdk_dynamodb::Client,
+    create_table: impl std::future::Future<Output = ()>,
+    table: &str,
+) {
+    create_table.await;
+    let item = |i: usize, way: &str| -> Item {
+        let s = |v: String| AttributeValue::S(v);
+        HashMap::from([
+            ("pk".into(), s(format!("USER#{way}{i:08}"))),
+            ("sk".into(), s("PROFILE".into())),
+            ("gsi1pk".into(), s(format!("USERNAME#{}", i % 8))),
+            ("gsi1sk".into(), s(format!("{way}{i:08}"))),
+            ("gsi2pk".into(), s(format!("EMAIL#{}", i % 8))),
+            ("gsi2sk".into(), s(format!("{way}{i:08}@example.org"))),
+            ("kc_hash".into(), s("0123456789abcdef".into())),
+            ("status".into(), s("active".into())),
+        ])
+    };
+    for way in Way::ALL {
+        let items = (0..5_000).map(|i| item(i, way.arg())).collect();
+        write_all(ddb, table, way, items).await;
+    }
+    let _ = user_records(ddb, table).await;
+    ddb.delete_table().table_name(table).send().await.unwrap();
 }
