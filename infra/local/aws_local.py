@@ -16,6 +16,7 @@ it listens on every interface of the machine, on the port it is given.
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -73,9 +74,23 @@ def ready_url(name, port):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing is bound to, below the kernel's ephemeral range: the port of an outgoing
+    connection comes from that range, and one took a port picked there (bind to port 0) before
+    DynamoDB Local, which binds every interface and starts slowly, could bind it. Every local
+    stack of the tests and benchmarks takes its ports from here."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randint(10000, max(low, 10001) - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def for_tests(name):

@@ -17,7 +17,6 @@ Prints Markdown tables.
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,10 +42,8 @@ LOGIN_SECRET = "dev-only-user-sync-secret-not-for-production"
 ADMIN_SECRET = "dev-only-user-sync-admin-secret-not-for-production"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "infra" / "local"))
+from aws_local import free_port  # noqa: E402  (one way to pick a port for every local stack)
 
 
 def rss_mib(pid):

@@ -13,7 +13,6 @@ Prints p50, p90, p99 and max.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,10 +27,8 @@ CHANGES = int(os.environ.get("BENCH_WEBHOOK_CHANGES", "200"))
 ADMIN_SECRET = "dev-only-user-sync-admin-secret-not-for-production"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "infra" / "local"))
+from aws_local import free_port  # noqa: E402  (one way to pick a port for every local stack)
 
 
 def percentile(values, p):

@@ -1,21 +1,18 @@
-"""The local stack as `make up` starts it (DynamoDB Local, moto, the Keycloak emulator), on free ports with its own .dev directory (so it never
-touches a running dev stack): one per test module that asks for it."""
+"""The local stack as `make up` starts it (DynamoDB Local, moto, the Keycloak emulator), on free
+ports with its own .dev directory (so it never touches a running dev stack): one per test module
+that asks for it."""
 
 import os
-import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "infra" / "local"))
+from aws_local import free_port  # noqa: E402  (one way to pick a port for every local stack)
 
 
 @pytest.fixture(scope="module")

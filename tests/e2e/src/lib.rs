@@ -34,12 +34,23 @@ pub struct Stack {
     pub dev_dir: std::path::PathBuf,
 }
 
+/// A port nothing is bound to, below the kernel's ephemeral range (as `free_port` in
+/// `infra/local/aws_local.py`): an outgoing connection's port comes from that range, and one took
+/// a port picked there before DynamoDB Local, which binds every interface and starts slowly,
+/// could bind it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .map_or(32768, u32::from)
+        .max(10_001);
+    (0..200)
+        .map(|_| {
+            let random = u32::from(fastrand_byte()) << 8 | u32::from(fastrand_byte());
+            (10_000 + random % (low - 10_000)) as u16
+        })
+        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 static TEMPLATE_THROTTLING: std::sync::atomic::AtomicBool =
