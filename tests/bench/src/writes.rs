@@ -6,9 +6,11 @@
 //!   again. Blind puts: the fastest the store accepts these items, and the cheapest (one unit per
 //!   KB per item, plus one per index the item is in). The floor, not a way to sync: a blind put
 //!   can overwrite a record a login wrote a moment ago.
-//! - `puts`: PutItem with `attribute_not_exists(pk)`, as many in flight as the sync writes
-//!   (`user_sync::store::CREATE_CONCURRENCY`, what the sync keeps in flight). A record written since the digest was read is never
-//!   overwritten; the same units as the floor.
+//! - `puts`: PutItem with `attribute_not_exists(pk)`, as many in flight as the sync keeps
+//!   (`user_sync::store::CREATE_CONCURRENCY`). A record written since the digest was read is
+//!   never overwritten; the same units as the floor.
+//! - `inserts`: PartiQL `INSERT` statements, 25 a BatchExecuteStatement, 8 in flight (a duplicate
+//!   fails per statement). Never overwrites either; the same units, but its own IAM action.
 //! - `tx100`: TransactWriteItems of 100 conditional puts, one after another (the sync before
 //!   DynamoDB Local). Also never overwrites, at two units per KB per item on the table.
 
