@@ -260,11 +260,13 @@ impl Error {
                 p.errors = vec![FieldError::new("password", message.clone())];
                 p
             }
-            Error::Keycloak(K::BadRequest { message }) => Problem::new(
+            // Keycloak's own text names its internals; it goes to the log (`Error::cause`), the
+            // client gets a fixed sentence.
+            Error::Keycloak(K::BadRequest { .. }) => Problem::new(
                 400,
                 "rejected_by_keycloak",
                 "Rejected by Keycloak",
-                message.clone(),
+                "Keycloak refused this request; nothing was changed",
             ),
             Error::PreconditionFailed | Error::Store(StoreError::VersionConflict) => Problem::new(
                 412,

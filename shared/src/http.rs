@@ -57,7 +57,9 @@ pub async fn run<S: Clone + Send + Sync + 'static>(
         let app = app.clone();
         async move {
             let started = std::time::Instant::now();
-            let response = crate::deadline::within(deadline, app.oneshot(req)).await;
+            let response = crate::deadline::within(deadline, app.oneshot(req))
+                .await
+                .map(with_security_headers);
             if let Ok(r) = &response {
                 tracing::info!(
                     status = r.status().as_u16(),
@@ -72,6 +74,19 @@ pub async fn run<S: Clone + Send + Sync + 'static>(
     .await
 }
 
+/// Headers every answer carries: nothing of this API is for a cache (token answers must not be
+/// stored, RFC 6749 §5.1; user data must not be either), and no answer is content-sniffed.
+pub fn with_security_headers<B>(mut response: Response<B>) -> Response<B> {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
         let problem = self.to_problem();
@@ -79,9 +94,16 @@ impl IntoResponse for Error {
         if problem.status >= 500 {
             tracing::error!(status = problem.status, code = problem.code, error = %self.cause(), "request failed");
         } else {
+            // Keycloak's text for a refusal is kept here, never in the answer. The project's own
+            // refusals are not logged with their text: serde's can quote the input.
+            let keycloak = match &self {
+                Error::Keycloak(e) => e.to_string(),
+                _ => String::new(),
+            };
             tracing::info!(
                 status = problem.status,
                 code = problem.code,
+                keycloak = %keycloak,
                 "request refused"
             );
         }

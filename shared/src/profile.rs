@@ -93,7 +93,30 @@ pub fn username(raw: &str) -> Result<String, FieldError> {
             "mixes scripts or imitates another name; use letters of one script",
         ));
     }
+    if v.starts_with(SERVICE_ACCOUNT_PREFIX) {
+        return Err(FieldError::new(
+            "username",
+            "must not begin with service-account-, the names of Keycloak's service accounts",
+        ));
+    }
     Ok(v)
+}
+
+/// Keycloak names service-account users `service-account-<client id>` but does not reserve the
+/// prefix (contract §14); this project does, so no account passes for one by its name.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "service-account-";
+
+/// A username with `@` is an email address, and Keycloak (email login on) looks it up by email
+/// first (contract §13): it is only accepted as the account's own email, so it can never name
+/// another account's address.
+pub fn username_matches_email(username: &str, email: &str) -> Result<(), FieldError> {
+    if username.contains('@') && username != email {
+        return Err(FieldError::new(
+            "username",
+            "may contain @ only when it is the account's own email",
+        ));
+    }
+    Ok(())
 }
 
 /// An email as Keycloak stores it (normalised, lowercase), or why it is refused.

@@ -93,10 +93,19 @@ async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakErro
                 Err(e) => Err(e),
             }
         }
-        RepairKind::KeycloakSessions { sid, .. } => {
+        RepairKind::KeycloakSessions {
+            sid,
+            until,
+            client_id,
+            ..
+        } => {
             let mut removed = 0;
             for session in kc.user_sessions(&user_id).await? {
                 let from_the_flow = session.start >= repair.since - SKEW_MS
+                    && until.is_none_or(|u| session.start <= u + SKEW_MS)
+                    && client_id.as_ref().is_none_or(|c| {
+                        !session.clients.is_empty() && session.clients.values().all(|v| v == c)
+                    })
                     && sid.as_ref().is_none_or(|s| *s == session.id);
                 let known_here = services
                     .store

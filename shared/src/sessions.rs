@@ -208,11 +208,7 @@ pub async fn login(
                 note_repair(
                     services,
                     started,
-                    RepairKind::KeycloakSessions {
-                        username: username.to_lowercase(),
-                        user_id: None,
-                        sid: None,
-                    },
+                    failed_login_sessions(services, username, None),
                 )
                 .await;
             }
@@ -293,11 +289,7 @@ async fn end_issued_session(
         note_repair(
             services,
             started,
-            RepairKind::KeycloakSessions {
-                username: username.to_lowercase(),
-                user_id: None,
-                sid: sid.map(str::to_owned),
-            },
+            failed_login_sessions(services, username, sid),
         )
         .await;
     }
@@ -426,6 +418,26 @@ async fn reused(services: &Services, session: &Session, presented: &str) -> Erro
     Error::RefreshTokenReused
 }
 
+/// The sessions a failed login may have left in Keycloak: of the login client, begun between
+/// the request's start and its deadline (`sid` alone when Keycloak named it).
+fn failed_login_sessions(
+    services: &Services,
+    username: &str,
+    sid: Option<&str>,
+) -> RepairKind {
+    let left = deadline::remaining().unwrap_or(FLOW_WITHOUT_DEADLINE);
+    RepairKind::KeycloakSessions {
+        username: username.to_lowercase(),
+        user_id: None,
+        sid: sid.map(str::to_owned),
+        until: Some(now_ms() + left.as_millis() as i64),
+        client_id: services.config.login_client.as_ref().map(|c| c.client_id.clone()),
+    }
+}
+
+/// The longest a flow runs when its invocation has no deadline (the login function's timeout).
+const FLOW_WITHOUT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A session ended here that Keycloak may still hold: the next sync run ends it there.
 async fn note_session_repair(services: &Services, session: &Session) {
     note_repair(
@@ -435,6 +447,8 @@ async fn note_session_repair(services: &Services, session: &Session) {
             username: String::new(),
             user_id: Some(session.user_id.clone()),
             sid: Some(session.sid.clone()),
+            until: None,
+            client_id: None,
         },
     )
     .await;

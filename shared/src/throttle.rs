@@ -1,6 +1,7 @@
 //! Abuse limits of the public auth routes, held by the application itself so they hold even where
-//! Keycloak's own brute-force detection is off: login attempts per username and per source IP,
-//! registrations per source IP, each counted in DynamoDB per fixed window. Past a limit the route
+//! Keycloak's own brute-force detection is off: login attempts per account (by username or by
+//! email, one budget) and per source IP, registrations per source IP, each counted in DynamoDB
+//! per fixed window. Past a limit the route
 //! answers `429 rate_limited` with `Retry-After` — without calling Keycloak, for existing and
 //! unknown usernames alike.
 //!
@@ -91,17 +92,31 @@ pub struct LoginAttempt<'a> {
     ip: Option<AttemptWindow>,
 }
 
-/// Count a login attempt, or refuse it (429) when its username or source IP is over the limit.
+/// The account a login identifier names, as Keycloak resolves it (contract §13): with `@`, the
+/// account with that email if there is one, else the identifier as a username. Guesses by
+/// username and by email of one account thus share one budget. The lookup runs for unknown
+/// identifiers too, so the answer does not tell them apart; a failed lookup refuses the login.
+async fn account_of(services: &Services, identifier: &str) -> Result<String, Error> {
+    let identifier = identifier.trim().to_lowercase();
+    if !identifier.contains('@') {
+        return Ok(identifier);
+    }
+    let by_email = services.store.username_of_email(&identifier).await?;
+    Ok(by_email.unwrap_or(identifier))
+}
+
+/// Count a login attempt, or refuse it (429) when its account or source IP is over the limit.
 pub async fn admit_login<'a>(
     services: &'a Services,
-    username: &str,
+    identifier: &str,
     ip: Option<&str>,
 ) -> Result<LoginAttempt<'a>, Error> {
     let limits = &services.config.throttle;
+    let account = account_of(services, identifier).await?;
     let now_s = now_ms() / 1000;
     let attempt = LoginAttempt {
         store: &services.store,
-        user: login_user(limits).window(&username_key(username), now_s),
+        user: login_user(limits).window(&username_key(&account), now_s),
         ip: ip.map(|ip| login_ip(limits).window(ip, now_s)),
     };
     let by_user = count(&services.store, login_user(limits), &attempt.user, now_s);

@@ -23,8 +23,6 @@ use crate::store::{
 };
 use crate::users::{self, RegisterRequest, UserView};
 
-/// Keycloak names service-account users `service-account-<client id>` (contract §1.4).
-const SERVICE_ACCOUNT_PREFIX: &str = "service-account-";
 /// How long an admin write may hold a user's record: longer than the function's timeout, so a
 /// crashed invocation's lock expires soon after it.
 const WRITE_LOCK_MS: i64 = 30_000;
@@ -85,21 +83,27 @@ pub async fn list(services: &Services, actor: Actor<'_>, p: ListParams) -> Resul
             status,
         })
         .await?;
+    let service_accounts = services.keycloak.service_account_users().await?;
     Ok(UserPage {
         items: page
             .items
             .iter()
-            .filter(|u| !u.username.starts_with(SERVICE_ACCOUNT_PREFIX))
+            .filter(|u| !service_accounts.contains(&u.id))
             .map(UserView::from)
             .collect(),
         next_cursor: page.next_cursor,
     })
 }
 
-/// The local record of a user the admin API may see (service accounts do not exist for it).
+/// The local record of a user the admin API may see: service accounts (known from Keycloak's
+/// clients, never by a name) do not exist for it.
 async fn record(services: &Services, id: &str) -> Result<User, Error> {
-    match services.store.get_user(id).await? {
-        Some(u) if !u.username.starts_with(SERVICE_ACCOUNT_PREFIX) => Ok(u),
+    let (user, service_accounts) = tokio::join!(
+        services.store.get_user(id),
+        services.keycloak.service_account_users()
+    );
+    match user? {
+        Some(u) if !service_accounts?.contains(&u.id) => Ok(u),
         _ => Err(Error::NotFound),
     }
 }
@@ -109,28 +113,36 @@ pub async fn get(services: &Services, actor: Actor<'_>, id: &str) -> Result<User
     record(services, keycloak_id(id)?).await
 }
 
-/// The target of an action as Keycloak knows it now. A user Keycloak no longer has holds no
-/// role there.
+/// The target of an action as Keycloak knows it now. Every input of the decision must be read:
+/// a failed read refuses the action (an error never means "no roles"). Only a user Keycloak
+/// confirms gone (`GET /users/{id}` 404 as well) holds no role there.
 async fn target(services: &Services, id: &str) -> Result<Target, Error> {
     let kc = &services.keycloak;
-    let (rep, roles) = tokio::join!(kc.get_user(id), kc.user_effective_realm_roles(id));
-    let service_account = match rep {
-        Ok(rep) => {
-            rep.service_account_client_id.is_some()
-                || rep.username.starts_with(SERVICE_ACCOUNT_PREFIX)
-        }
-        Err(KeycloakError::NotFound) => false,
-        Err(e) => return Err(e.into()),
+    let (rep, roles, service_accounts) = tokio::join!(
+        kc.get_user(id),
+        kc.user_effective_realm_roles(id),
+        kc.service_account_users()
+    );
+    let gone = match &rep {
+        Ok(_) => false,
+        Err(KeycloakError::NotFound) => true,
+        Err(e) => return Err(e.clone().into()),
     };
     let realm_roles = match roles {
         Ok(roles) => roles.into_iter().map(|r| r.name).collect(),
-        Err(KeycloakError::NotFound) => Vec::new(),
+        Err(KeycloakError::NotFound) if gone => Vec::new(),
+        Err(KeycloakError::NotFound) => {
+            return Err(KeycloakError::Unavailable {
+                reason: format!("the role mappings of user {id} were not found, the user was"),
+            }
+            .into())
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(Target {
         id: id.to_owned(),
         realm_roles,
-        service_account,
+        service_account: service_accounts?.contains(id),
     })
 }
 

@@ -158,6 +158,11 @@ pub async fn validate_new_account(
             Err(e) => errors.extend(e),
         }
     }
+    if let (Some(username), Some(email)) = (&username, &email) {
+        if let Err(e) = profile::username_matches_email(username, email) {
+            errors.push(e);
+        }
+    }
     match (username, email) {
         (Some(username), Some(email)) if errors.is_empty() => Ok(NewAccount {
             username,

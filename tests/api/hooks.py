@@ -5,8 +5,9 @@
   the generated logins trip never block her. Schemathesis reuses ids it saw in responses, so
   alice herself is kept out of the path parameters: a generated password reset on her own id
   would sign the run out for good.
-- One check of our own: every error the functions answer is `application/problem+json` with the
-  status in its body. API Gateway's own answers, before any function runs, are the exceptions:
+- Two checks of our own: every answer of a function is marked not to be cached or sniffed
+  (`answers_are_never_cached_or_sniffed`), and every error the functions answer is
+  `application/problem+json` with the status in its body. API Gateway's own answers, before any function runs, are the exceptions:
   `401 {"message": "Unauthorized"}` from the JWT authorizer, `404 {"message": "Not Found"}`
   for a method or path that has no route, and `429 {"message": "Too Many Requests"}` from the
   route throttling.
@@ -52,6 +53,23 @@ class AdminToken:
 @schemathesis.hook
 def filter_path_parameters(ctx, path_parameters):
     return not path_parameters or path_parameters.get("id") not in SIGNED_IN
+
+
+@schemathesis.check
+def answers_are_never_cached_or_sniffed(ctx, response, case):
+    """Every answer of a function says `Cache-Control: no-store`, `Pragma: no-cache` and
+    `X-Content-Type-Options: nosniff` (API Gateway's own answers cannot carry them)."""
+    try:
+        if json.loads(response.text or "null") in GATEWAY_ANSWERS.values():
+            return None
+    except ValueError:
+        pass
+    for name, value in [("cache-control", "no-store"), ("pragma", "no-cache"),
+                        ("x-content-type-options", "nosniff")]:
+        got = (response.headers.get(name) or [None])[0]
+        if got != value:
+            raise AssertionError(f"{response.status_code} answer has {name}: {got!r}")
+    return None
 
 
 @schemathesis.check

@@ -99,6 +99,59 @@ def gateway(tmp_path_factory):
     proc.wait(timeout=60)
 
 
+SECURITY_HEADERS = {"cache-control": "no-store", "pragma": "no-cache",
+                    "x-content-type-options": "nosniff"}
+GATEWAY_OWN = [(401, {"message": "Unauthorized"}), (404, {"message": "Not Found"}),
+               (429, {"message": "Too Many Requests"})]
+
+
+def call(gateway, method, path, body=None, token=None):
+    """One request through the gateway from a loopback address of this test's own."""
+    import http.client
+    from urllib.parse import urlsplit
+    url = urlsplit(gateway)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30,
+                                      source_address=("127.46.46.46", 0))
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    conn.request(method, path, None if body is None else json.dumps(body), headers)
+    response = conn.getresponse()
+    text = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, text
+
+
+def assert_security_headers(answer, route):
+    status, headers, _ = answer
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (route, status, name, headers)
+
+
+def test_every_route_answers_with_no_store_and_nosniff(gateway):
+    """Every route of openapi.yaml, as an admin, with a body every route refuses (so nothing
+    changes), plus the token answers themselves: the function's answer carries the headers."""
+    import uuid
+    login = call(gateway, "POST", "/auth/login",
+                 {"username": "alice", "password": "alice-dev-password"})
+    assert login[0] == 200, login
+    assert_security_headers(login, "POST /auth/login")
+    tokens = json.loads(login[2])["tokens"]
+    refreshed = call(gateway, "POST", "/auth/refresh", {"refreshToken": tokens["refreshToken"]})
+    assert refreshed[0] == 200, refreshed
+    assert_security_headers(refreshed, "POST /auth/refresh")
+    token = json.loads(refreshed[2])["tokens"]["accessToken"]
+    routes = documented_routes()
+    assert len(routes) >= 20
+    for method, path in sorted(routes):
+        concrete = path.replace("{id}", str(uuid.uuid4())).replace("{sid}", str(uuid.uuid4())) \
+                       .replace("{runId}", "no-such-run")
+        body = {"notAField": True} if method in {"POST", "PATCH", "PUT"} else None
+        answer = call(gateway, method, concrete, body, token)
+        route = f"{method} {path}"
+        assert (answer[0], json.loads(answer[2] or b"null")) not in GATEWAY_OWN, (route, answer)
+        assert_security_headers(answer, route)
+
+
 def test_schemathesis_finds_no_failure_against_the_local_gateway(gateway):
     env = dict(os.environ, API_TEST_GATEWAY=gateway, SCHEMATHESIS_HOOKS="hooks",
                PYTHONPATH=str(ROOT / "tests" / "api"))
@@ -106,6 +159,7 @@ def test_schemathesis_finds_no_failure_against_the_local_gateway(gateway):
         "not_a_server_error", "status_code_conformance", "content_type_conformance",
         "response_headers_conformance", "response_schema_conformance", "negative_data_rejection",
         "missing_required_header", "ignored_auth", "errors_are_problem_json",
+        "answers_are_never_cached_or_sniffed",
     ])
     run = subprocess.run(
         [str(Path(sys.executable).parent / "schemathesis"), "run", str(ROOT / "openapi.yaml"),

@@ -459,8 +459,7 @@ fn client_credentials_grant(
             Some("Client not enabled to retrieve service account"),
         );
     }
-    let sa_name = format!("service-account-{}", client.client_id.to_lowercase());
-    let Some(user) = realm.users.get(&sa_name).cloned() else {
+    let Some(user) = realm.service_account_of(client).cloned() else {
         return oauth_error(
             401,
             "unauthorized_client",
@@ -471,7 +470,7 @@ fn client_credentials_grant(
         return oauth_error(
             401,
             "invalid_request",
-            Some(&format!("User '{sa_name}' disabled")),
+            Some(&format!("User '{}' disabled", user.username)),
         );
     }
     realm.login_event(
@@ -481,7 +480,7 @@ fn client_credentials_grant(
         None,
         &req.remote_ip,
         None,
-        json!({"grant_type": "client_credentials", "client_auth_method": "client-secret", "username": sa_name}),
+        json!({"grant_type": "client_credentials", "client_auth_method": "client-secret", "username": user.username}),
     );
     ok_json(&issue_tokens(emu, realm, iss, &user, client, None, "", req))
 }

@@ -190,8 +190,6 @@ pub struct UserView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     totp: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    service_account_client_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     disableable_credential_types: Option<[u8; 0]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     required_actions: Option<&'a [String]>,
@@ -715,15 +713,22 @@ impl Realm {
         self.users.get_mut(username)
     }
 
+    /// The service-account user of a client, by its link (`serviceAccountClientLink`), never by
+    /// its name: a user who merely took the `service-account-` prefix is not one (contract §14).
+    pub fn service_account_of(&self, client: &Client) -> Option<&User> {
+        self.users
+            .values()
+            .find(|u| u.service_account_client_id.as_deref() == Some(client.client_id.as_str()))
+    }
+
+    /// `KeycloakModelUtils#findUserByNameOrEmail` (contract §13): with email login on, an
+    /// identifier with `@` is looked up by email first; then by username.
     pub fn user_by_username_or_email(&self, login: &str) -> Option<&User> {
         let login = login.to_lowercase();
-        self.users.get(&login).or_else(|| {
-            if self.settings.login_with_email_allowed {
-                self.emails.get(&login).and_then(|id| self.user(id))
-            } else {
-                None
-            }
-        })
+        let by_email = (self.settings.login_with_email_allowed && login.contains('@'))
+            .then(|| self.emails.get(&login).and_then(|id| self.user(id)))
+            .flatten();
+        by_email.or_else(|| self.users.get(&login))
     }
 
     /// Non-service-account usernames in order (what an unfiltered listing pages over).
@@ -898,11 +903,6 @@ impl Realm {
             created_timestamp: u.created_ms,
             enabled: u.enabled,
             totp: (!brief).then_some(false),
-            service_account_client_id: if brief {
-                None
-            } else {
-                u.service_account_client_id.as_deref()
-            },
             disableable_credential_types: (!brief).then_some([]),
             required_actions: (!brief).then_some(u.required_actions.as_slice()),
             not_before: (!brief).then_some(u.not_before),

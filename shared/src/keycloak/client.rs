@@ -2,6 +2,7 @@
 //! jittered backoff (honouring `Retry-After`), the service-account token cache, and the client
 //! secret with its rotation retry.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,10 @@ use super::error::{classify, Endpoint, KeycloakError};
 use super::types::*;
 use crate::deadline::Bounded;
 use crate::secrets::{ClientSecretCache, Secret};
+
+/// How long the list of service-account users is trusted: a client given service accounts
+/// later is known within this.
+pub const SERVICE_ACCOUNTS_TTL: Duration = Duration::from_secs(300);
 
 /// Retry tuning. The defaults suit a Lambda: a few quick retries, never minutes of waiting.
 #[derive(Clone, Debug)]
@@ -170,6 +175,8 @@ pub struct KeycloakClient {
     service: Option<ClientCredentials>,
     retry: RetryPolicy,
     sa_token: TokenCache,
+    /// The ids of the realm's service-account users and when they were read.
+    service_accounts: tokio::sync::Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
     /// Requests sent to Keycloak (every attempt), for a sync run's cost.
     requests: std::sync::atomic::AtomicU64,
 }
@@ -208,6 +215,7 @@ impl KeycloakClient {
             service: None,
             retry,
             sa_token: TokenCache::default(),
+            service_accounts: Default::default(),
             requests: Default::default(),
         })
     }
@@ -669,6 +677,36 @@ impl KeycloakClient {
         super::unverified_claims(&token)
             .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
             .ok_or_else(|| KeycloakError::Protocol("the service token has no sub".into()))
+    }
+
+    /// The ids of the realm's service-account users: the `service-account-user` of every client
+    /// with service accounts on. Keycloak 26 marks no user as one on the admin API, and does not
+    /// reserve their name prefix (contract §14), so the clients are the one source. Read again
+    /// after `SERVICE_ACCOUNTS_TTL`; a failed read is an error, never an empty set.
+    pub async fn service_account_users(&self) -> Result<Arc<HashSet<String>>, KeycloakError> {
+        let mut cached = self.service_accounts.lock().await;
+        if let Some((read, ids)) = cached.as_ref() {
+            if read.elapsed() < SERVICE_ACCOUNTS_TTL {
+                return Ok(Arc::clone(ids));
+            }
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Client {
+            id: String,
+            #[serde(default)]
+            service_accounts_enabled: bool,
+        }
+        let clients: Vec<Client> = self.admin_get("/clients", &[]).await?;
+        let mut ids = HashSet::new();
+        for c in clients.iter().filter(|c| c.service_accounts_enabled) {
+            let path = format!("/clients/{}/service-account-user", encode(&c.id));
+            let user: UserRepresentation = self.admin_get(&path, &[]).await?;
+            ids.insert(user.id);
+        }
+        let ids = Arc::new(ids);
+        *cached = Some((Instant::now(), Arc::clone(&ids)));
+        Ok(ids)
     }
 
     /// One page of users, ordered by username (service accounts excluded by Keycloak).

@@ -57,8 +57,6 @@ pub struct UserRepresentation {
     pub created_timestamp: i64,
     #[serde(default)]
     pub required_actions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account_client_id: Option<String>,
 }
 
 impl UserRepresentation {

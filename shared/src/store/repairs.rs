@@ -24,8 +24,10 @@ pub enum RepairKind {
         user_id: Option<String>,
     },
     /// A login answered as failed, or a session ended here that Keycloak could not be told of:
-    /// this user's Keycloak sessions begun at or after `since` (only `sid`, if given) that the
-    /// store has no live record of are ended.
+    /// this user's Keycloak sessions begun at or after `since` (and, if given, by `until`, of
+    /// the client `client_id` alone, only `sid`) that the store has no live record of are ended.
+    /// A failed login names its own window and client: it can only have made such a session,
+    /// and a repair keyed by a typed username must never reach the user's other sessions.
     KeycloakSessions {
         /// Empty when `user_id` says who.
         #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -34,6 +36,12 @@ pub enum RepairKind {
         user_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sid: Option<String>,
+        /// Epoch ms by which the flow had ended (its deadline).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
+        /// The Keycloak client (`clientId`) the flow signed in with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
     },
 }
 

@@ -697,6 +697,35 @@ impl Store {
         }
     }
 
+    /// The username of the one account with this email (lowercase, as Keycloak stores it), by
+    /// the email index; `None` when no account or several have it.
+    pub async fn username_of_email(&self, email: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI2")
+            .key_condition_expression("gsi2pk = :pk AND gsi2sk = :email")
+            .expression_attribute_values(":pk", s(format!("EMAIL#{}", shard(email))))
+            .expression_attribute_values(":email", s(email))
+            .projection_expression("username")
+            .limit(2)
+            .send()
+            .within_deadline()
+            .await?
+            .map_err(sdk_error)?;
+        let found: Vec<String> = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mut i| i.remove("username")?.as_s().ok().cloned())
+            .collect();
+        Ok(match found.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+    }
+
     /// One page of users: by username (or email when the prefix has an `@`), optionally filtered
     /// by status. The cursor is opaque and signed; a tampered one is `InvalidCursor`.
     pub async fn list_users(&self, q: &ListQuery) -> Result<Page<User>, StoreError> {

@@ -506,10 +506,8 @@ async fn full(
     let mut changes = Vec::new();
     while let Some(group) = crawl.next(&mut run.errors).await {
         let mut new_users = Vec::new();
-        for o in group
-            .into_iter()
-            .filter(|o| o.rep.service_account_client_id.is_none())
-        {
+        // Keycloak's listing leaves service accounts out (contract §4.3, §14).
+        for o in group {
             let k = known.entry(&o.rep.id);
             if k.seen {
                 continue; // offset drift can show a user twice
@@ -969,8 +967,14 @@ async fn judge(services: &Services, id: &str, stored: Option<&User>) -> Verdict 
     let active_here =
         stored.is_some_and(|u| matches!(u.status, UserStatus::Active | UserStatus::Pending));
     let asked = now_ms();
+    let service_accounts = match kc.service_account_users().await {
+        Ok(ids) => ids,
+        Err(e) => return Verdict::Unresolved(format!("reading the service accounts: {e}")),
+    };
+    if service_accounts.contains(id) {
+        return Verdict::Nothing;
+    }
     match kc.get_user(id).await {
-        Ok(rep) if rep.service_account_client_id.is_some() => return Verdict::Nothing,
         Ok(rep) if rep.enabled || !active_here => return observed(rep, false, asked).await,
         Ok(_) => {}
         Err(KeycloakError::NotFound) if !active_here => {

@@ -138,6 +138,9 @@ impl Caller {
             || self.roles.iter().any(|r| r.starts_with("query-"))
             || self.query_users()
     }
+    fn view_clients(&self) -> bool {
+        self.any(&["view-clients", "manage-clients"])
+    }
     fn query_clients(&self) -> bool {
         self.any(&["query-clients", "view-clients", "manage-clients"])
     }

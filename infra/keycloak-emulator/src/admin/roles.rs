@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{managed_user, members, paging, require, roles_json, viewable_user, Admin, Caller};
-use crate::http::{no_content, not_found, ok_json, Req};
+use crate::http::{error_message, no_content, not_found, ok_json, Req};
 use crate::realm::{Realm, Role, User};
 use crate::Emulator;
 
@@ -47,6 +47,36 @@ pub(super) fn router() -> Router<Arc<Emulator>> {
             get(client_effective),
         )
         .route("/clients", get(clients))
+        .route(
+            "/clients/{cid}/service-account-user",
+            get(service_account_user),
+        )
+}
+
+/// `GET /clients/{id}/service-account-user` (`ClientResource#getServiceAccountUser`): needs
+/// view rights on clients; a client without service accounts is a 400.
+async fn service_account_user(a: Admin) -> Response {
+    a.read(|realm, caller| {
+        require(caller.view_clients())?;
+        let cid = a.param("cid");
+        let client = realm
+            .clients
+            .iter()
+            .find(|c| c.id == cid)
+            .ok_or_else(|| not_found("Could not find client"))?;
+        match realm.service_account_of(client) {
+            Some(user) if client.service_accounts => {
+                Ok(ok_json(&realm.user_json(user, false, caller.manage_users())))
+            }
+            _ => Err(error_message(
+                400,
+                &format!(
+                    "Service account not enabled for the client '{}'",
+                    client.client_id
+                ),
+            )),
+        }
+    })
 }
 
 async fn list(a: Admin) -> Response {

@@ -600,9 +600,24 @@ fn check_password(realm: &Realm, user: &User, password: &str) -> Result<(), Resp
     }
 }
 
+/// `up-duplicate-username` (contract §13): another user has this username, or (email login on)
+/// the username has an `@` after its first character and another user has it as email.
+fn username_taken(realm: &Realm, username: &str, except: &str) -> bool {
+    let other = |id: &str| id != except;
+    realm.users.get(username).is_some_and(|u| other(&u.id))
+        || (realm.settings.login_with_email_allowed
+            && username.find('@').is_some_and(|i| i > 0)
+            && realm.emails.get(username).is_some_and(|id| other(id)))
+}
+
+/// `up-duplicate-email` (contract §13), checked for a new or changed email only: another user
+/// has this email (duplicates not allowed), or (email login on) has it as username.
 fn email_taken(realm: &Realm, email: Option<&str>, except: &str) -> bool {
-    !realm.settings.duplicate_emails_allowed
-        && email.is_some_and(|e| realm.emails.get(e).is_some_and(|owner| owner != except))
+    let Some(e) = email else { return false };
+    let other = |id: &str| id != except;
+    (!realm.settings.duplicate_emails_allowed && realm.emails.get(e).is_some_and(|id| other(id)))
+        || (realm.settings.login_with_email_allowed
+            && realm.users.get(e).is_some_and(|u| other(&u.id)))
 }
 
 fn masked(rep: &Value) -> Value {
@@ -639,7 +654,7 @@ fn create_user(
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(str::to_lowercase);
-    if realm.users.contains_key(&username) {
+    if username_taken(realm, &username, "") {
         return Err(error_message(409, "User exists with same username"));
     }
     if email_taken(realm, email.as_deref(), "") {
@@ -717,7 +732,7 @@ fn update_user(
         None => {}
         Some(u) if u == user.username => {}
         Some(u) if realm.settings.edit_username_allowed => {
-            if realm.users.contains_key(&u) {
+            if username_taken(realm, &u, &id) {
                 return Err(error_message(409, "User exists with same username"));
             }
             user.username = u;
@@ -746,7 +761,8 @@ fn update_user(
             user.last_name = clean(&rep.last_name);
         }
     }
-    if email_taken(realm, user.email.as_deref(), &id) {
+    let email_changed = realm.user(&id).is_none_or(|before| before.email != user.email);
+    if email_changed && email_taken(realm, user.email.as_deref(), &id) {
         return Err(error_message(409, "User exists with same email"));
     }
     validate_profile(realm, &user)?;
