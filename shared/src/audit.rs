@@ -33,21 +33,46 @@ pub async fn record<T>(
     fields: &[String],
     result: &Result<T, Error>,
 ) {
-    // A path id that names no user was refused before anything happened, and cannot key a record.
-    if !matches!(target_id, NEW_USER | SYNC) && crate::http::keycloak_id(target_id).is_err() {
-        return;
-    }
     let outcome = match result {
         Ok(_) => "succeeded".to_owned(),
         Err(e) => {
             let code = e.to_problem().code;
             if matches!(code, "forbidden" | "forbidden_target") {
                 "forbidden".to_owned()
+            } else if is_refused_input(e) {
+                refused(e)
             } else {
                 format!("failed:{code}")
             }
         }
     };
+    write(services, actor, action, target_id, fields, outcome).await;
+}
+
+/// Input the route refused before acting (the body's or the query's rules).
+fn is_refused_input(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Validation(_)
+            | Error::BadRequest { .. }
+            | Error::UnsupportedMediaType
+            | Error::PayloadTooLarge { .. }
+            | Error::PreconditionRequired
+    )
+}
+
+async fn write(
+    services: &Services,
+    actor: Actor<'_>,
+    action: &str,
+    target_id: &str,
+    fields: &[String],
+    outcome: String,
+) {
+    // A path id that names no user was refused before anything happened, and cannot key a record.
+    if !matches!(target_id, NEW_USER | SYNC) && crate::http::keycloak_id(target_id).is_err() {
+        return;
+    }
     let at = now_ms();
     let record = AuditRecord {
         at,
@@ -74,6 +99,26 @@ pub async fn record<T>(
     if let Err(e) = services.store.put_audit(&record).await {
         tracing::error!(error = %e, request_id = %record.request_id, "could not store the audit record");
     }
+}
+
+/// `input` (a parsed body or query) as the route goes on with it; a refused one is recorded
+/// (`refused:<code>`, with the field names the request carried) before it is answered.
+pub async fn admit<T>(
+    services: &Services,
+    actor: Actor<'_>,
+    action: &str,
+    target_id: &str,
+    fields: &[String],
+    input: Result<T, Error>,
+) -> Result<T, Error> {
+    if let Err(e) = &input {
+        write(services, actor, action, target_id, fields, refused(e)).await;
+    }
+    input
+}
+
+fn refused(e: &Error) -> String {
+    format!("refused:{}", e.to_problem().code)
 }
 
 /// An audit record as `GET /admin/audit` shows it.

@@ -13,6 +13,7 @@ use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::error::{Error, FieldError};
 use crate::services::Services;
@@ -128,6 +129,88 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             .await
             .map_err(|_| Error::PayloadTooLarge { limit: MAX_BODY })?;
         parse_json(content_type.as_deref(), &body).map(Json)
+    }
+}
+
+/// A JSON body read by the same rules as `Json`, with a refusal handed to the handler instead
+/// of answered at once (the admin routes audit what they refuse), and the names of the fields
+/// the body carried, for that record: top-level keys and the keys of objects beneath them,
+/// `MAX_FIELD_NAMES` at most, each cut to `MAX_FIELD_NAME` characters. Never their values.
+pub struct Body<T> {
+    pub parsed: Result<T, Error>,
+    pub fields: Vec<String>,
+}
+
+const MAX_FIELD_NAMES: usize = 20;
+const MAX_FIELD_NAME: usize = 64;
+
+/// The field names a JSON body carries (not their values), bounded.
+pub fn field_names(body: &[u8]) -> Vec<String> {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice(body) else {
+        return Vec::new();
+    };
+    let cut = |name: &str| name.chars().take(MAX_FIELD_NAME).collect::<String>();
+    let mut names = Vec::new();
+    for (key, value) in &top {
+        match value {
+            serde_json::Value::Object(inner) if !inner.is_empty() => {
+                names.extend(inner.keys().map(|k| cut(&format!("{key}.{k}"))))
+            }
+            _ => names.push(cut(key)),
+        }
+    }
+    names.truncate(MAX_FIELD_NAMES);
+    names
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Error> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_BODY + 1).await else {
+            return Ok(Body {
+                parsed: Err(Error::PayloadTooLarge { limit: MAX_BODY }),
+                fields: Vec::new(),
+            });
+        };
+        let parsed = parse_json(content_type.as_deref(), &body);
+        let fields = if parsed.is_err() {
+            field_names(&body)
+        } else {
+            Vec::new()
+        };
+        Ok(Body { parsed, fields })
+    }
+}
+
+/// An admin route's call: the signed-in caller (authenticated before anything is parsed) and
+/// where the request came from, for the audit trail.
+pub struct AdminCall {
+    pub caller: Principal,
+    pub origin: Origin,
+}
+
+impl AdminCall {
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            principal: &self.caller,
+            request_id: &self.origin.request_id,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminCall {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, services: &AppState) -> Result<Self, Error> {
+        let Caller(caller) = Caller::from_request_parts(parts, services).await?;
+        let origin = Origin::from_request_parts(parts, services).await?;
+        Ok(AdminCall { caller, origin })
     }
 }
 

@@ -420,18 +420,18 @@ async fn reused(services: &Services, session: &Session, presented: &str) -> Erro
 
 /// The sessions a failed login may have left in Keycloak: of the login client, begun between
 /// the request's start and its deadline (`sid` alone when Keycloak named it).
-fn failed_login_sessions(
-    services: &Services,
-    username: &str,
-    sid: Option<&str>,
-) -> RepairKind {
+fn failed_login_sessions(services: &Services, username: &str, sid: Option<&str>) -> RepairKind {
     let left = deadline::remaining().unwrap_or(FLOW_WITHOUT_DEADLINE);
     RepairKind::KeycloakSessions {
         username: username.to_lowercase(),
         user_id: None,
         sid: sid.map(str::to_owned),
         until: Some(now_ms() + left.as_millis() as i64),
-        client_id: services.config.login_client.as_ref().map(|c| c.client_id.clone()),
+        client_id: services
+            .config
+            .login_client
+            .as_ref()
+            .map(|c| c.client_id.clone()),
     }
 }
 

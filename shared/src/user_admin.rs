@@ -18,8 +18,8 @@ use crate::policy::{Action, Target};
 use crate::profile::{self, AttributeRules, Editor};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, ListQuery, SessionEnd, StoreError, User, UserStatus, WriteLock,
-    DELETED_BY_ADMIN,
+    now_ms, ApplyOutcome, ListQuery, RepairKind, SessionEnd, StoreError, User, UserStatus,
+    WriteLock, DELETED_BY_ADMIN,
 };
 use crate::users::{self, RegisterRequest, UserView};
 
@@ -286,7 +286,8 @@ pub struct PatchUserRequest {
 }
 
 impl PatchUserRequest {
-    fn field_names(&self) -> Vec<String> {
+    /// The names of the fields the patch sets (for the audit record).
+    pub fn field_names(&self) -> Vec<String> {
         let mut f: Vec<String> = [
             ("email", self.email.is_some()),
             ("emailVerified", self.email_verified.is_some()),
@@ -480,6 +481,38 @@ async fn end_everywhere(services: &Services, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// After a password reset, every session begun before it ends: here first (this API refuses
+/// their tokens at once), then in Keycloak. The new password is set either way, so a Keycloak
+/// that cannot log the user out now leaves a repair: the next sync run ends, in Keycloak, every
+/// session of the user begun before now that the store has no live record of.
+async fn end_after_credential_change(services: &Services, id: &str) -> Result<(), Error> {
+    let now = now_ms();
+    services
+        .store
+        .end_all_sessions(id, SessionEnd::PasswordReset, now)
+        .await?;
+    match services.keycloak.logout_user(id).await {
+        Ok(()) | Err(KeycloakError::NotFound) => {}
+        Err(e) => {
+            tracing::warn!(user_id = %id, error = %e,
+                "password reset: Keycloak's sessions are ended by the next sync run");
+            crate::sessions::note_repair(
+                services,
+                0,
+                RepairKind::KeycloakSessions {
+                    username: String::new(),
+                    user_id: Some(id.to_owned()),
+                    sid: None,
+                    until: Some(now),
+                    client_id: None,
+                },
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
 /// `?hard=`: absent or `false` for a soft delete, `true` for a hard one; anything else names
 /// neither, and is refused rather than read as the softer one.
 pub fn hard_delete(raw: Option<&str>) -> Result<bool, Error> {
@@ -566,11 +599,14 @@ pub async fn delete(
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PasswordRequest {
     pub password: String,
     #[serde(default)]
     pub temporary: bool,
+    /// Keep the user's sessions (by default a new password signs every session out).
+    #[serde(default)]
+    pub keep_sessions: bool,
 }
 
 pub async fn set_password(
@@ -586,12 +622,18 @@ pub async fn set_password(
             .keycloak
             .reset_password(&user.id, &req.password, req.temporary)
             .await?;
+        if !req.keep_sessions {
+            end_after_credential_change(services, &user.id).await?;
+        }
         Ok(())
     }
     .await;
     let mut fields = vec!["password".to_owned()];
     if req.temporary {
         fields.push("temporary".into());
+    }
+    if req.keep_sessions {
+        fields.push("keepSessions".into());
     }
     audit::record(services, actor, "user.reset_password", id, &fields, &result).await;
     result

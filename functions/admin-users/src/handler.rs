@@ -1,5 +1,6 @@
-//! `/admin/*`: admin user management, bulk-sync control and the audit trail. Each route parses,
-//! calls one function of the shared library and maps the result.
+//! `/admin/*`: admin user management, bulk-sync control and the audit trail. Each route
+//! authenticates its caller, parses (a refused body or query is audited, then answered), calls
+//! one function of the shared library and maps the result.
 
 use std::collections::HashMap;
 
@@ -8,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use user_sync::audit::{self, Actor};
-use user_sync::http::{header, json, AppState, Caller, Json, Origin};
+use user_sync::audit;
+use user_sync::http::{header, json, AdminCall, AppState, Body};
 use user_sync::sync_control::{self, StartSyncRequest};
 use user_sync::user_admin::{
     self, CreateUserRequest, ListParams, PasswordRequest, PatchUserRequest, SyncUserRequest,
@@ -35,13 +36,6 @@ pub fn router() -> Router<AppState> {
 
 type Params = Query<HashMap<String, String>>;
 
-fn actor<'a>(caller: &'a Caller, origin: &'a Origin) -> Actor<'a> {
-    Actor {
-        principal: &caller.0,
-        request_id: &origin.request_id,
-    }
-}
-
 fn with_etag(user: &user_sync::store::User) -> Response {
     let mut r = json(StatusCode::OK, &UserView::from(user));
     if let Ok(v) = user_admin::etag(user.version).parse() {
@@ -52,8 +46,7 @@ fn with_etag(user: &user_sync::store::User) -> Response {
 
 async fn list_users(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Query(q): Params,
 ) -> Result<Response, Error> {
     let params = ListParams {
@@ -62,94 +55,124 @@ async fn list_users(
         q: q.get("q").cloned(),
         status: q.get("status").cloned(),
     };
-    let page = user_admin::list(&s, actor(&caller, &origin), params).await?;
+    let page = user_admin::list(&s, call.actor(), params).await?;
     Ok(json(StatusCode::OK, &page))
 }
 
 async fn create_user(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
-    Json(input): Json<CreateUserRequest>,
+    call: AdminCall,
+    body: Body<CreateUserRequest>,
 ) -> Result<Response, Error> {
-    let user = user_admin::create(&s, actor(&caller, &origin), input).await?;
+    let input = audit::admit(
+        &s,
+        call.actor(),
+        "user.create",
+        audit::NEW_USER,
+        &body.fields,
+        body.parsed,
+    )
+    .await?;
+    let user = user_admin::create(&s, call.actor(), input).await?;
     Ok(json(StatusCode::CREATED, &Created { user }))
 }
 
 async fn get_user(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let user = user_admin::get(&s, actor(&caller, &origin), &id).await?;
+    let user = user_admin::get(&s, call.actor(), &id).await?;
     Ok(with_etag(&user))
 }
 
 async fn patch_user(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(input): Json<PatchUserRequest>,
+    body: Body<PatchUserRequest>,
 ) -> Result<Response, Error> {
-    let expected = user_admin::if_match(header(&headers, "if-match"))?;
-    let user = user_admin::patch(&s, actor(&caller, &origin), &id, expected, &input).await?;
+    let mut fields = body.fields;
+    let input = body.parsed.and_then(|input| {
+        let expected = user_admin::if_match(header(&headers, "if-match"));
+        fields = input.field_names();
+        Ok((expected?, input))
+    });
+    let (expected, input) =
+        audit::admit(&s, call.actor(), "user.update", &id, &fields, input).await?;
+    let user = user_admin::patch(&s, call.actor(), &id, expected, &input).await?;
     Ok(with_etag(&user))
 }
 
 async fn delete_user(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Result<StatusCode, Error> {
-    let hard = user_admin::hard_delete(q.get("hard").map(String::as_str))?;
-    user_admin::delete(&s, actor(&caller, &origin), &id, hard).await?;
+    let hard = user_admin::hard_delete(q.get("hard").map(String::as_str));
+    let fields: Vec<String> = q.keys().take(20).cloned().collect();
+    let hard = audit::admit(&s, call.actor(), "user.delete", &id, &fields, hard).await?;
+    user_admin::delete(&s, call.actor(), &id, hard).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_password(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(id): Path<String>,
-    Json(input): Json<PasswordRequest>,
+    body: Body<PasswordRequest>,
 ) -> Result<StatusCode, Error> {
-    user_admin::set_password(&s, actor(&caller, &origin), &id, &input).await?;
+    let action = "user.reset_password";
+    let input = audit::admit(&s, call.actor(), action, &id, &body.fields, body.parsed).await?;
+    user_admin::set_password(&s, call.actor(), &id, &input).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn logout_user(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    user_admin::logout(&s, actor(&caller, &origin), &id).await?;
+    user_admin::logout(&s, call.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn sync_user(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(id): Path<String>,
-    Json(input): Json<SyncUserRequest>,
+    body: Body<SyncUserRequest>,
 ) -> Result<Response, Error> {
-    let result = user_admin::sync_user(&s, actor(&caller, &origin), &id, input.direction).await?;
+    let input = audit::admit(
+        &s,
+        call.actor(),
+        "user.sync",
+        &id,
+        &body.fields,
+        body.parsed,
+    )
+    .await?;
+    let result = user_admin::sync_user(&s, call.actor(), &id, input.direction).await?;
     Ok(json(StatusCode::OK, &result))
 }
 
 async fn start_sync(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
-    Json(input): Json<StartSyncRequest>,
+    call: AdminCall,
+    body: Body<StartSyncRequest>,
 ) -> Result<Response, Error> {
-    let started = sync_control::start_sync(&s, actor(&caller, &origin), &input).await?;
+    let input = audit::admit(
+        &s,
+        call.actor(),
+        "sync.start",
+        audit::SYNC,
+        &body.fields,
+        body.parsed,
+    )
+    .await?;
+    let started = sync_control::start_sync(&s, call.actor(), &input).await?;
     let location = format!("/admin/sync/runs/{}", started.run_id);
     let mut r = json(StatusCode::ACCEPTED, &started);
     if let Ok(v) = location.parse() {
@@ -160,32 +183,29 @@ async fn start_sync(
 
 async fn sync_run(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Path(run_id): Path<String>,
 ) -> Result<Response, Error> {
-    let run = sync_control::sync_run(&s, actor(&caller, &origin), &run_id).await?;
+    let run = sync_control::sync_run(&s, call.actor(), &run_id).await?;
     Ok(json(StatusCode::OK, &run))
 }
 
 async fn sync_status(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
 ) -> Result<impl IntoResponse, Error> {
-    let status = sync_control::sync_status(&s, actor(&caller, &origin)).await?;
+    let status = sync_control::sync_status(&s, call.actor()).await?;
     Ok(json(StatusCode::OK, &status))
 }
 
 async fn list_audit(
     State(s): State<AppState>,
-    caller: Caller,
-    origin: Origin,
+    call: AdminCall,
     Query(q): Params,
 ) -> Result<Response, Error> {
     let page = audit::list(
         &s,
-        actor(&caller, &origin),
+        call.actor(),
         q.get("target").cloned(),
         q.get("actor").cloned(),
         q.get("limit").map(String::as_str),

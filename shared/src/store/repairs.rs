@@ -66,7 +66,9 @@ impl Store {
             kind,
         };
         let mut keys = key(&repair.id);
-        keys.insert("expires_at".into(), n(since / 1000 + KEPT_S));
+        // Kept from now: a repair's `since` may lie far back (a password reset's covers every
+        // earlier session).
+        keys.insert("expires_at".into(), n(super::now_ms() / 1000 + KEPT_S));
         self.put_record(&repair, keys).await
     }
 

@@ -46,6 +46,8 @@ pub enum SessionEnd {
     UserDeactivated,
     /// A replaced refresh token was presented again: whoever holds it is not to be trusted.
     RefreshTokenReused,
+    /// An admin set a new password: whoever signed in with the old one is signed out.
+    PasswordReset,
 }
 
 impl SessionEnd {
@@ -56,6 +58,7 @@ impl SessionEnd {
             SessionEnd::EndedInKeycloak => "ended_in_keycloak",
             SessionEnd::UserDeactivated => "user_deactivated",
             SessionEnd::RefreshTokenReused => "refresh_token_reused",
+            SessionEnd::PasswordReset => "password_reset",
         }
     }
 }

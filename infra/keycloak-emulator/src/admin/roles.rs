@@ -65,9 +65,11 @@ async fn service_account_user(a: Admin) -> Response {
             .find(|c| c.id == cid)
             .ok_or_else(|| not_found("Could not find client"))?;
         match realm.service_account_of(client) {
-            Some(user) if client.service_accounts => {
-                Ok(ok_json(&realm.user_json(user, false, caller.manage_users())))
-            }
+            Some(user) if client.service_accounts => Ok(ok_json(&realm.user_json(
+                user,
+                false,
+                caller.manage_users(),
+            ))),
             _ => Err(error_message(
                 400,
                 &format!(

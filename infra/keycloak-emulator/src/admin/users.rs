@@ -761,7 +761,9 @@ fn update_user(
             user.last_name = clean(&rep.last_name);
         }
     }
-    let email_changed = realm.user(&id).is_none_or(|before| before.email != user.email);
+    let email_changed = realm
+        .user(&id)
+        .is_none_or(|before| before.email != user.email);
     if email_changed && email_taken(realm, user.email.as_deref(), &id) {
         return Err(error_message(409, "User exists with same email"));
     }
