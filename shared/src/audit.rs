@@ -1,7 +1,8 @@
 //! The audit trail of admin actions. Keycloak's admin events only ever name the service account,
 //! so this is the one place that knows which person did what: every admin mutation, allowed or
 //! refused, leaves one record (actor, action, target, the names of the fields it changed — never
-//! their values —, outcome, request id, time) in DynamoDB and in one structured log line.
+//! their values —, outcome, request id, time) in DynamoDB and in one structured log line. The
+//! stored record names people by id only; the trail shows the actor's current username.
 
 use serde::Serialize;
 
@@ -78,7 +79,6 @@ async fn write(
         at,
         request_id: actor.request_id.to_owned(),
         actor_id: actor.principal.user_id.clone(),
-        actor_username: actor.principal.username.clone(),
         action: action.to_owned(),
         target_id: target_id.to_owned(),
         fields: fields.to_vec(),
@@ -88,7 +88,7 @@ async fn write(
     tracing::info!(
         audit = true,
         actor_id = %record.actor_id,
-        actor = %record.actor_username,
+        actor = %actor.principal.username,
         action = %record.action,
         target_id = %record.target_id,
         fields = ?record.fields,
@@ -171,6 +171,17 @@ pub async fn list(
             cursor: cursor.filter(|c| !c.is_empty()),
         })
         .await?;
+    // The actors' usernames as their records have them now (empty for an erased one).
+    let mut usernames = std::collections::HashMap::new();
+    for r in &page.items {
+        if !usernames.contains_key(&r.actor_id) {
+            let user = services.store.get_user(&r.actor_id).await?;
+            usernames.insert(
+                r.actor_id.clone(),
+                user.map(|u| u.username).unwrap_or_default(),
+            );
+        }
+    }
     Ok(AuditPage {
         items: page
             .items
@@ -178,8 +189,8 @@ pub async fn list(
             .map(|r| AuditView {
                 at: iso8601(r.at),
                 request_id: r.request_id,
+                actor_username: usernames.get(&r.actor_id).cloned().unwrap_or_default(),
                 actor_id: r.actor_id,
-                actor_username: r.actor_username,
                 action: r.action,
                 target_id: r.target_id,
                 fields: r.fields,

@@ -55,6 +55,10 @@ pub enum Error {
     NotFound,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// What the request names existed and was erased (a replayed registration of a user who
+    /// was hard-deleted since).
+    #[error("gone")]
+    Gone,
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("precondition required")]
@@ -267,6 +271,12 @@ impl Error {
                 "rejected_by_keycloak",
                 "Rejected by Keycloak",
                 "Keycloak refused this request; nothing was changed",
+            ),
+            Error::Gone => Problem::new(
+                410,
+                "gone",
+                "Gone",
+                "the account this request created has been deleted",
             ),
             Error::PreconditionFailed | Error::Store(StoreError::VersionConflict) => Problem::new(
                 412,

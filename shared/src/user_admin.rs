@@ -582,10 +582,19 @@ pub async fn delete(
                 Err(e) => return Err(e),
             }
         }
-        services
-            .store
-            .end_all_sessions(&old.id, SessionEnd::UserDeactivated, now_ms())
-            .await?;
+        if hard {
+            // The person goes from the whole table, not only from the profile.
+            let erased = services
+                .store
+                .erase_personal_data(&old.id, &old.username)
+                .await?;
+            tracing::info!(user_id = %old.id, ?erased, "hard delete: personal data erased");
+        } else {
+            services
+                .store
+                .end_all_sessions(&old.id, SessionEnd::UserDeactivated, now_ms())
+                .await?;
+        }
         Ok(())
     }
     .await;

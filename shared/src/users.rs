@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
 use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
-use crate::store::{now_ms, token_hash, Claim, KeycloakFields, RepairKind, StoredResponse, User};
+use crate::store::{now_ms, token_hash, Claim, KeycloakFields, RepairKind, User};
 
 /// Realm roles every user has for technical reasons; not worth storing.
 pub fn is_technical_role(role: &str) -> bool {
@@ -226,12 +226,18 @@ pub async fn register(
     let claim_until = now
         + deadline::remaining().map_or(CLAIM_WITHOUT_DEADLINE_MS, |d| d.as_millis() as i64)
         + CLAIM_MARGIN_MS;
+    let expires_at = now / 1000 + 24 * 3600;
     match services
         .store
-        .claim_idempotency(key, &fingerprint, now / 1000 + 24 * 3600, claim_until, now)
+        .claim_idempotency(key, &fingerprint, expires_at, claim_until, now)
         .await?
     {
-        Claim::Completed(stored) => serde_json::from_str(&stored.body).map_err(Error::internal),
+        // The answer is rebuilt from the account as it is now; an erased one is gone for good.
+        Claim::Completed { user_id } => match services.store.get_user(&user_id).await? {
+            Some(user) if !user.username.is_empty() => Ok(UserView::from(&user)),
+            _ => Err(Error::Gone),
+        },
+        Claim::Erased => Err(Error::Gone),
         Claim::InProgress => Err(Error::Conflict {
             code: "request_in_progress",
             detail: "a request with this Idempotency-Key is still being processed".into(),
@@ -242,11 +248,10 @@ pub async fn register(
         }),
         Claim::New => match create_account(services, &req.password, valid).await {
             Ok(body) => {
-                let stored = StoredResponse {
-                    status: 201,
-                    body: serde_json::to_string(&body).map_err(Error::internal)?,
-                };
-                if let Err(e) = services.store.complete_idempotency(key, &stored).await {
+                let completed = services
+                    .store
+                    .complete_idempotency(key, &body.id, expires_at);
+                if let Err(e) = completed.await {
                     tracing::warn!(error = %e, "could not record the idempotent response");
                 }
                 Ok(body)

@@ -777,17 +777,18 @@ async fn idempotency_claims_replay_and_mismatch() {
             .unwrap(),
         Claim::Mismatch
     );
-    let resp = StoredResponse {
-        status: 201,
-        body: "{\"id\":\"u1\"}".into(),
-    };
-    store.complete_idempotency("key-1", &resp).await.unwrap();
+    store
+        .complete_idempotency("key-1", "u1", 9_999_999_999)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
             .await
             .unwrap(),
-        Claim::Completed(resp)
+        Claim::Completed {
+            user_id: "u1".into()
+        }
     );
     assert_eq!(
         store
@@ -803,6 +804,40 @@ async fn idempotency_claims_replay_and_mismatch() {
             .await
             .unwrap(),
         Claim::New
+    );
+}
+
+#[tokio::test]
+async fn erasing_a_person_deletes_their_sessions_and_strips_their_registrations_record() {
+    let store = table().await;
+    let user = user("erased-1", "erin");
+    store.create_user(&user).await.unwrap();
+    store
+        .put_session(&session("erased-1", "s1", 1_000))
+        .await
+        .unwrap();
+    store
+        .claim_idempotency("key-e", "hash-of-erin", 9_999_999_999, 60_000, 1_000)
+        .await
+        .unwrap();
+    store
+        .complete_idempotency("key-e", "erased-1", 9_999_999_999)
+        .await
+        .unwrap();
+    let erased = store.erase_personal_data("erased-1", "erin").await.unwrap();
+    assert_eq!((erased.sessions, erased.idempotency_records), (1, 1));
+    assert!(store.list_sessions("erased-1").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .claim_idempotency("key-e", "hash-of-erin", 9_999_999_999, 60_000, 1_000)
+            .await
+            .unwrap(),
+        Claim::Erased,
+        "a replay of the key is refused, and nothing is claimed again"
+    );
+    assert!(
+        store.get_user("erased-1").await.unwrap().is_some(),
+        "the profile is the caller's to turn into a tombstone"
     );
 }
 

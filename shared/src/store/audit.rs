@@ -14,14 +14,16 @@ use super::{s, sdk_error, Item, Page, Store, StoreError};
 pub struct AuditRecord {
     pub at: i64,
     pub request_id: String,
+    /// Ids only: the actor's username is read from their record when the trail is listed, so an
+    /// erased person's name is nowhere in the trail.
     pub actor_id: String,
-    pub actor_username: String,
     pub action: String,
     /// The user acted on, or `sync` for bulk-sync control.
     pub target_id: String,
     #[serde(default)]
     pub fields: Vec<String>,
-    /// `succeeded`, `forbidden`, or `failed:<problem code>`.
+    /// `succeeded`, `forbidden`, `refused:<problem code>` (input the route refused before acting)
+    /// or `failed:<problem code>`.
     pub outcome: String,
     /// Epoch seconds (TTL).
     pub expires_at: i64,

@@ -1,19 +1,14 @@
 //! Idempotency records for registration: the first request with a key claims it; a retry with
-//! the same key and body gets the stored response; the same key with another body is refused.
+//! the same key and body gets the same account back; the same key with another body is refused.
+//! A completed record holds the id of the account it created, never its data: the answer is
+//! rebuilt from the account's record. Under the account's own partition a pointer
+//! (`IDEMPOTENCY#<key hash>`) names it, so erasing the account finds and erases it too.
 
 use crate::deadline::Bounded;
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::sessions::token_hash;
-use super::{n, s, sdk_error, written, Store, StoreError};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: String,
-}
+use super::{n, s, sdk_error, user_pk, written, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
@@ -21,21 +16,27 @@ pub enum Claim {
     New,
     /// Another request with this key is still running.
     InProgress,
-    /// Done before: answer this again.
-    Completed(StoredResponse),
+    /// Done before: this account was created.
+    Completed { user_id: String },
+    /// Done before, and the account it created has since been erased (a hard delete).
+    Erased,
     /// The key was used with a different request body.
     Mismatch,
 }
 
+fn record_pk(idempotency_key: &str) -> String {
+    format!("IDEMPOTENCY#{}", token_hash(idempotency_key))
+}
+
 fn key(idempotency_key: &str) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
     HashMap::from([
-        (
-            "pk".into(),
-            s(format!("IDEMPOTENCY#{}", token_hash(idempotency_key))),
-        ),
+        ("pk".into(), s(record_pk(idempotency_key))),
         ("sk".into(), s("REGISTER")),
     ])
 }
+
+/// The pointer under the account's partition: its sort key names the record's partition key.
+pub(crate) const POINTER_PREFIX: &str = "IDEMPOTENCY#";
 
 impl Store {
     /// Claim `idempotency_key` for a request whose body hashes to `request_hash`: the record is
@@ -99,43 +100,68 @@ impl Store {
                 .cloned()
                 .unwrap_or_default()
         };
+        if text("state") == "erased" {
+            return Ok(Claim::Erased);
+        }
         if text("request_hash") != request_hash {
             return Ok(Claim::Mismatch);
         }
         if text("state") != "completed" {
             return Ok(Claim::InProgress);
         }
-        let status = item
-            .get("response_status")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(200);
-        Ok(Claim::Completed(StoredResponse {
-            status,
-            body: text("response_body"),
-        }))
+        Ok(Claim::Completed {
+            user_id: text("user_id"),
+        })
     }
 
+    /// Record that the claim's request created `user_id`. The pointer from the account's
+    /// partition is written first: a record that names an account is always found by erasing it.
     pub async fn complete_idempotency(
         &self,
         idempotency_key: &str,
-        response: &StoredResponse,
+        user_id: &str,
+        expires_at: i64,
     ) -> Result<(), StoreError> {
         self.client
-            .update_item()
+            .put_item()
             .table_name(&self.table)
-            .set_key(Some(key(idempotency_key)))
-            .update_expression(
-                "SET #state = :done, response_status = :status, response_body = :body",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":done", s("completed"))
-            .expression_attribute_values(":status", n(response.status))
-            .expression_attribute_values(":body", s(response.body.clone()))
+            .item("pk", s(user_pk(user_id)))
+            .item("sk", s(record_pk(idempotency_key)))
+            .item("expires_at", n(expires_at))
             .send()
             .within_deadline()
             .await?
             .map_err(sdk_error)?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(idempotency_key)))
+            .update_expression("SET #state = :done, user_id = :user")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":done", s("completed"))
+            .expression_attribute_values(":user", s(user_id))
+            .send()
+            .within_deadline()
+            .await?
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// Strip the record a pointer names down to "its account was erased": no request hash (a
+    /// hash of the person's data), no account id; a replay of its key is then refused.
+    pub(crate) async fn erase_idempotency(&self, record_pk: &str) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(record_pk))
+            .key("sk", s("REGISTER"))
+            .update_expression("SET #state = :erased REMOVE request_hash, user_id, claim_until")
+            // An expired record is gone: nothing to strip, nothing to create.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":erased", s("erased"));
+        written(update.send().within_deadline().await?)?;
         Ok(())
     }
 

@@ -7,14 +7,17 @@
 //! | user | `USER#<id>` | `PROFILE` (GSI1: username by first-character shard, GSI2: email likewise; SyncDigest: GSI1's keys, projecting only `kc_hash`, `status`, `deleted_reason`) |
 //! | session | `USER#<id>` | `SESSION#<sid>` |
 //! | sync lease / state / run | `SYNC` | `LEASE` / `STATE` / `RUN#<run id>` |
-//! | idempotency record | `IDEMPOTENCY#<hash>` | `REGISTER` |
+//! | idempotency record | `IDEMPOTENCY#<hash>` | `REGISTER` (and a pointer under the user: `USER#<id>` / `IDEMPOTENCY#<hash>`) |
 //! | audit record | `AUDIT#<target id>` | `<time>#<request id>` (GSI3: `AUDIT_ACTOR#<actor id>`) |
 //! | attempt counter | `THROTTLE#<kind>#<key>` | `<window start>` |
 //! | repair | `REPAIR` | `<time>#<id>` |
+//!
+//! What each holds of a person, and what a hard delete does to it: `erasure`.
 
 mod audit;
 mod capacity;
 mod digest;
+mod erasure;
 mod idempotency;
 mod repairs;
 mod sessions;
@@ -31,7 +34,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub use audit::{AuditQuery, AuditRecord};
 pub use capacity::{Capacity, CapacityMeter};
 pub use digest::{Digest, StoredState, SYNC_INDEX};
-pub use idempotency::{Claim, StoredResponse};
+pub use erasure::Erased;
+pub use idempotency::Claim;
 pub use repairs::{Repair, RepairKind};
 pub use sessions::{token_hash, Session, SessionEnd};
 pub use sync::{RunCost, SyncCounts, SyncMode, SyncRun, SyncState, SyncStatus};
