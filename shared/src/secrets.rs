@@ -39,6 +39,9 @@ pub enum SecretError {
     Unavailable { id: String, reason: String },
     #[error("secret {id} is not {{\"{key}\": \"...\"}}")]
     Malformed { id: String, key: &'static str },
+    /// The secret has no version at the stage asked for (no rotation happened yet).
+    #[error("secret {id} has no such version")]
+    NoSuchVersion { id: String },
 }
 
 pub struct ClientSecretCache {
@@ -46,6 +49,9 @@ pub struct ClientSecretCache {
     secret_id: String,
     /// The JSON key holding the value.
     key: &'static str,
+    /// The version read: Secrets Manager's `AWSCURRENT` unless set (`AWSPREVIOUS`: the value a
+    /// rotation replaced, still valid while the other side catches up).
+    stage: Option<&'static str>,
     ttl: Duration,
     cached: RwLock<Option<(Secret, Instant)>>,
     /// One read at a time: concurrent callers of a cold or expired cache wait for it.
@@ -72,10 +78,17 @@ impl ClientSecretCache {
             client,
             secret_id: secret_id.into(),
             key,
+            stage: None,
             ttl,
             cached: RwLock::new(None),
             reading: Mutex::new(()),
         }
+    }
+
+    /// The same cache over another version stage of the secret.
+    pub fn at_stage(mut self, stage: &'static str) -> Self {
+        self.stage = Some(stage);
+        self
     }
 
     /// The cached value while it is younger than the TTL, else a fresh read.
@@ -115,6 +128,7 @@ impl ClientSecretCache {
             .client
             .get_secret_value()
             .secret_id(&self.secret_id)
+            .set_version_stage(self.stage.map(str::to_owned))
             .send()
             .within_deadline()
             .await
@@ -122,9 +136,19 @@ impl ClientSecretCache {
                 id: self.secret_id.clone(),
                 reason: "no answer before the invocation's deadline".into(),
             })?
-            .map_err(|e| SecretError::Unavailable {
-                id: self.secret_id.clone(),
-                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            .map_err(|e| {
+                let no_version = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception());
+                if no_version && self.stage.is_some() {
+                    return SecretError::NoSuchVersion {
+                        id: self.secret_id.clone(),
+                    };
+                }
+                SecretError::Unavailable {
+                    id: self.secret_id.clone(),
+                    reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+                }
             })?;
         let malformed = || SecretError::Malformed {
             id: self.secret_id.clone(),

@@ -11,6 +11,7 @@
 //! | audit record | ids only (actor, target), field names | kept: it says who did what, not to whom by name |
 //! | attempt counter | a hash of a typed identifier, kept for one window | left to expire (its key is not the user's) |
 //! | sync lease, state, runs | counts, run ids, errors naming ids | kept |
+//! | webhook event taken | a digest of the event id | left to expire |
 
 use crate::deadline::Bounded;
 

@@ -11,6 +11,7 @@
 //! | audit record | `AUDIT#<target id>` | `<time>#<request id>` (GSI3: `AUDIT_ACTOR#<actor id>`) |
 //! | attempt counter | `THROTTLE#<kind>#<key>` | `<window start>` |
 //! | repair | `REPAIR` | `<time>#<id>` |
+//! | webhook event taken | `HOOK_EVENT#<digest of the event id>` | `EVENT` |
 //!
 //! What each holds of a person, and what a hard delete does to it: `erasure`.
 
@@ -18,6 +19,7 @@ mod audit;
 mod capacity;
 mod digest;
 mod erasure;
+mod events;
 mod idempotency;
 mod repairs;
 mod sessions;
