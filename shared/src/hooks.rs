@@ -242,8 +242,10 @@ impl Intake {
         if !self.may_refresh() {
             return Err(Error::Unauthenticated);
         }
+        // A rotation moves both versions: the previous one is read again when next needed.
         self.no_previous_until
             .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.previous.forget().await;
         let fresh = self.secret.refresh(&secret).await.map_err(unavailable)?;
         if fresh != secret && valid(&fresh) {
             return Ok(());

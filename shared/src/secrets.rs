@@ -115,6 +115,11 @@ impl ClientSecretCache {
         self.read().await
     }
 
+    /// Drop the cached value: the next `get` reads the secret again.
+    pub async fn forget(&self) {
+        *self.cached.write().await = None;
+    }
+
     async fn fresh(&self) -> Option<Secret> {
         let cached = self.cached.read().await;
         cached

@@ -63,6 +63,11 @@ fn username_key(username: &str) -> String {
     token_hash(&username.trim().to_lowercase())[..32].to_owned()
 }
 
+/// The counter key of a source address: its hash, so the table holds no one's address.
+fn ip_key(ip: &str) -> String {
+    token_hash(&format!("ip|{ip}"))[..32].to_owned()
+}
+
 /// Count an attempt; past the limit, the refusal to answer.
 async fn count(
     store: &Store,
@@ -117,7 +122,7 @@ pub async fn admit_login<'a>(
     let attempt = LoginAttempt {
         store: &services.store,
         user: login_user(limits).window(&username_key(&account), now_s),
-        ip: ip.map(|ip| login_ip(limits).window(ip, now_s)),
+        ip: ip.map(|ip| login_ip(limits).window(&ip_key(ip), now_s)),
     };
     let by_user = count(&services.store, login_user(limits), &attempt.user, now_s);
     let by_ip = async {
@@ -163,7 +168,13 @@ pub async fn admit_registration(services: &Services, ip: Option<&str>) -> Result
     };
     let limit = registration_ip(&services.config.throttle);
     let now_s = now_ms() / 1000;
-    count(&services.store, limit, &limit.window(ip, now_s), now_s).await
+    count(
+        &services.store,
+        limit,
+        &limit.window(&ip_key(ip), now_s),
+        now_s,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -181,6 +192,13 @@ mod tests {
         assert_eq!(w.subject, "THROTTLE#login-ip#10.0.0.1");
         // 1 800 000 000 is a multiple of 900: the window starts there.
         assert_eq!((w.start, w.end), (1_800_000_000, 1_800_000_900));
+    }
+
+    #[test]
+    fn addresses_are_counted_by_a_hash_and_never_stored() {
+        assert_eq!(ip_key("10.0.0.1"), ip_key("10.0.0.1"));
+        assert_ne!(ip_key("10.0.0.1"), ip_key("10.0.0.2"));
+        assert!(!ip_key("10.0.0.1").contains("10.0"));
     }
 
     #[test]

@@ -556,3 +556,38 @@ pub async fn deliver_webhook(body: &str, signature: Option<&str>) -> Resp {
     }
     read(req.send().await.expect("gateway answers")).await
 }
+
+/// Rotate the webhook secret as Secrets Manager's rotation does: `value` becomes the current
+/// version (`AWSCURRENT`), the one it replaces `AWSPREVIOUS`.
+pub async fn rotate_webhook_secret(value: &str) {
+    let sm: aws_sdk_secretsmanager::Client = aws_client!(aws_sdk_secretsmanager);
+    sm.put_secret_value()
+        .secret_id("keycloak-user-sync/webhook")
+        .secret_string(json!({ "webhook_secret": value }).to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Set the hook queue's largest message (SQS refuses a message above it): a way to make the
+/// hook's `SendMessage` fail for big events only.
+pub async fn set_hook_queue_max_message_size(bytes: u32) {
+    let sqs: aws_sdk_sqs::Client = aws_client!(aws_sdk_sqs);
+    let url = sqs
+        .get_queue_url()
+        .queue_name("HookQueue.fifo")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.set_queue_attributes()
+        .queue_url(url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
+            bytes.to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+}

@@ -598,3 +598,127 @@ async fn no_session_without_its_record(username: &str) {
         );
     }
 }
+
+#[tokio::test]
+async fn guesses_by_username_and_by_email_share_one_budget() {
+    let (username, _) = signed_in_user("bothnames").await;
+    let email = format!("{username}@example.org");
+    let by_name = grant_counter(&username).await;
+    let by_email = grant_counter(&email.replace('@', "%40")).await;
+    for n in 0..10 {
+        let identifier = if n % 2 == 0 { &username } else { &email };
+        let r = post(
+            "/auth/login",
+            json!({"username": identifier, "password": "wrong-guess"}),
+        )
+        .await;
+        assert_eq!(r.status, 401, "guess {n}: {}", r.text);
+    }
+    for identifier in [&username, &email] {
+        assert_throttled(
+            &post(
+                "/auth/login",
+                json!({"username": identifier, "password": "wrong-guess"}),
+            )
+            .await,
+        );
+    }
+    assert_eq!(
+        fault_hits(&by_name).await + fault_hits(&by_email).await,
+        10,
+        "Keycloak saw ten guesses in all"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_email_is_throttled_the_same_way() {
+    let email = format!("{}@example.org", unique("noone"));
+    for _ in 0..10 {
+        let r = post("/auth/login", json!({"username": email, "password": "x"})).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (401, Some("invalid_credentials"))
+        );
+    }
+    assert_throttled(&post("/auth/login", json!({"username": email, "password": "x"})).await);
+}
+
+#[tokio::test]
+async fn a_username_that_is_another_users_email_is_refused_and_the_victims_email_login_stays_theirs(
+) {
+    let (victim, login) = signed_in_user("victim").await;
+    let victim_id = login["user"]["id"].as_str().unwrap().to_owned();
+    let victim_email = format!("{victim}@example.org");
+    // A username with @ that is not the account's own email.
+    let mut attack = registration(&victim_email);
+    attack["email"] = json!(format!("{}@example.org", unique("attacker")));
+    let r = post("/auth/register", attack).await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["field"].as_str()),
+        (400, Some("username")),
+        "{}",
+        r.text
+    );
+    // Even as the account's own email, the address is the victim's: Keycloak's 409, the
+    // username check first (contract §13).
+    let r = post("/auth/register", registration(&victim_email)).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("username_taken")),
+        "{}",
+        r.text
+    );
+    assert!(keycloak_users_named(&victim_email).await.is_empty());
+    let r = post(
+        "/auth/login",
+        json!({"username": victim_email, "password": "a-good-password"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["user"]["id"], json!(victim_id));
+}
+
+#[tokio::test]
+async fn an_email_that_is_another_users_username_is_409() {
+    // A username that is an address, held as its own email by its account.
+    let named = format!("{}@example.org", unique("mailname"));
+    let r = post("/auth/register", registration(&named)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Keycloak 26 refuses that address as anyone else's email.
+    let (status, body) = keycloak_admin(
+        Method::PUT,
+        &format!("/users/{}", r.body["user"]["id"].as_str().unwrap()),
+        Some(json!({"username": named, "email": format!("{}@example.org", unique("moved"))})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let mut other = registration(&unique("other"));
+    other["email"] = json!(named);
+    let r = post("/auth/register", other).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("email_taken")),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn keycloaks_own_text_for_an_unmapped_refusal_stays_in_the_log() {
+    let username = unique("kc400");
+    let rule = fault(json!({"method": "POST", "path": "/admin/realms/{realm}/users",
+        "bodyContains": username, "status": 400, "times": 1,
+        "body": {"errorMessage": "org.hibernate.exception.ConstraintViolationException: USER_ENTITY"}}))
+    .await;
+    let r = post("/auth/register", registration(&username)).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("rejected_by_keycloak")),
+        "{}",
+        r.text
+    );
+    assert_eq!(fault_hits(&rule).await, 1);
+    assert!(!r.text.contains("hibernate"), "{}", r.text);
+    assert!(!r.text.contains("USER_ENTITY"), "{}", r.text);
+    assert_eq!(local_users_named(&username).await, 0);
+}

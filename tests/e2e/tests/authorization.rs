@@ -692,3 +692,275 @@ async fn the_audit_trail_pages_with_signed_cursors() {
         (400, Some("invalid_cursor"))
     );
 }
+
+#[tokio::test]
+async fn a_managers_password_reset_of_an_admin_is_refused_while_keycloak_cannot_read_the_admins_roles(
+) {
+    let (target, target_name, _) = privileged("admin").await;
+    let before = snapshot(&target).await;
+    let bob = manager().await;
+    // One 404 to the read of the target's role mappings: an error, never "no roles".
+    let rule = fault(json!({"method": "GET", "times": 1, "status": 404,
+        "path": format!("/admin/realms/{{realm}}/users/{target}/role-mappings/realm/composite")}))
+    .await;
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{target}/password"),
+        Some(&bob),
+        Some(json!({"password": "taken-over-password-1"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (503, Some("keycloak_unavailable")),
+        "{}",
+        r.text
+    );
+    assert_eq!(fault_hits(&rule).await, 1);
+    unchanged(&before, &snapshot(&target).await);
+    token_of(&target_name, PASSWORD).await;
+    // Once Keycloak answers, the policy decides as ever.
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{target}/password"),
+        Some(&bob),
+        Some(json!({"password": "taken-over-password-1"})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_service_account_name_is_refused_at_registration_and_admin_create() {
+    let name = unique("service-account-");
+    let r = post("/auth/register", registration(&name)).await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["field"].as_str()),
+        (400, Some("username")),
+        "{}",
+        r.text
+    );
+    let r = call(
+        Method::POST,
+        "/admin/users",
+        Some(&admin().await),
+        Some(new_user(&name)),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(keycloak_users_named(&name).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_user_named_like_a_service_account_in_keycloak_is_no_service_account_here() {
+    // Keycloak does not reserve the prefix: such a user can be made there, and an admin of
+    // this API must still see, disable and delete them.
+    let name = unique("service-account-");
+    let (status, _) = keycloak_admin(
+        Method::POST,
+        "/users",
+        Some(json!({"username": name, "enabled": true, "email": format!("{name}@example.org")})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = keycloak_users_named(&name).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = std::time::Instant::now();
+    while local_user(&id).await.is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the webhook brings the user in"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let alice = admin().await;
+    let r = get_user(&alice, &id).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let listed = call(
+        Method::GET,
+        &format!("/admin/users?q={name}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(listed.body["items"][0]["id"], json!(id), "{}", listed.text);
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_refused_patch_is_in_the_audit_trail() {
+    let alice = admin().await;
+    let (id, _) = created(&alice, "refusedpatch").await;
+    let bob = manager().await;
+    let etag = get_user(&bob, &id).await.header("etag");
+    let r = patch(
+        &bob,
+        &id,
+        etag.as_deref(),
+        json!({"realmRoles": ["admin"], "groups": ["/staff"]}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let trail = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    let newest = &trail.body["items"][0];
+    assert_eq!(newest["action"], "user.update", "{}", trail.text);
+    assert_eq!(newest["outcome"], "refused:validation_failed");
+    assert_eq!(newest["actorId"], json!(sub(&bob)));
+    let mut fields: Vec<&str> = newest["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["groups", "realmRoles"], "names, never values");
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_the_users_sessions_unless_asked_to_keep_them() {
+    let alice = admin().await;
+    let (id, username) = created(&alice, "resetends").await;
+    let login = post(
+        "/auth/login",
+        json!({"username": username, "password": PASSWORD}),
+    )
+    .await;
+    let old_access = login.body["tokens"]["accessToken"].as_str().unwrap();
+    let old_refresh = login.body["tokens"]["refreshToken"].as_str().unwrap();
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{id}/password"),
+        Some(&alice),
+        Some(json!({"password": "a-new-good-password"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let me = call(Method::GET, "/auth/me", Some(old_access), None).await;
+    assert_eq!(me.status, 401, "the old access token is dead: {}", me.text);
+    let refreshed = post("/auth/refresh", json!({"refreshToken": old_refresh})).await;
+    assert_eq!(refreshed.status, 401, "{}", refreshed.text);
+    let (_, sessions) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+    assert_eq!(sessions, json!([]), "ended in Keycloak too");
+    // Kept on request, and the audit record says so.
+    let token = token_of(&username, "a-new-good-password").await;
+    let r = call(
+        Method::POST,
+        &format!("/admin/users/{id}/password"),
+        Some(&alice),
+        Some(json!({"password": "a-third-good-password", "keepSessions": true})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        call(Method::GET, "/auth/me", Some(&token), None)
+            .await
+            .status,
+        200
+    );
+    let trail = call(
+        Method::GET,
+        &format!("/admin/audit?target={id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        trail.body["items"][0]["fields"],
+        json!(["password", "keepSessions"])
+    );
+}
+
+#[tokio::test]
+async fn after_a_hard_delete_no_item_in_the_table_holds_the_persons_data() {
+    let username = unique("wholetable");
+    let email = format!("{username}@example.org");
+    let agent = format!("agent-of-{username}");
+    let ip = std::net::Ipv4Addr::new(127, 77, 7, 7);
+    let client = reqwest::Client::builder()
+        .user_agent(agent.clone())
+        .local_address(std::net::IpAddr::V4(ip))
+        .build()
+        .unwrap();
+    let key = format!("key-{username}");
+    let register = client
+        .post(format!("{}/auth/register", stack().gateway))
+        .header("idempotency-key", &key)
+        .json(&registration(&username))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 201);
+    let id = register.json::<Value>().await.unwrap()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let login = call_with(
+        &client,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(json!({"username": username, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{id}?hard=true"),
+        Some(&admin().await),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let mut start = None;
+    loop {
+        let page = dynamodb()
+            .scan()
+            .table_name(&stack().table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let text = format!("{item:?}");
+            for personal in [
+                username.as_str(),
+                email.as_str(),
+                agent.as_str(),
+                "127.77.7.7",
+            ] {
+                assert!(!text.contains(personal), "{personal} left in {text}");
+            }
+        }
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    // A replay of the registration answers no data of the person, and creates nobody.
+    let replay = client
+        .post(format!("{}/auth/register", stack().gateway))
+        .header("idempotency-key", &key)
+        .json(&registration(&username))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 410);
+    let text = replay.text().await.unwrap();
+    assert!(!text.contains(&username), "{text}");
+    assert!(keycloak_users_named(&username).await.is_empty());
+}

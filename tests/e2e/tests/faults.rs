@@ -229,3 +229,112 @@ async fn a_sync_run_failing_after_its_retry_is_recorded_failed_and_lands_in_the_
     .await;
     assert_eq!(run.body["status"], "failed", "{}", run.text);
 }
+
+/// A signed admin update of `user` as the extension delivers it, with a representation of
+/// `size` bytes.
+fn signed_update(secret: &str, user: &str, size: usize) -> (String, String) {
+    let body = json!({
+        "uid": unique("fault-hook"), "type": "admin.USER-UPDATE",
+        "time": user_sync::store::now_ms(), "realmId": stack().realm, "resourceType": "USER",
+        "operationType": "UPDATE", "resourcePath": format!("users/{user}"),
+        "representation": json!({"firstName": "x".repeat(size)}).to_string(),
+        "authDetails": {"realmId": "master", "clientId": "console", "userId": "someone"}
+    })
+    .to_string();
+    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    (body, signature)
+}
+
+#[tokio::test]
+async fn a_delivery_the_queue_refused_is_taken_again_when_the_sender_retries() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_, login) = signed_in_user("hookretry").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    let (body, signature) = signed_update(&webhook_secret().await, &id, 4000);
+    set_hook_queue_max_message_size(1024).await;
+    let refused = deliver_webhook(&body, Some(&signature)).await;
+    set_hook_queue_max_message_size(262_144).await;
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (503, Some("queue_unavailable")),
+        "{}",
+        refused.text
+    );
+    let retried = deliver_webhook(&body, Some(&signature)).await;
+    assert_eq!(
+        (retried.status, retried.body["status"].as_str()),
+        (202, Some("queued")),
+        "not dropped as a replay: {}",
+        retried.text
+    );
+}
+
+#[tokio::test]
+async fn during_a_secret_rotation_deliveries_signed_with_either_secret_are_taken() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_, login) = signed_in_user("rotation").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    let old = webhook_secret().await;
+    let new = format!("rotated-{}", unique("secret"));
+    rotate_webhook_secret(&new).await;
+    for secret in [new.as_str(), old.as_str()] {
+        let (body, signature) = signed_update(secret, &id, 10);
+        let r = deliver_webhook(&body, Some(&signature)).await;
+        assert_eq!(
+            (r.status, r.body["status"].as_str()),
+            (202, Some("queued")),
+            "{}",
+            r.text
+        );
+    }
+    let (body, signature) = signed_update("neither-of-them", &id, 10);
+    assert_eq!(deliver_webhook(&body, Some(&signature)).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_login_failing_in_keycloak_leaves_the_users_later_sessions_alone() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (username, login) = signed_in_user("scopedrepair").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    // An attacker's guess while Keycloak's token endpoint fails: Keycloak never judged it.
+    let outage = fault(json!({"method": "POST", "times": 1000, "status": 500,
+        "path": "/realms/{realm}/protocol/openid-connect/token",
+        "bodyContains": format!("username={username}&")}))
+    .await;
+    let r = post(
+        "/auth/login",
+        json!({"username": username, "password": "any-guess"}),
+    )
+    .await;
+    clear_fault(&outage).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    // After that request's window, the user signs in at Keycloak itself (another app of the
+    // realm, through the same client): a session this API never saw.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let s = stack();
+    let direct = http()
+        .post(format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            s.keycloak, s.realm
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+            ("username", username.as_str()),
+            ("password", "a-good-password"),
+            ("scope", "openid"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+    let run = run_sync("incremental").await;
+    assert!(run["status"].is_string(), "{run}");
+    let (_, sessions) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+    assert_eq!(
+        sessions.as_array().unwrap().len(),
+        2,
+        "the repair left the sessions it could not have made: {sessions}"
+    );
+}

@@ -13,8 +13,13 @@ use user_sync::store::User;
 
 /// A delivery as the extension sends it for an admin update of `user`.
 fn user_update_event(uid: &str, user: &str) -> String {
+    user_update_event_at(uid, user, user_sync::store::now_ms())
+}
+
+/// The same, for an event Keycloak recorded at `time` (epoch ms).
+fn user_update_event_at(uid: &str, user: &str, time: i64) -> String {
     json!({
-        "uid": uid, "type": "admin.USER-UPDATE", "time": user_sync::store::now_ms(),
+        "uid": uid, "type": "admin.USER-UPDATE", "time": time,
         "realmId": stack().realm, "resourceType": "USER", "operationType": "UPDATE",
         "resourcePath": format!("users/{user}"),
         "authDetails": {"realmId": "master", "clientId": "some-admin-console", "userId": "someone"},
@@ -187,11 +192,11 @@ async fn the_same_event_delivered_twice_is_applied_once() {
     let secret = webhook_secret().await;
     let body = user_update_event(&unique("twice"), &id);
     let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
-    for _ in 0..2 {
+    for expected in ["queued", "duplicate"] {
         let r = deliver_webhook(&body, Some(&signature)).await;
         assert_eq!(
             (r.status, r.body["status"].as_str()),
-            (202, Some("queued")),
+            (202, Some(expected)),
             "{}",
             r.text
         );
@@ -250,5 +255,86 @@ async fn with_keycloak_failing_a_change_is_retried_lands_in_the_dlq_and_the_next
     assert_eq!(
         local_user(&id).await.unwrap().last_name.as_deref(),
         Some("AfterTheOutage")
+    );
+}
+
+#[tokio::test]
+async fn a_genuine_delivery_from_two_days_ago_or_from_the_future_is_refused_and_nothing_is_queued()
+{
+    let id = registered("hook-stale").await;
+    let reads =
+        fault(json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{id}")}))
+            .await;
+    let secret = webhook_secret().await;
+    let now = user_sync::store::now_ms();
+    for time in [now - 2 * 24 * 3600 * 1000, now + 3600 * 1000] {
+        let body = user_update_event_at(&unique("stale"), &id, time);
+        let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+        let r = deliver_webhook(&body, Some(&signature)).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (400, Some("stale_event")),
+            "{}",
+            r.text
+        );
+    }
+    // Still fresh: inside the sender's retry horizon.
+    let body = user_update_event_at(&unique("late"), &id, now - 10 * 60 * 1000);
+    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    assert_eq!(deliver_webhook(&body, Some(&signature)).await.status, 202);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fault_hits(&reads).await,
+        1,
+        "only the fresh one was applied"
+    );
+    clear_fault(&reads).await;
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_after_the_queues_window_is_still_dropped() {
+    let id = registered("hook-replay").await;
+    let secret = webhook_secret().await;
+    let body = user_update_event(&unique("replay"), &id);
+    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    assert_eq!(
+        deliver_webhook(&body, Some(&signature)).await.body["status"],
+        "queued"
+    );
+    // What SQS's five-minute deduplication no longer covers is the hook's own record: it holds
+    // for the whole freshness window (its TTL), whatever the queue remembers.
+    let digest = user_sync::hooks::deduplication_id(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["uid"]
+            .as_str()
+            .unwrap(),
+    );
+    let item = dynamodb()
+        .get_item()
+        .table_name(&stack().table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("HOOK_EVENT#{digest}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the event is remembered");
+    let until: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let now_s = user_sync::store::now_ms() / 1000;
+    assert!(
+        until >= now_s + 20 * 60,
+        "kept past the freshness window: {until}"
+    );
+    let r = deliver_webhook(&body, Some(&signature)).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (202, Some("duplicate")),
+        "{}",
+        r.text
     );
 }
