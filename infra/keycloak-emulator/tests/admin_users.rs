@@ -593,3 +593,94 @@ async fn temporary_false_reset_clears_a_pending_update_password() {
     );
     assert_eq!(kc.login("carol", "final-password").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_username_that_is_another_users_email_is_409_same_username() {
+    // contract §13: up-duplicate-username checks emails too when email login is on.
+    let kc = realm().await;
+    let mut rep = new_user("carol@example.com");
+    rep["email"] = json!("someone-else@example.org");
+    let r = kc.admin(Method::POST, "/users", Some(rep)).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json(),
+        json!({"errorMessage": "User exists with same username"})
+    );
+}
+
+#[tokio::test]
+async fn an_email_that_is_another_users_username_is_409_same_email() {
+    let kc = realm().await;
+    // Keycloak lets a username be an address other than the user's email.
+    let mut dave = new_user("dave@example.org");
+    dave["email"] = json!("dave.elsewhere@example.org");
+    kc.create_user(dave).await;
+    let mut rep = new_user("erin");
+    rep["email"] = json!("DAVE@example.org");
+    let r = kc.admin(Method::POST, "/users", Some(rep)).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json(),
+        json!({"errorMessage": "User exists with same email"})
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_email_is_not_checked_again_on_update() {
+    let kc = realm().await;
+    let id = kc.create_user(new_user("frank")).await;
+    let mut rep = kc.get(&format!("/users/{id}")).await;
+    rep["firstName"] = json!("Franky");
+    let r = kc.admin(Method::PUT, &format!("/users/{id}"), Some(rep)).await;
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn an_identifier_with_an_at_sign_is_looked_up_by_email_first() {
+    // An older realm may hold a user named like another user's email (Keycloak 26 refuses to
+    // create one): the email wins the lookup (contract §13).
+    let user = |username: &str, email: &str, password: &str| {
+        json!({"username": username, "email": email, "enabled": true, "firstName": "A",
+               "lastName": "B", "credentials": [{"type": "password", "value": password}]})
+    };
+    let kc = common::realm_with(json!({"users": [
+        user("owner", "shared@example.org", "owner-password"),
+        user("shared@example.org", "impostor@example.org", "impostor-password"),
+        {"username": "service-account-user-sync-admin", "enabled": true,
+         "serviceAccountClientId": "user-sync-admin",
+         "clientRoles": {"realm-management": ["view-users"]}}
+    ]}))
+    .await;
+    let r = kc.login("shared@example.org", "owner-password").await;
+    assert_eq!(r.status(), 200, "{:?}", r.json());
+    let sub = common::claims(r.json()["access_token"].as_str().unwrap())["sub"].clone();
+    assert_eq!(sub, json!(kc.user_id("owner").await));
+    let r = kc.login("shared@example.org", "impostor-password").await;
+    assert_eq!(r.status(), 401, "the username is not reached");
+}
+
+#[tokio::test]
+async fn the_admin_api_marks_no_user_as_a_service_account_and_the_client_names_its_own() {
+    let kc = realm_admin_realm().await;
+    let sa = kc.user_id("service-account-user-sync-admin").await;
+    let rep = kc.get(&format!("/users/{sa}")).await;
+    assert!(rep.get("serviceAccountClientId").is_none(), "{rep}");
+    // A user who merely took the prefix is no service account.
+    kc.create_user(new_user("service-account-mallory")).await;
+    let clients = kc.get("/clients?clientId=user-sync-admin").await;
+    let cid = clients[0]["id"].as_str().unwrap().to_owned();
+    let user = kc
+        .get(&format!("/clients/{cid}/service-account-user"))
+        .await;
+    assert_eq!(user["id"], json!(sa));
+    let login = kc.get("/clients?clientId=user-sync").await;
+    let cid = login[0]["id"].as_str().unwrap().to_owned();
+    let r = kc
+        .admin(
+            Method::GET,
+            &format!("/clients/{cid}/service-account-user"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}
