@@ -7,10 +7,11 @@
 use serde::Serialize;
 
 use crate::auth::Principal;
+use crate::clock::iso8601;
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::services::Services;
-use crate::store::{now_ms, AuditQuery, AuditRecord};
-use crate::users::iso8601;
+use crate::store::{AuditQuery, AuditRecord};
 
 /// The target of a creation that did not happen.
 pub const NEW_USER: &str = "new-user";
@@ -71,7 +72,7 @@ async fn write(
     outcome: String,
 ) {
     // A path id that names no user was refused before anything happened, and cannot key a record.
-    if !matches!(target_id, NEW_USER | SYNC) && crate::http::keycloak_id(target_id).is_err() {
+    if !matches!(target_id, NEW_USER | SYNC) && crate::request::keycloak_id(target_id).is_err() {
         return;
     }
     let at = now_ms();
@@ -167,7 +168,7 @@ pub async fn list(
         .list_audit(&AuditQuery {
             target,
             actor: by_actor,
-            limit: crate::http::limit(limit)?,
+            limit: crate::request::limit(limit)?,
             cursor: cursor.filter(|c| !c.is_empty()),
         })
         .await?;

@@ -33,7 +33,7 @@ const PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
 /// `[package.metadata.lambda.watch.env]`, kept equal to template.yaml's `Timeout` by a test).
 pub fn of_invocation(deadline_ms: u64) -> Option<Instant> {
     if deadline_ms >= PLAUSIBLE_EPOCH_MS {
-        let left = i64::try_from(deadline_ms).ok()? - crate::store::now_ms();
+        let left = i64::try_from(deadline_ms).ok()? - crate::clock::now_ms();
         return (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64));
     }
     let declared: u64 = std::env::var("FUNCTION_TIMEOUT_SECONDS")
@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn a_deadline_in_the_past_is_no_deadline() {
-        assert!(of_invocation(crate::store::now_ms() as u64 - 1).is_none());
-        let d = of_invocation(crate::store::now_ms() as u64 + 10_000).unwrap();
+        assert!(of_invocation(crate::clock::now_ms() as u64 - 1).is_none());
+        let d = of_invocation(crate::clock::now_ms() as u64 + 10_000).unwrap();
         assert!(d > Instant::now() + Duration::from_secs(9));
     }
 }

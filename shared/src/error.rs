@@ -5,23 +5,8 @@
 use serde::Serialize;
 
 use crate::keycloak::KeycloakError;
+pub use crate::profile::FieldError;
 use crate::store::StoreError;
-
-/// One invalid input field: where and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -16,26 +16,10 @@ use crate::deadline::Bounded;
 use crate::error::Error;
 use crate::keycloak::{AdminEvent, AuthDetails};
 use crate::secrets::{ClientSecretCache, DEFAULT_TTL};
+pub use crate::sync::UserChange;
 
 /// Largest delivery accepted (a user representation with attributes fits many times over).
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// One user a delivered event names: what the queue carries.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserChange {
-    /// The delivery's event id: the queue's deduplication key.
-    pub event_id: String,
-    pub user_id: String,
-    /// When Keycloak recorded the event (epoch ms).
-    pub time: i64,
-    /// The event type as the source names it (`admin.USER-UPDATE`, `access.UPDATE_PROFILE`).
-    pub kind: String,
-    /// An admin event as the incremental sync reads it (author, representation): for the echo
-    /// check only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin: Option<AdminEvent>,
-}
 
 /// A webhook format: the body of one delivery to the change it means for a user, if any.
 pub trait EventFormat {
@@ -202,7 +186,7 @@ impl Intake {
                 event_id: None,
             });
         };
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         if change.time < now - self.max_age_ms || change.time > now + MAX_EVENT_LEAD_MS {
             return Err(Error::BadRequest {
                 code: "stale_event",
@@ -259,7 +243,7 @@ impl Intake {
         valid: &impl Fn(&crate::secrets::Secret) -> bool,
     ) -> Result<bool, Error> {
         use std::sync::atomic::Ordering;
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         if now < self.no_previous_until.load(Ordering::Relaxed) {
             return Ok(false);
         }
@@ -305,7 +289,7 @@ impl Intake {
     /// a minute); claims the minute if so.
     fn may_refresh(&self) -> bool {
         use std::sync::atomic::Ordering;
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         let last = self.last_refresh.load(Ordering::Relaxed);
         now - last >= REFRESH_INTERVAL_MS
             && self

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod aws_calls;
+pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod keycloak;
 pub mod policy;
 pub mod profile;
 pub mod repair;
+pub mod request;
 pub mod secrets;
 pub mod services;
 pub mod sessions;

@@ -2,9 +2,10 @@
 //! answered as failed must leave no Keycloak user without its local record, and a login answered
 //! as failed no Keycloak session the store does not know. Every sync run does this first.
 
+use crate::clock::now_ms;
 use crate::keycloak::KeycloakError;
 use crate::services::Services;
-use crate::store::{now_ms, Repair, RepairKind};
+use crate::store::{Repair, RepairKind};
 
 /// How long after its flow a repair keeps looking: a request Keycloak received late lands well
 /// within this, and after it nothing more can appear.
@@ -19,6 +20,16 @@ pub struct Repaired {
     pub removed: u64,
     /// Repairs still watching for a late arrival, or that failed and are retried next run.
     pub open: u64,
+}
+
+/// Write down what could not be undone, for the next sync run; the log line is the record of
+/// last resort when the store cannot be reached either.
+pub async fn note(services: &Services, since: i64, kind: RepairKind) {
+    if let Err(e) =
+        crate::deadline::compensate(services.store.put_repair(since, kind.clone())).await
+    {
+        tracing::error!(error = %e, repair = ?kind, "could not record a repair; fix it by hand");
+    }
 }
 
 pub async fn run(services: &Services) -> Repaired {

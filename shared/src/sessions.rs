@@ -5,17 +5,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Principal;
+use crate::clock::iso8601;
+use crate::clock::now_ms;
 use crate::deadline;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, TokenSet};
 use crate::profile::{attributes_of_claims, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, token_hash, KeycloakFields, LoginRecord, RepairKind, Session, SessionEnd, StoreError,
+    token_hash, KeycloakFields, LoginRecord, RepairKind, Session, SessionEnd, StoreError,
     UserStatus,
 };
 use crate::throttle;
-use crate::users::{is_technical_role, iso8601, UserView};
+use crate::users::{is_technical_role, UserView};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +38,7 @@ pub struct ValidateRequest {
     pub token: String,
 }
 
-pub use crate::http::Origin;
+pub use crate::request::Origin;
 
 /// The tokens handed to the client (the only place they ever go).
 #[derive(Clone, Serialize)]
@@ -205,7 +207,7 @@ pub async fn login(
             attempt.inconclusive().await;
             if matches!(e, KeycloakError::Unavailable { .. }) {
                 // The grant may still complete in Keycloak after we gave up on it.
-                note_repair(
+                crate::repair::note(
                     services,
                     started,
                     failed_login_sessions(services, username, None),
@@ -286,20 +288,12 @@ async fn end_issued_session(
     };
     if let Err(e) = ended {
         tracing::warn!(error = %e, "could not end the Keycloak session of a failed login");
-        note_repair(
+        crate::repair::note(
             services,
             started,
             failed_login_sessions(services, username, sid),
         )
         .await;
-    }
-}
-
-/// Write down what could not be undone, for the next sync run; the log line is the record of
-/// last resort when the store cannot be reached either.
-pub(crate) async fn note_repair(services: &Services, since: i64, kind: RepairKind) {
-    if let Err(e) = deadline::compensate(services.store.put_repair(since, kind.clone())).await {
-        tracing::error!(error = %e, repair = ?kind, "could not record a repair; fix it by hand");
     }
 }
 
@@ -440,7 +434,7 @@ const FLOW_WITHOUT_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 
 /// A session ended here that Keycloak may still hold: the next sync run ends it there.
 async fn note_session_repair(services: &Services, session: &Session) {
-    note_repair(
+    crate::repair::note(
         services,
         session.created_at,
         RepairKind::KeycloakSessions {

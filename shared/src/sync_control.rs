@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::audit::{self, Actor};
+use crate::clock::iso8601;
+use crate::clock::now_ms;
 use crate::deadline::Bounded;
 use crate::error::Error;
 use crate::policy::Action;
 use crate::services::Services;
-use crate::store::{now_ms, RunCost, SyncCounts, SyncMode, SyncRun, SyncStatus};
-use crate::users::iso8601;
+use crate::store::{RunCost, SyncCounts, SyncMode, SyncRun, SyncStatus};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -9,10 +9,11 @@
 //! guesses cannot slip past the limit; a success then clears the username's count and takes itself
 //! back from the IP's, and an attempt Keycloak could not judge (an outage) is taken back from both.
 
+use crate::clock::now_ms;
 use crate::config::ThrottleLimits;
 use crate::error::Error;
 use crate::services::Services;
-use crate::store::{now_ms, token_hash, AttemptWindow, Store};
+use crate::store::{token_hash, AttemptWindow, Store};
 
 /// What is being counted, over which window.
 #[derive(Clone, Copy)]

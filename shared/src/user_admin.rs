@@ -11,15 +11,16 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Actor};
+use crate::clock::now_ms;
 use crate::error::Error;
-use crate::http::keycloak_id;
 use crate::keycloak::{KeycloakError, UserUpdate};
 use crate::policy::{Action, Target};
 use crate::profile::{self, AttributeRules, Editor};
+use crate::request::keycloak_id;
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, ListQuery, RepairKind, SessionEnd, StoreError, User, UserStatus,
-    WriteLock, DELETED_BY_ADMIN,
+    ApplyOutcome, ListQuery, RepairKind, SessionEnd, StoreError, User, UserStatus, WriteLock,
+    DELETED_BY_ADMIN,
 };
 use crate::users::{self, RegisterRequest, UserView};
 
@@ -60,7 +61,7 @@ pub struct UserPage {
 
 pub async fn list(services: &Services, actor: Actor<'_>, p: ListParams) -> Result<UserPage, Error> {
     services.policy.allow_route(actor.principal, Action::Read)?;
-    let limit = crate::http::limit(p.limit.as_deref())?;
+    let limit = crate::request::limit(p.limit.as_deref())?;
     let status = match p.status.as_deref() {
         None | Some("") => None,
         Some("active") => Some(UserStatus::Active),
@@ -496,7 +497,7 @@ async fn end_after_credential_change(services: &Services, id: &str) -> Result<()
         Err(e) => {
             tracing::warn!(user_id = %id, error = %e,
                 "password reset: Keycloak's sessions are ended by the next sync run");
-            crate::sessions::note_repair(
+            crate::repair::note(
                 services,
                 0,
                 RepairKind::KeycloakSessions {

@@ -6,27 +6,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{iso8601, now_ms};
 use crate::deadline;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
 use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
-use crate::store::{now_ms, token_hash, Claim, KeycloakFields, RepairKind, User};
+use crate::store::{token_hash, Claim, KeycloakFields, RepairKind, User};
 
 /// Realm roles every user has for technical reasons; not worth storing.
 pub fn is_technical_role(role: &str) -> bool {
     role.starts_with("default-roles-") || role == "offline_access" || role == "uma_authorization"
-}
-
-/// ISO 8601 UTC with milliseconds, from epoch milliseconds.
-pub fn iso8601(ms: i64) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_default()
 }
 
 /// `{"user": ...}`: the answer of a registration or an admin's creation.
@@ -206,7 +196,7 @@ pub async fn register(
     services: &Services,
     req: &RegisterRequest,
     idempotency_key: Option<&str>,
-    origin: &crate::http::Origin,
+    origin: &crate::request::Origin,
 ) -> Result<UserView, Error> {
     let valid = validate_new_account(services, req, Editor::User).await?;
     crate::throttle::admit_registration(services, origin.ip.as_deref()).await?;
@@ -367,7 +357,7 @@ async fn forget_registration(services: &Services, username: &str, id: Option<&st
         }
     };
     if !deleted {
-        crate::sessions::note_repair(
+        crate::repair::note(
             services,
             since,
             RepairKind::KeycloakUser {

@@ -200,7 +200,7 @@ async fn an_edit_at_a_stale_version_fails_and_changes_nothing() {
     new.version = 2;
     let l = lock("a", 60_000);
     store.begin_edit(&old, &new, &l, 5_000).await.unwrap();
-    let before = user_sync::store::now_ms();
+    let before = user_sync::clock::now_ms();
     store.finish_edit("u1", &l).await.unwrap();
     let finished = store.get_user("u1").await.unwrap().unwrap();
     assert!(
@@ -297,11 +297,11 @@ async fn a_keycloak_observation_never_lands_under_an_admin_write_lock_nor_before
     edited.last_name = Some("Edited".into());
     edited.version = 2;
     let l = lock("admin", i64::MAX);
-    let now = user_sync::store::now_ms();
+    let now = user_sync::clock::now_ms();
     store.begin_edit(&old, &edited, &l, now).await.unwrap();
     // A read of Keycloak taken while the edit is in flight (still the old name).
     let stale = old.keycloak_fields();
-    let read_at = user_sync::store::now_ms();
+    let read_at = user_sync::clock::now_ms();
     assert_eq!(
         store
             .apply_keycloak_fields("u1", &stale, &Attributes::new(), read_at, read_at)

@@ -153,7 +153,7 @@ async fn a_login_and_a_sync_agree_on_a_users_content() {
         user_id: p.user_id.clone(),
         fields,
         attributes: Attributes::new(),
-        at: user_sync::store::now_ms(),
+        at: user_sync::clock::now_ms(),
     };
     s.services
         .store
@@ -414,7 +414,7 @@ async fn two_runs_at_once_one_is_skipped() {
 #[tokio::test]
 async fn a_crashed_runs_lease_expires_and_the_next_run_goes_ahead() {
     let s = setup(&[]).await;
-    let now = user_sync::store::now_ms();
+    let now = user_sync::clock::now_ms();
     assert!(s
         .services
         .store
@@ -441,7 +441,7 @@ async fn sign_in_soon(services: &Services, user: &str, fields: KeycloakFields, s
         user_id: user.to_owned(),
         fields,
         attributes: Attributes::new(),
-        at: user_sync::store::now_ms(),
+        at: user_sync::clock::now_ms(),
     };
     services
         .store
@@ -642,7 +642,7 @@ async fn a_user_marked_missing_comes_back_when_keycloak_has_them_again() {
     let carol = s.id_of("carol").await;
     let store = &s.services.store;
     assert!(store
-        .mark_missing(&carol, user_sync::store::now_ms())
+        .mark_missing(&carol, user_sync::clock::now_ms())
         .await
         .unwrap());
     let r = run(&s.services, full()).await.unwrap();
@@ -660,7 +660,7 @@ async fn a_run_without_time_to_make_progress_fails_instead_of_handing_over_forev
     let r = run(
         &s.services,
         SyncRequest {
-            deadline_ms: Some(user_sync::store::now_ms()),
+            deadline_ms: Some(user_sync::clock::now_ms()),
             ..full()
         },
     )
@@ -699,7 +699,7 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
     // A budget of 1.5 s: on this machine the crawl and the first batches fit, the rest does not.
     let (services, invocations) =
         common::services_with_lambda(&s.realm, &[("SYNC_MAX_DEACTIVATIONS", "50,100%")]).await;
-    let deadline = user_sync::store::now_ms() + 1_500;
+    let deadline = user_sync::clock::now_ms() + 1_500;
     let r = run(
         &services,
         SyncRequest {
@@ -873,7 +873,7 @@ async fn an_incremental_run_out_of_time_before_a_write_leaves_the_cursor_and_the
     let late = run(
         &s.services,
         SyncRequest {
-            deadline_ms: Some(user_sync::store::now_ms() - 1),
+            deadline_ms: Some(user_sync::clock::now_ms() - 1),
             ..incremental()
         },
     )

@@ -15,7 +15,7 @@ pub async fn handle(
     let deadline = user_sync::deadline::of_invocation(event.context.deadline);
     request.deadline_ms = match deadline {
         Some(d) => {
-            let now = user_sync::store::now_ms();
+            let now = user_sync::clock::now_ms();
             let left = d
                 .saturating_duration_since(std::time::Instant::now())
                 .as_millis() as i64;

@@ -8,12 +8,14 @@ use axum::routing::delete;
 use axum::Router;
 use serde_json::Value;
 
+use crate::emulator::Emulator;
 use crate::http::{empty, forbidden, oauth_error, unauthorized, Call};
 use crate::oidc::{active_access_token, issuer};
-use crate::Emulator;
 
 pub fn router() -> Router<Arc<Emulator>> {
-    Router::new().route("/account/sessions/{sid}", delete(end_own_session))
+    Router::new()
+        .route("/account/sessions/{sid}", delete(end_own_session))
+        .method_not_allowed_fallback(|| async { crate::http::method_not_allowed() })
 }
 
 /// A valid access token whose audience includes `account` (401 otherwise), with the `account`

@@ -9,6 +9,9 @@
 
 use serde_json::{json, Value};
 
+/// Set on a user that a permanent brute-force lockout disabled.
+pub const PERMANENT_LOCKOUT_ATTRIBUTE: &str = "disabledReason";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub protected: bool,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::response::Response;
 use axum::routing::{delete, get, post};
@@ -12,126 +11,11 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::emulator::Emulator;
+use crate::faults::FaultRule;
+use crate::http::method_not_allowed;
 use crate::http::{empty, json_response, no_content, ok_json, with_header, Call, Req};
 use crate::realm::{new_id, User};
-use crate::{method_not_allowed, Emulator};
-
-/// A rule applied to matching requests before Keycloak logic runs.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct FaultRule {
-    #[serde(default)]
-    pub id: String,
-    /// HTTP method to match; any when absent.
-    pub method: Option<String>,
-    /// Path glob, `*` matching any run of characters (slashes included).
-    pub path: String,
-    /// Only requests whose body contains this text (e.g. `username=dave` on the token endpoint).
-    pub body_contains: Option<String>,
-    /// Only requests whose raw query string contains this text (e.g. `first=100&`).
-    pub query_contains: Option<String>,
-    /// Status to answer with; absent means "only add latency".
-    pub status: Option<u16>,
-    /// JSON body of the fault response (default: a Keycloak-style error for the status).
-    pub body: Option<Value>,
-    /// How many matching requests the rule affects; unlimited when absent.
-    pub times: Option<u64>,
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// Rate limit: requests per second let through before the rule answers (429 by default).
-    pub per_second: Option<u64>,
-    /// `Retry-After` seconds on the fault response.
-    pub retry_after: Option<u64>,
-    #[serde(default)]
-    pub hits: u64,
-    #[serde(skip)]
-    window: Option<(Instant, u64)>,
-}
-
-pub enum FaultOutcome {
-    None,
-    Delay(Duration),
-    Respond(Response, Duration),
-}
-
-fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-pub fn apply_faults(emu: &Emulator, req: &Req) -> FaultOutcome {
-    let mut rules = emu.faults.lock();
-    let Some(idx) = rules.iter().position(|r| {
-        r.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(req.method.as_str()))
-            && glob(&r.path, &req.path)
-            && r.body_contains
-                .as_deref()
-                .is_none_or(|needle| String::from_utf8_lossy(&req.body).contains(needle))
-            && r.query_contains
-                .as_deref()
-                .is_none_or(|needle| req.raw_query.contains(needle))
-    }) else {
-        return FaultOutcome::None;
-    };
-    let rule = &mut rules[idx];
-    if let Some(limit) = rule.per_second {
-        let now = Instant::now();
-        let (start, count) = match rule.window {
-            Some((s, c)) if now.duration_since(s) < Duration::from_secs(1) => (s, c + 1),
-            _ => (now, 1),
-        };
-        rule.window = Some((start, count));
-        if count <= limit {
-            return FaultOutcome::None;
-        }
-    }
-    rule.hits += 1;
-    let delay = Duration::from_millis(rule.latency_ms);
-    let outcome = if rule.status.is_none() && rule.per_second.is_none() {
-        FaultOutcome::Delay(delay)
-    } else {
-        let status = rule.status.unwrap_or(429);
-        let body = rule.body.clone().unwrap_or_else(|| default_body(status));
-        let mut resp = json_response(status, &body);
-        if let Some(secs) = rule.retry_after {
-            resp = with_header(resp, "retry-after", &secs.to_string());
-        }
-        FaultOutcome::Respond(resp, delay)
-    };
-    if let Some(t) = rule.times.as_mut() {
-        *t = t.saturating_sub(1);
-        if *t == 0 {
-            rules.remove(idx);
-        }
-    }
-    outcome
-}
-
-fn default_body(status: u16) -> Value {
-    match status {
-        429 => json!({"error": "too_many_requests"}),
-        500..=599 => {
-            json!({"error": "unknown_error", "error_description": "For more on this error consult the server log."})
-        }
-        s => json!({"error": format!("HTTP {s}")}),
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,7 +203,7 @@ async fn webhook(c: Call) -> Response {
     }
     match crate::admin::webhooks::subscribe(&mut realm, &c.req.body, "") {
         Ok(id) => {
-            let listener = crate::admin::webhooks::LISTENER.to_owned();
+            let listener = crate::webhook_sender::LISTENER.to_owned();
             if !realm.settings.events_listeners.contains(&listener) {
                 realm.settings.events_listeners.push(listener);
             }
@@ -369,17 +253,6 @@ async fn stats(c: Call) -> Response {
 async fn clear_stats(c: Call) -> Response {
     c.emu.clear_stats();
     no_content()
-}
-
-impl serde::Serialize for FaultRule {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        json!({
-            "id": self.id, "method": self.method, "path": self.path, "bodyContains": self.body_contains, "queryContains": self.query_contains, "status": self.status,
-            "body": self.body, "times": self.times, "latencyMs": self.latency_ms,
-            "perSecond": self.per_second, "retryAfter": self.retry_after, "hits": self.hits,
-        })
-        .serialize(s)
-    }
 }
 
 /// Create `count` users fast: `{prefix}{n:06}` with email, names and an optional shared password.
@@ -433,7 +306,7 @@ fn bulk_users(emu: &Emulator, req: &Req, name: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{glob, merge_patch};
+    use super::merge_patch;
     use serde_json::json;
 
     #[test]
@@ -444,16 +317,5 @@ mod tests {
             &json!({"a": {"b": 5, "c": null}, "d": [2], "f": true}),
         );
         assert_eq!(v, json!({"a": {"b": 5}, "d": [2], "e": 1, "f": true}));
-    }
-
-    #[test]
-    fn glob_matches_stars_across_slashes() {
-        assert!(glob("/admin/realms/*/users", "/admin/realms/t1/users"));
-        assert!(glob("*/users*", "/admin/realms/t1/users/abc"));
-        assert!(!glob("/admin/realms/*/users", "/admin/realms/t1/users/abc"));
-        assert!(glob(
-            "/realms/t1/protocol/openid-connect/token",
-            "/realms/t1/protocol/openid-connect/token"
-        ));
     }
 }

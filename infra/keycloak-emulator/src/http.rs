@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::Emulator;
+use crate::emulator::Emulator;
 
 /// What a handler gets: the emulator, the request as the middleware prepared it (body read,
 /// query parsed), and the route's path parameters.
@@ -36,7 +36,7 @@ impl FromRequestParts<Arc<Emulator>> for Call {
             .extensions
             .get::<Arc<Req>>()
             .cloned()
-            .ok_or_else(crate::no_such_resource)?;
+            .ok_or_else(no_such_resource)?;
         let params = Path::<HashMap<String, String>>::from_request_parts(parts, emu)
             .await
             .map(|Path(p)| p)
@@ -198,4 +198,16 @@ pub fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// What Keycloak (RESTEasy) answers for a path it has no resource for.
+pub fn no_such_resource() -> Response {
+    json_response(
+        404,
+        &json!({"error": "Unable to find matching target resource method"}),
+    )
+}
+
+pub fn method_not_allowed() -> Response {
+    oauth_error(405, "HTTP 405 Method Not Allowed", None)
 }

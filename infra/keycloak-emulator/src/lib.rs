@@ -11,13 +11,15 @@ pub mod account;
 pub mod admin;
 pub mod brute_force;
 pub mod control;
+pub mod emulator;
+pub mod faults;
 pub mod http;
 pub mod jwt;
 pub mod oidc;
 pub mod profile;
 pub mod realm;
+pub mod webhook_sender;
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,140 +27,11 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::Router;
-use parking_lot::{Mutex, RwLock};
-use serde_json::Value;
 
 use crate::http::{json_response, oauth_error, percent_decode, Req};
-use crate::jwt::Keys;
-use crate::realm::Realm;
 
 /// Bodies above this are refused before any parsing.
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-pub struct RealmEntry {
-    pub realm: RwLock<Realm>,
-    /// The export this realm was built from, for reset and clone.
-    pub source: Arc<Value>,
-    /// Imported at start (kept by a global reset) rather than cloned by a test.
-    pub imported: bool,
-}
-
-pub struct Emulator {
-    pub keys: Keys,
-    realms: RwLock<HashMap<String, Arc<RealmEntry>>>,
-    pub faults: Mutex<Vec<control::FaultRule>>,
-    stats: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Emulator {
-    /// An emulator serving the given realm exports.
-    pub fn new(exports: Vec<Value>) -> Result<Arc<Self>, String> {
-        let emu = Emulator {
-            keys: Keys::generate(),
-            realms: RwLock::new(HashMap::new()),
-            faults: Mutex::new(Vec::new()),
-            stats: Mutex::new(BTreeMap::new()),
-        };
-        for export in exports {
-            emu.add_realm(Arc::new(export), None, true)?;
-        }
-        Ok(Arc::new(emu))
-    }
-
-    pub fn from_file(path: &str) -> Result<Arc<Self>, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read realm file {path}: {e}"))?;
-        let export: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("realm file {path} is not JSON: {e}"))?;
-        Self::new(vec![export])
-    }
-
-    pub fn realm(&self, name: &str) -> Option<Arc<RealmEntry>> {
-        self.realms.read().get(name).cloned()
-    }
-
-    pub fn realm_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.realms.read().keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// Build a realm from an export and register it; fails if the name is taken.
-    pub fn add_realm(
-        &self,
-        source: Arc<Value>,
-        name: Option<&str>,
-        imported: bool,
-    ) -> Result<String, String> {
-        let realm = Realm::import(&source, name, &self.keys)?;
-        let name = realm.name.clone();
-        let mut realms = self.realms.write();
-        if realms.contains_key(&name) {
-            return Err(format!("realm {name} exists"));
-        }
-        realms.insert(
-            name.clone(),
-            Arc::new(RealmEntry {
-                realm: RwLock::new(realm),
-                source,
-                imported,
-            }),
-        );
-        Ok(name)
-    }
-
-    pub fn remove_realm(&self, name: &str) -> bool {
-        self.realms.write().remove(name).is_some()
-    }
-
-    /// Back to the state right after start: imported realms rebuilt, clones and faults gone.
-    pub fn reset(&self) -> Result<(), String> {
-        let mut realms = self.realms.write();
-        realms.retain(|_, e| e.imported);
-        for entry in realms.values() {
-            let fresh = Realm::import(&entry.source, None, &self.keys)?;
-            *entry.realm.write() = fresh;
-        }
-        self.faults.lock().clear();
-        self.stats.lock().clear();
-        Ok(())
-    }
-
-    pub fn stats(&self) -> BTreeMap<String, u64> {
-        self.stats.lock().clone()
-    }
-
-    pub fn clear_stats(&self) {
-        self.stats.lock().clear();
-    }
-
-    fn count(&self, req: &Req) {
-        let route = route_key(&req.segments);
-        let mut stats = self.stats.lock();
-        *stats
-            .entry(format!("{} {}", req.method, route))
-            .or_default() += 1;
-        *stats.entry("total".into()).or_default() += 1;
-    }
-}
-
-/// The path with realm names and ids folded, so counts group by endpoint.
-fn route_key(segments: &[String]) -> String {
-    let mut out = String::new();
-    for (i, s) in segments.iter().enumerate() {
-        out.push('/');
-        let realm_slot = (i == 1 && segments[0] == "realms")
-            || (i == 2 && segments[0] == "admin" && segments[1] == "realms");
-        if realm_slot {
-            out.push_str("{realm}");
-        } else if s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4 {
-            out.push_str("{id}");
-        } else {
-            out.push_str(s);
-        }
-    }
-    out
-}
 
 /// The emulator's routes: the control API, the OIDC endpoints and the admin API of every realm.
 pub fn router(emu: Arc<Emulator>) -> Router {
@@ -166,7 +39,9 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .nest("/_emulator", control::router())
         .nest(
             "/realms/{realm}",
-            oidc::router().merge(admin::webhooks::router()),
+            oidc::router()
+                .merge(account::router())
+                .merge(admin::webhooks::router()),
         )
         .nest("/admin/realms/{realm}", admin::router())
         .fallback(|| async { no_such_resource() })
@@ -263,14 +138,29 @@ async fn prepare(
     });
     let is_control = req.segments.first().is_some_and(|s| s == "_emulator");
     if !is_control {
-        emu.count(&req);
-        match control::apply_faults(&emu, &req) {
-            control::FaultOutcome::Respond(resp, delay) => {
+        emu.count(req.method.as_str(), &req.segments);
+        let seen = faults::Request {
+            method: req.method.as_str(),
+            path: &req.path,
+            body: &req.body,
+            raw_query: &req.raw_query,
+        };
+        match faults::apply_faults(&emu.faults, &seen) {
+            faults::FaultOutcome::Respond {
+                status,
+                body,
+                retry_after,
+                delay,
+            } => {
                 tokio::time::sleep(delay).await;
-                return resp;
+                let resp = json_response(status, &body);
+                return match retry_after {
+                    Some(secs) => http::with_header(resp, "retry-after", &secs.to_string()),
+                    None => resp,
+                };
             }
-            control::FaultOutcome::Delay(delay) => tokio::time::sleep(delay).await,
-            control::FaultOutcome::None => {}
+            faults::FaultOutcome::Delay(delay) => tokio::time::sleep(delay).await,
+            faults::FaultOutcome::None => {}
         }
     }
     let mut request = Request::from_parts(parts, axum::body::Body::from(body));
@@ -291,14 +181,5 @@ async fn prepare(
     )
 }
 
-/// What Keycloak (RESTEasy) answers for a path it has no resource for.
-pub fn no_such_resource() -> Response {
-    json_response(
-        404,
-        &serde_json::json!({"error": "Unable to find matching target resource method"}),
-    )
-}
-
-pub fn method_not_allowed() -> Response {
-    oauth_error(405, "HTTP 405 Method Not Allowed", None)
-}
+pub use emulator::{Emulator, RealmEntry};
+pub use http::{method_not_allowed, no_such_resource};

@@ -11,9 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use crate::emulator::Emulator;
+use crate::http::method_not_allowed;
 use crate::http::{empty, html, json_response, oauth_error, ok_json, with_header, Call, Req};
 use crate::realm::{new_id, Client, Realm, User};
-use crate::{method_not_allowed, Emulator};
 
 pub fn issuer(req: &Req, realm: &str) -> String {
     format!("{}/realms/{realm}", req.base_url)
@@ -38,7 +39,6 @@ pub fn router() -> Router<Arc<Emulator>> {
             get(userinfo_endpoint).post(userinfo_endpoint),
         )
         .route("/protocol/openid-connect/revoke", post(revoke_endpoint))
-        .merge(crate::account::router())
         .method_not_allowed_fallback(|| async { method_not_allowed() })
 }
 
@@ -327,7 +327,7 @@ fn password_grant(
     };
     let permanently_locked = user
         .attributes
-        .get(crate::admin::PERMANENT_LOCKOUT_ATTRIBUTE)
+        .get(crate::brute_force::PERMANENT_LOCKOUT_ATTRIBUTE)
         .is_some_and(|v| v.iter().any(|r| r == "permanentLockout"));
     if !user.enabled && permanently_locked {
         // A lockout is never disclosed: it reads as a wrong password (contract §1.3, §7.1).
@@ -373,7 +373,7 @@ fn password_grant(
                 let mut locked = user.clone();
                 locked.enabled = false;
                 locked.attributes.insert(
-                    crate::admin::PERMANENT_LOCKOUT_ATTRIBUTE.into(),
+                    crate::brute_force::PERMANENT_LOCKOUT_ATTRIBUTE.into(),
                     vec!["permanentLockout".into()],
                 );
                 realm.replace_user(locked);

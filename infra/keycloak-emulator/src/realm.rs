@@ -160,7 +160,7 @@ pub struct Realm {
     pub events: Vec<Value>,
     pub admin_events: Vec<Value>,
     /// Webhook subscriptions of the events extension (`admin::webhooks`).
-    pub webhooks: Vec<crate::admin::webhooks::Webhook>,
+    pub webhooks: Vec<crate::webhook_sender::Webhook>,
     pub profile: UserProfile,
     /// Login failures by user id (brute-force detection).
     pub login_failures: HashMap<String, crate::brute_force::Failures>,
@@ -1023,7 +1023,7 @@ impl Realm {
                 e["representation"] = json!(rep.to_string());
             }
         }
-        crate::admin::webhooks::dispatch(self, &e);
+        crate::webhook_sender::dispatch(&self.settings.events_listeners, &self.webhooks, &e);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1046,7 +1046,7 @@ impl Realm {
         if let Some(error) = error {
             e["error"] = json!(error);
         }
-        crate::admin::webhooks::dispatch(self, &e);
+        crate::webhook_sender::dispatch(&self.settings.events_listeners, &self.webhooks, &e);
     }
 }
 

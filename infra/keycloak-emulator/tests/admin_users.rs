@@ -631,7 +631,9 @@ async fn an_unchanged_email_is_not_checked_again_on_update() {
     let id = kc.create_user(new_user("frank")).await;
     let mut rep = kc.get(&format!("/users/{id}")).await;
     rep["firstName"] = json!("Franky");
-    let r = kc.admin(Method::PUT, &format!("/users/{id}"), Some(rep)).await;
+    let r = kc
+        .admin(Method::PUT, &format!("/users/{id}"), Some(rep))
+        .await;
     assert_eq!(r.status(), 204);
 }
 

@@ -68,7 +68,10 @@ impl Store {
         let mut keys = key(&repair.id);
         // Kept from now: a repair's `since` may lie far back (a password reset's covers every
         // earlier session).
-        keys.insert("expires_at".into(), n(super::now_ms() / 1000 + KEPT_S));
+        keys.insert(
+            "expires_at".into(),
+            n(crate::clock::now_ms() / 1000 + KEPT_S),
+        );
         self.put_record(&repair, keys).await
     }
 

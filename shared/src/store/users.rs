@@ -483,7 +483,7 @@ impl Store {
     /// before that write (a sync, a webhook consumer) cannot overwrite it afterwards.
     pub async fn finish_edit(&self, id: &str, lock: &WriteLock) -> Result<(), StoreError> {
         let mut u = Update::default();
-        u.set("kc_observed_at", n(super::now_ms()));
+        u.set("kc_observed_at", n(crate::clock::now_ms()));
         u.set_opt(LOCK, None);
         u.set_opt(LOCK_UNTIL, None);
         self.release(id, u, lock).await

@@ -10,18 +10,21 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::ids::IdMap;
 use crate::keycloak::{EventQuery, KeycloakClient, KeycloakError, UserRepresentation};
 use crate::profile::{attributes_of_user, Attributes};
 use crate::services::Services;
 use crate::store::{
-    now_ms, ApplyOutcome, Digest, KeycloakFields, RunCost, SessionEnd, Store, StoredState,
-    SyncCounts, SyncRun, SyncStatus, User, UserStatus,
+    ApplyOutcome, Digest, KeycloakFields, RunCost, SessionEnd, Store, StoredState, SyncCounts,
+    SyncRun, SyncStatus, User, UserStatus,
 };
 use crate::users::is_technical_role;
 
+mod change;
 mod memberships;
+pub use change::UserChange;
 use memberships::{Combination, Memberships};
 
 /// How long a run holds the lease; a crashed run's lease expires and the next run takes over.
@@ -1023,7 +1026,7 @@ pub enum ChangeOutcome {
 /// now (Keycloak failing, a 404 the search contradicts) is an error: the message is retried.
 pub async fn apply_user_change(
     services: &Services,
-    change: &crate::hooks::UserChange,
+    change: &UserChange,
 ) -> Result<ChangeOutcome, Error> {
     let store = &services.store;
     let names = &services.config.user_attributes;

@@ -366,7 +366,7 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
             invocations = 0;
             loop {
                 invocations += 1;
-                let now = user_sync::store::now_ms();
+                let now = user_sync::clock::now_ms();
                 let request = SyncRequest {
                     mode: Mode::Full,
                     dry_run: false,

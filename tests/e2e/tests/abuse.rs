@@ -435,7 +435,7 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
         temporary_password: false,
     };
     // The claim an invocation left when it died 30 s ago, mid-registration.
-    let now = user_sync::store::now_ms();
+    let now = user_sync::clock::now_ms();
     let claim = store()
         .claim_idempotency(
             &key,
@@ -724,4 +724,28 @@ async fn keycloaks_own_text_for_an_unmapped_refusal_stays_in_the_log() {
     assert!(!r.text.contains("hibernate"), "{}", r.text);
     assert!(!r.text.contains("USER_ENTITY"), "{}", r.text);
     assert_eq!(local_users_named(&username).await, 0);
+}
+
+#[tokio::test]
+async fn nobody_can_revoke_another_users_session() {
+    let (_, victim) = signed_in_user("victimsess").await;
+    let (_, attacker) = signed_in_user("revoker").await;
+    let sid = victim["sessionId"].as_str().unwrap();
+    let token = attacker["tokens"]["accessToken"].as_str().unwrap();
+    let r = call(
+        Method::DELETE,
+        &format!("/auth/sessions/{sid}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let victim_token = victim["tokens"]["accessToken"].as_str().unwrap();
+    assert_eq!(
+        call(Method::GET, "/auth/me", Some(victim_token), None)
+            .await
+            .status,
+        200,
+        "the victim's session lives on"
+    );
 }

@@ -963,3 +963,129 @@ async fn after_a_hard_delete_no_item_in_the_table_holds_the_persons_data() {
     assert!(!text.contains(&username), "{text}");
     assert!(keycloak_users_named(&username).await.is_empty());
 }
+
+#[tokio::test]
+async fn an_admins_access_token_is_dead_on_admin_routes_after_logout() {
+    let login = post(
+        "/auth/login",
+        json!({"username": "alice", "password": "alice-dev-password"}),
+    )
+    .await;
+    let access = login.body["tokens"]["accessToken"].as_str().unwrap();
+    assert_eq!(
+        call(Method::GET, "/admin/users", Some(access), None)
+            .await
+            .status,
+        200
+    );
+    let out = post(
+        "/auth/logout",
+        json!({"refreshToken": login.body["tokens"]["refreshToken"]}),
+    )
+    .await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    for (method, path) in [
+        (Method::GET, "/admin/users".to_owned()),
+        (Method::GET, "/admin/sync/status".to_owned()),
+        (Method::GET, format!("/admin/audit?actor={}", sub(access))),
+    ] {
+        let r = call(method, &path, Some(access), None).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{path}: {}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_manager_cannot_reach_an_admin_through_sync_control_or_the_audit_trail() {
+    let bob = manager().await;
+    let alice_id = sub(&admin().await);
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/admin/sync".to_owned(),
+            Some(json!({"mode": "full"})),
+        ),
+        (
+            Method::POST,
+            "/admin/sync".to_owned(),
+            Some(json!({"mode": "incremental", "force": true})),
+        ),
+        (Method::GET, "/admin/sync/status".to_owned(), None),
+        (Method::GET, format!("/admin/audit?target={alice_id}"), None),
+        (Method::GET, format!("/admin/audit?actor={alice_id}"), None),
+    ] {
+        let r = call(method.clone(), &path, Some(&bob), body).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}: {}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_password_or_token_lands_in_the_table_or_the_logs() {
+    let username = unique("nosecret");
+    let password = format!("pw-{username}-secret");
+    let mut body = registration(&username);
+    body["password"] = json!(password);
+    assert_eq!(post("/auth/register", body).await.status, 201);
+    let login = post(
+        "/auth/login",
+        json!({"username": username, "password": password}),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let refreshed = post(
+        "/auth/refresh",
+        json!({"refreshToken": login.body["tokens"]["refreshToken"]}),
+    )
+    .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    let mut secrets = vec![password.clone()];
+    for tokens in [&login.body["tokens"], &refreshed.body["tokens"]] {
+        for name in ["accessToken", "refreshToken", "idToken"] {
+            if let Some(t) = tokens[name].as_str() {
+                // A token's signature part is enough to find it anywhere.
+                secrets.push(t.rsplit('.').next().unwrap().to_owned());
+            }
+        }
+    }
+    let mut start = None;
+    loop {
+        let page = dynamodb()
+            .scan()
+            .table_name(&stack().table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let text = format!("{item:?}");
+            for s in &secrets {
+                assert!(!text.contains(s.as_str()), "a secret in {text}");
+            }
+        }
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    let mut logs = 0;
+    for entry in std::fs::read_dir(&stack().dev_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            logs += 1;
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for s in &secrets {
+                assert!(!text.contains(s.as_str()), "a secret in {}", path.display());
+            }
+        }
+    }
+    assert!(logs >= 3, "the stack's logs were read ({logs})");
+}

@@ -235,7 +235,7 @@ async fn a_sync_run_failing_after_its_retry_is_recorded_failed_and_lands_in_the_
 fn signed_update(secret: &str, user: &str, size: usize) -> (String, String) {
     let body = json!({
         "uid": unique("fault-hook"), "type": "admin.USER-UPDATE",
-        "time": user_sync::store::now_ms(), "realmId": stack().realm, "resourceType": "USER",
+        "time": user_sync::clock::now_ms(), "realmId": stack().realm, "resourceType": "USER",
         "operationType": "UPDATE", "resourcePath": format!("users/{user}"),
         "representation": json!({"firstName": "x".repeat(size)}).to_string(),
         "authDetails": {"realmId": "master", "clientId": "console", "userId": "someone"}

@@ -13,7 +13,7 @@ use user_sync::store::User;
 
 /// A delivery as the extension sends it for an admin update of `user`.
 fn user_update_event(uid: &str, user: &str) -> String {
-    user_update_event_at(uid, user, user_sync::store::now_ms())
+    user_update_event_at(uid, user, user_sync::clock::now_ms())
 }
 
 /// The same, for an event Keycloak recorded at `time` (epoch ms).
@@ -266,7 +266,7 @@ async fn a_genuine_delivery_from_two_days_ago_or_from_the_future_is_refused_and_
         fault(json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{id}")}))
             .await;
     let secret = webhook_secret().await;
-    let now = user_sync::store::now_ms();
+    let now = user_sync::clock::now_ms();
     for time in [now - 2 * 24 * 3600 * 1000, now + 3600 * 1000] {
         let body = user_update_event_at(&unique("stale"), &id, time);
         let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
@@ -325,7 +325,7 @@ async fn a_replayed_delivery_after_the_queues_window_is_still_dropped() {
         .item
         .expect("the event is remembered");
     let until: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
-    let now_s = user_sync::store::now_ms() / 1000;
+    let now_s = user_sync::clock::now_ms() / 1000;
     assert!(
         until >= now_s + 20 * 60,
         "kept past the freshness window: {until}"
@@ -336,5 +336,28 @@ async fn a_replayed_delivery_after_the_queues_window_is_still_dropped() {
         (202, Some("duplicate")),
         "{}",
         r.text
+    );
+}
+
+#[tokio::test]
+async fn a_signed_user_delete_for_a_live_user_changes_nothing() {
+    let id = registered("hook-falsedelete").await;
+    let before = local_user(&id).await.unwrap();
+    let body = json!({
+        "uid": unique("falsedelete"), "type": "admin.USER-DELETE",
+        "time": user_sync::clock::now_ms(), "realmId": stack().realm, "resourceType": "USER",
+        "operationType": "DELETE", "resourcePath": format!("users/{id}"),
+        "authDetails": {"realmId": "master", "clientId": "console", "userId": "someone"}
+    })
+    .to_string();
+    let signature = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let r = deliver_webhook(&body, Some(&signature)).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = local_user(&id).await.unwrap();
+    assert_eq!(
+        (after.status, after.enabled, after.version),
+        (before.status, before.enabled, before.version),
+        "the consumer read Keycloak, which still has the user"
     );
 }

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{paging, require, Admin};
+use crate::emulator::Emulator;
 use crate::http::{no_content, oauth_error, ok_json, Req};
 use crate::realm::Realm;
-use crate::Emulator;
 
 pub(super) fn router() -> Router<Arc<Emulator>> {
     Router::new()

@@ -10,9 +10,9 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::{managed_user, members, paging, require, viewable_user, Admin};
+use crate::emulator::Emulator;
 use crate::http::{no_content, not_found, ok_json};
 use crate::realm::{Group, Realm, User};
-use crate::Emulator;
 
 pub(super) fn router() -> Router<Arc<Emulator>> {
     Router::new()

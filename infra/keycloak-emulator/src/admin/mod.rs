@@ -20,12 +20,11 @@ use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::emulator::Emulator;
 use crate::http::{forbidden, not_found, ok_json, unauthorized, Call, Req};
+use crate::http::{method_not_allowed, no_such_resource};
 use crate::oidc::{active_access_token, issuer};
 use crate::realm::{strings, AuthDetails, Realm, User};
-use crate::{method_not_allowed, no_such_resource, Emulator};
-
-pub use users::PERMANENT_LOCKOUT_ATTRIBUTE;
 
 pub fn router() -> Router<Arc<Emulator>> {
     Router::new()

@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::Value;
 
 use super::{require, Admin};
+use crate::emulator::Emulator;
 use crate::http::{error_message, ok_json};
-use crate::Emulator;
 
 pub(super) fn router() -> Router<Arc<Emulator>> {
     Router::new().route("/users/profile", get(read).put(replace))

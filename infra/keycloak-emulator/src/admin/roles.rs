@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{managed_user, members, paging, require, roles_json, viewable_user, Admin, Caller};
+use crate::emulator::Emulator;
 use crate::http::{error_message, no_content, not_found, ok_json, Req};
 use crate::realm::{Realm, Role, User};
-use crate::Emulator;
 
 pub(super) fn router() -> Router<Arc<Emulator>> {
     Router::new()

@@ -12,12 +12,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{find_user, managed_user, paging, require, viewable_user, Admin, Caller};
+use crate::brute_force::PERMANENT_LOCKOUT_ATTRIBUTE;
+use crate::emulator::Emulator;
 use crate::http::{
     cannot_parse_json, error_message, field_errors, forbidden, json_response, no_content,
     not_found, oauth_error, ok_json, with_header, Req,
 };
 use crate::realm::{new_id, Realm, User};
-use crate::Emulator;
 
 pub(super) fn router() -> Router<Arc<Emulator>> {
     Router::new()
@@ -549,9 +550,6 @@ const KNOWN_REQUIRED_ACTIONS: &[&str] = &[
     "UPDATE_EMAIL",
     "delete_credential",
 ];
-
-/// Set on a user that a permanent brute-force lockout disabled.
-pub const PERMANENT_LOCKOUT_ATTRIBUTE: &str = "disabledReason";
 
 fn password_credential(rep: &UserRep) -> Option<CredentialRep> {
     rep.credentials
