@@ -1,10 +1,13 @@
 //! What every keycloak-user-sync function shares. Features, in the product's words: `users`
 //! (registration), `sessions` (login, refresh, logout, the bearer check), `user_admin`,
-//! `sync_control`, `sync` (the reconcile engine), `repair`, `policy` (who may act on whom),
-//! `profile` (what a profile may contain), `audit`, `throttle`. Beneath them: `http` (the HTTP
-//! edge on lambda_http + axum), `error` (one error type, mapped once to problem+json), `deadline`
-//! (every outbound call bounded by the invocation's time), `auth` (bearer tokens), `keycloak`,
-//! `store` (DynamoDB), `secrets`, `config`, and `services`, which builds them once per cold start.
+//! `sync_control`, `sync` (the reconcile engine), `hooks` (the webhook intake and consumer),
+//! `repair`, `policy` (who may act on whom), `profile` (what a profile may contain), `audit`,
+//! `throttle`. Beneath them: `http` (the HTTP edge on lambda_http + axum, the only module that
+//! names them), `request` (what a request states, as plain values), `error` (one error type,
+//! mapped once to problem+json), `deadline` (every outbound call bounded by the invocation's
+//! time), `clock`, `auth` (bearer tokens), `keycloak`, `store` (DynamoDB), `secrets`, `config`,
+//! and `services`, which builds them once per cold start. Imports run one way
+//! (`infra/import_graph.py` draws them).
 
 pub mod audit;
 pub mod auth;
