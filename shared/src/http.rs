@@ -120,16 +120,8 @@ pub struct Json<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
-    async fn from_request(req: Request, _: &S) -> Result<Self, Error> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = axum::body::to_bytes(req.into_body(), MAX_BODY + 1)
-            .await
-            .map_err(|_| Error::PayloadTooLarge { limit: MAX_BODY })?;
-        parse_json(content_type.as_deref(), &body).map(Json)
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        Body::<T>::from_request(req, state).await?.parsed.map(Json)
     }
 }
 

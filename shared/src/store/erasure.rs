@@ -35,39 +35,19 @@ impl Store {
         username: &str,
     ) -> Result<Erased, StoreError> {
         let mut erased = Erased::default();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(user_pk(id)))
-                .projection_expression("pk, sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .within_deadline()
-                .await?
-                .map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else {
-                    continue;
-                };
-                if sk.starts_with("SESSION#") {
-                    erased.sessions += 1;
-                } else if sk.starts_with(POINTER_PREFIX) {
-                    self.erase_idempotency(sk).await?;
-                    erased.idempotency_records += 1;
-                } else {
-                    continue;
-                }
-                self.delete_item(id, sk).await?;
+        for item in self.user_items(id, "").await? {
+            let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            if sk.starts_with("SESSION#") {
+                erased.sessions += 1;
+            } else if sk.starts_with(POINTER_PREFIX) {
+                self.erase_idempotency(sk).await?;
+                erased.idempotency_records += 1;
+            } else {
+                continue;
             }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+            self.delete_item(id, sk).await?;
         }
         for repair in self.repairs().await? {
             let names_the_user = match &repair.kind {
@@ -87,6 +67,43 @@ impl Store {
             }
         }
         Ok(erased)
+    }
+
+    /// Every item of the user's partition whose sort key begins with `prefix` (all of them for
+    /// an empty one), all pages.
+    pub(crate) async fn user_items(
+        &self,
+        id: &str,
+        prefix: &str,
+    ) -> Result<Vec<super::Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(user_pk(id)));
+            // An empty string cannot stand in a key condition: no prefix, the whole partition.
+            if !prefix.is_empty() {
+                query = query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix));
+            }
+            let out = query
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .within_deadline()
+                .await?
+                .map_err(sdk_error)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
     }
 
     async fn delete_item(&self, id: &str, sk: &str) -> Result<(), StoreError> {

@@ -223,30 +223,12 @@ impl Store {
 
     /// Every session record of a user, newest first.
     pub async fn list_sessions(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
-        let mut sessions = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .expression_attribute_values(":prefix", s("SESSION#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .within_deadline()
-                .await?
-                .map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                sessions.push(Session::from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let mut sessions = self
+            .user_items(user_id, "SESSION#")
+            .await?
+            .into_iter()
+            .map(Session::from_item)
+            .collect::<Result<Vec<_>, _>>()?;
         sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         Ok(sessions)
     }
