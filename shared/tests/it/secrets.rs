@@ -2,11 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{secret, secretsmanager, set_secret};
+use crate::common::{secret, secretsmanager, set_secret};
 use user_sync::secrets::{ClientSecretCache, SecretError};
 
 #[tokio::test]

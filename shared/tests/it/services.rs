@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use user_sync::keycloak::KeycloakError;
 use user_sync::services::Services;

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::table;
+use crate::common::table;
 use user_sync::store::*;
 
 fn fields(username: &str) -> KeycloakFields {

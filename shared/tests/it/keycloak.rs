@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{realm, secret, set_secret};
+use crate::common::{realm, secret, set_secret};
 use serde_json::json;
 use user_sync::keycloak::{ExistsField, KeycloakError, NewUser, PasswordCredential, UserUpdate};
 

@@ -2,15 +2,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
+use crate::common::realm;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::RsaKeyPair;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::realm;
 use serde_json::{json, Value};
 use user_sync::auth::{AuthError, BearerValidator};
 use user_sync::Config;
