@@ -215,6 +215,9 @@ async fn webhook(c: Call) -> Response {
 
 async fn add_fault(c: Call) -> Response {
     match serde_json::from_slice::<FaultRule>(&c.req.body) {
+        Ok(rule) if rule.drop && !rule.after => {
+            bad_request("bad fault rule: `drop` loses an answer, so it needs `after`")
+        }
         Ok(mut rule) => {
             rule.id = new_id();
             rule.hits = 0;

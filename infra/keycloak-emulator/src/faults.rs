@@ -7,7 +7,9 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A rule applied to matching requests before Keycloak logic runs.
+/// A rule applied to matching requests: before Keycloak's logic runs (the default), or, with
+/// `after`, once it has run, to the answer alone — the request is done and its answer is late,
+/// replaced or lost, as a real Keycloak's answer is when a proxy or the network fails after it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FaultRule {
@@ -33,6 +35,13 @@ pub struct FaultRule {
     pub per_second: Option<u64>,
     /// `Retry-After` seconds on the fault response.
     pub retry_after: Option<u64>,
+    /// Run the request first, then delay (`latencyMs`), replace (`status`) or lose (`drop`) its
+    /// answer.
+    #[serde(default)]
+    pub after: bool,
+    /// With `after`: never answer (the connection stays open until the caller gives up).
+    #[serde(default)]
+    pub drop: bool,
     #[serde(default)]
     pub hits: u64,
     #[serde(skip)]
@@ -43,12 +52,21 @@ pub enum FaultOutcome {
     None,
     Delay(Duration),
     /// Answer with this status and body (and `Retry-After`), after the delay.
-    Respond {
-        status: u16,
-        body: Value,
-        retry_after: Option<u64>,
+    Respond(FaultAnswer),
+    /// Handle the request, then: delay the answer, replace it (`answer`), or lose it (`drop`).
+    After {
         delay: Duration,
+        answer: Option<FaultAnswer>,
+        drop: bool,
     },
+}
+
+/// The answer a fault gives in place of Keycloak's.
+pub struct FaultAnswer {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
 }
 
 fn glob(pattern: &str, text: &str) -> bool {
@@ -108,16 +126,23 @@ pub fn apply_faults(rules: &Mutex<Vec<FaultRule>>, req: &Request<'_>) -> FaultOu
     }
     rule.hits += 1;
     let delay = Duration::from_millis(rule.latency_ms);
-    let outcome = if rule.status.is_none() && rule.per_second.is_none() {
-        FaultOutcome::Delay(delay)
-    } else {
+    let answer = (rule.status.is_some() || rule.per_second.is_some()).then(|| {
         let status = rule.status.unwrap_or(429);
-        FaultOutcome::Respond {
+        FaultAnswer {
             status,
             body: rule.body.clone().unwrap_or_else(|| default_body(status)),
             retry_after: rule.retry_after,
             delay,
         }
+    });
+    let outcome = match (rule.after, answer) {
+        (true, answer) => FaultOutcome::After {
+            delay,
+            answer,
+            drop: rule.drop,
+        },
+        (false, Some(answer)) => FaultOutcome::Respond(answer),
+        (false, None) => FaultOutcome::Delay(delay),
     };
     if let Some(t) = rule.times.as_mut() {
         *t = t.saturating_sub(1);
@@ -143,7 +168,8 @@ impl serde::Serialize for FaultRule {
         json!({
             "id": self.id, "method": self.method, "path": self.path, "bodyContains": self.body_contains, "queryContains": self.query_contains, "status": self.status,
             "body": self.body, "times": self.times, "latencyMs": self.latency_ms,
-            "perSecond": self.per_second, "retryAfter": self.retry_after, "hits": self.hits,
+            "perSecond": self.per_second, "retryAfter": self.retry_after, "after": self.after,
+            "drop": self.drop, "hits": self.hits,
         })
         .serialize(s)
     }

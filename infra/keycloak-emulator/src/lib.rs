@@ -137,7 +137,9 @@ async fn prepare(
         remote_ip,
     });
     let is_control = req.segments.first().is_some_and(|s| s == "_emulator");
-    if !is_control {
+    let outcome = if is_control {
+        faults::FaultOutcome::None
+    } else {
         emu.count(req.method.as_str(), &req.segments);
         let seen = faults::Request {
             method: req.method.as_str(),
@@ -145,40 +147,62 @@ async fn prepare(
             body: &req.body,
             raw_query: &req.raw_query,
         };
-        match faults::apply_faults(&emu.faults, &seen) {
-            faults::FaultOutcome::Respond {
-                status,
-                body,
-                retry_after,
-                delay,
-            } => {
-                tokio::time::sleep(delay).await;
-                let resp = json_response(status, &body);
-                return match retry_after {
-                    Some(secs) => http::with_header(resp, "retry-after", &secs.to_string()),
-                    None => resp,
-                };
-            }
-            faults::FaultOutcome::Delay(delay) => tokio::time::sleep(delay).await,
-            faults::FaultOutcome::None => {}
+        faults::apply_faults(&emu.faults, &seen)
+    };
+    let (before, after) = match outcome {
+        faults::FaultOutcome::Respond(answer) => {
+            tokio::time::sleep(answer.delay).await;
+            return fault_answer(answer);
         }
-    }
+        faults::FaultOutcome::Delay(delay) => (delay, None),
+        faults::FaultOutcome::After {
+            delay,
+            answer,
+            drop,
+        } => (Duration::ZERO, Some((delay, answer, drop))),
+        faults::FaultOutcome::None => (Duration::ZERO, None),
+    };
     let mut request = Request::from_parts(parts, axum::body::Body::from(body));
     request.extensions_mut().insert(Arc::clone(&req));
-    let started = Instant::now();
-    let resp = next.run(request).await;
-    let took = started.elapsed();
+    // Keycloak finishes a request whose caller hung up: the handling runs on its own task, so a
+    // dropped connection (a client's timeout) does not cancel it, slow or not.
+    let handled = tokio::spawn(async move {
+        tokio::time::sleep(before).await;
+        let started = Instant::now();
+        let resp = next.run(request).await;
+        (resp, started.elapsed())
+    });
+    let Ok((resp, took)) = handled.await else {
+        return oauth_error(500, "unknown_error", None);
+    };
     if took > Duration::from_millis(250) {
         eprintln!(
             "keycloak-emulator: slow request {} {} took {took:?}",
             req.method, req.path
         );
     }
-    http::with_header(
+    let resp = http::with_header(
         resp,
         "server-timing",
         &format!("app;dur={:.3}", took.as_secs_f64() * 1000.0),
-    )
+    );
+    match after {
+        None => resp,
+        // Done, and its answer lost: the caller waits until it gives up.
+        Some((_, _, true)) => std::future::pending().await,
+        Some((delay, answer, false)) => {
+            tokio::time::sleep(delay).await;
+            answer.map_or(resp, fault_answer)
+        }
+    }
+}
+
+fn fault_answer(answer: faults::FaultAnswer) -> Response {
+    let resp = json_response(answer.status, &answer.body);
+    match answer.retry_after {
+        Some(secs) => http::with_header(resp, "retry-after", &secs.to_string()),
+        None => resp,
+    }
 }
 
 pub use emulator::{Emulator, RealmEntry};

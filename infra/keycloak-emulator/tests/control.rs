@@ -101,6 +101,82 @@ async fn latency_rule_delays_without_failing() {
 }
 
 #[tokio::test]
+async fn an_after_rule_does_the_work_and_answers_the_fault_instead() {
+    let kc = realm().await;
+    kc.fault(
+        json!({"method": "POST", "path": "/admin/realms/*/users", "bodyContains": "\"late-503\"",
+                    "after": true, "status": 503, "times": 1}),
+    )
+    .await;
+    let r = kc
+        .admin(Method::POST, "/users", Some(common::new_user("late-503")))
+        .await;
+    assert_eq!(r.status(), 503, "{}", r.text);
+    let found = kc.get("/users?username=late-503&exact=true").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "the user was created");
+}
+
+#[tokio::test]
+async fn an_after_rule_can_lose_the_answer_of_a_request_it_let_finish() {
+    let kc = realm().await;
+    kc.fault(
+        json!({"method": "POST", "path": "/admin/realms/*/users", "bodyContains": "\"lost-answer\"",
+                    "after": true, "drop": true, "times": 1}),
+    )
+    .await;
+    let token = kc.service_token().await;
+    let sent = reqwest::Client::new()
+        .post(kc.url("/admin/realms/{realm}/users"))
+        .bearer_auth(token)
+        .json(&common::new_user("lost-answer"))
+        .timeout(Duration::from_millis(700))
+        .send()
+        .await;
+    assert!(sent.is_err_and(|e| e.is_timeout()), "no answer comes");
+    let found = kc.get("/users?username=lost-answer&exact=true").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "the user was created");
+}
+
+#[tokio::test]
+async fn a_slow_request_whose_caller_hung_up_is_still_handled() {
+    let kc = realm().await;
+    kc.fault(
+        json!({"method": "POST", "path": "/admin/realms/*/users", "bodyContains": "\"hung-up\"",
+                    "latencyMs": 500, "times": 1}),
+    )
+    .await;
+    let token = kc.service_token().await;
+    let sent = reqwest::Client::new()
+        .post(kc.url("/admin/realms/{realm}/users"))
+        .bearer_auth(token)
+        .json(&common::new_user("hung-up"))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(sent.is_err_and(|e| e.is_timeout()));
+    assert_eq!(
+        kc.get("/users?username=hung-up&exact=true").await,
+        json!([])
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let found = kc.get("/users?username=hung-up&exact=true").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "Keycloak finished it");
+}
+
+#[tokio::test]
+async fn a_rule_that_drops_an_answer_needs_after() {
+    let kc = realm().await;
+    let r = kc
+        .raw(
+            Method::POST,
+            "/_emulator/faults",
+            Some(json!({"path": "/x", "drop": true})),
+        )
+        .await;
+    assert_eq!(r.status(), 400, "{}", r.text);
+}
+
+#[tokio::test]
 async fn clones_do_not_share_state() {
     let a = realm().await;
     let b = realm().await;
