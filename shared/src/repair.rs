@@ -48,7 +48,7 @@ pub async fn run(services: &Services) -> Repaired {
                 let watching = now_ms() - repair.since < WATCH_MS;
                 if watching && removed == 0 {
                     done.open += 1;
-                } else if let Err(e) = services.store.delete_repair(&repair.id).await {
+                } else if let Err(e) = close(services, &repair).await {
                     tracing::warn!(error = %e, "could not close a repair");
                 }
             }
@@ -59,6 +59,17 @@ pub async fn run(services: &Services) -> Repaired {
         }
     }
     done
+}
+
+/// A finished repair goes, and with it what the user showed as pending.
+async fn close(services: &Services, repair: &Repair) -> Result<(), crate::store::StoreError> {
+    if let RepairKind::KeycloakSessions {
+        user_id: Some(id), ..
+    } = &repair.kind
+    {
+        services.store.set_pending_keycloak_logout(id, None).await?;
+    }
+    services.store.delete_repair(&repair.id).await
 }
 
 /// Remove what the repair is about, if it is there now; how many things were removed.

@@ -253,7 +253,7 @@ pub async fn login(
         email: fields.email,
         first_name: fields.first_name,
         last_name: fields.last_name,
-        status: "active".into(),
+        status: crate::store::UserStatus::Active,
         enabled: true,
         email_verified: fields.email_verified,
         roles: fields.roles.into_iter().collect(),
@@ -263,6 +263,7 @@ pub async fn login(
         updated_at: None,
         last_login_at: Some(iso8601(now)),
         login_count: None,
+        pending: Vec::new(),
     };
     Ok(LoginView {
         user,

@@ -259,7 +259,7 @@ pub async fn create(
             temporary_password: req.temporary_password.unwrap_or(false),
             ..account
         };
-        users::create_account(services, &req.password, account).await
+        users::create_account(services, &req.password, account, None).await
     }
     .await;
     let target = result.as_ref().map_or(audit::NEW_USER, |u| u.id.as_str());
@@ -451,8 +451,11 @@ pub async fn patch(
                 .map(|_| ())
         })
         .await?;
+        let mut new = new;
         if kc_update.enabled == Some(false) {
-            end_everywhere(services, &old.id).await?;
+            // Keycloak has disabled the user: from here on the change is done, whatever follows.
+            new.pending_keycloak_logout =
+                end_sessions(services, &old.id, SessionEnd::UserDeactivated).await?;
         }
         Ok(new)
     }
@@ -469,34 +472,24 @@ pub async fn patch(
     result
 }
 
-/// End the user's sessions in Keycloak and here.
-async fn end_everywhere(services: &Services, id: &str) -> Result<(), Error> {
-    match services.keycloak.logout_user(id).await {
-        Ok(()) | Err(KeycloakError::NotFound) => {}
-        Err(e) => return Err(e.into()),
-    }
-    services
-        .store
-        .end_all_sessions(id, SessionEnd::UserDeactivated, now_ms())
-        .await?;
-    Ok(())
-}
-
-/// After a password reset, every session begun before it ends: here first (this API refuses
-/// their tokens at once), then in Keycloak. The new password is set either way, so a Keycloak
-/// that cannot log the user out now leaves a repair: the next sync run ends, in Keycloak, every
-/// session of the user begun before now that the store has no live record of.
-async fn end_after_credential_change(services: &Services, id: &str) -> Result<(), Error> {
+/// End every session of a user: here first (this API refuses their tokens at once), then in
+/// Keycloak. The change that asked for it is applied by then, so a Keycloak that cannot log the
+/// user out now (after the client's own retries within the deadline) does not fail it: a repair
+/// is left — the next sync run ends, in Keycloak, every session of the user begun before now that
+/// the store has no live record of — and the user shows `pending: ["keycloak_logout"]` until
+/// then. Returns since when the logout is pending, if it is.
+async fn end_sessions(
+    services: &Services,
+    id: &str,
+    reason: SessionEnd,
+) -> Result<Option<i64>, Error> {
     let now = now_ms();
-    services
-        .store
-        .end_all_sessions(id, SessionEnd::PasswordReset, now)
-        .await?;
+    services.store.end_all_sessions(id, reason, now).await?;
     match services.keycloak.logout_user(id).await {
-        Ok(()) | Err(KeycloakError::NotFound) => {}
+        Ok(()) | Err(KeycloakError::NotFound) => Ok(None),
         Err(e) => {
             tracing::warn!(user_id = %id, error = %e,
-                "password reset: Keycloak's sessions are ended by the next sync run");
+                "Keycloak's sessions of the user are ended by the next sync run");
             crate::repair::note(
                 services,
                 0,
@@ -509,9 +502,13 @@ async fn end_after_credential_change(services: &Services, id: &str) -> Result<()
                 },
             )
             .await;
+            let shown = services.store.set_pending_keycloak_logout(id, Some(now));
+            if let Err(e) = crate::deadline::compensate(shown).await {
+                tracing::warn!(user_id = %id, error = %e, "could not mark the logout pending");
+            }
+            Ok(Some(now))
         }
     }
-    Ok(())
 }
 
 /// `?hard=`: absent or `false` for a soft delete, `true` for a hard one; anything else names
@@ -563,10 +560,7 @@ pub async fn delete(
                         enabled: Some(false),
                         ..Default::default()
                     };
-                    match kc.update_user(&old.id, &disable).await {
-                        Ok(()) => kc.logout_user(&old.id).await,
-                        Err(e) => Err(e),
-                    }
+                    kc.update_user(&old.id, &disable).await
                 };
                 match done {
                     Ok(()) | Err(KeycloakError::NotFound) => Ok(()),
@@ -591,10 +585,9 @@ pub async fn delete(
                 .await?;
             tracing::info!(user_id = %old.id, ?erased, "hard delete: personal data erased");
         } else {
-            services
-                .store
-                .end_all_sessions(&old.id, SessionEnd::UserDeactivated, now_ms())
-                .await?;
+            // Keycloak has disabled the user: the delete is done; its sessions end here at
+            // once, and in Keycloak now or through a repair.
+            end_sessions(services, &old.id, SessionEnd::UserDeactivated).await?;
         }
         Ok(())
     }
@@ -633,7 +626,7 @@ pub async fn set_password(
             .reset_password(&user.id, &req.password, req.temporary)
             .await?;
         if !req.keep_sessions {
-            end_after_credential_change(services, &user.id).await?;
+            end_sessions(services, &user.id, SessionEnd::PasswordReset).await?;
         }
         Ok(())
     }
@@ -653,7 +646,9 @@ pub async fn set_password(
 pub async fn logout(services: &Services, actor: Actor<'_>, id: &str) -> Result<(), Error> {
     let result = async {
         let user = authorized(services, actor, id, &[Action::Logout]).await?;
-        end_everywhere(services, &user.id).await
+        end_sessions(services, &user.id, SessionEnd::Revoked)
+            .await
+            .map(|_| ())
     }
     .await;
     audit::record(services, actor, "user.logout", id, &[], &result).await;

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
 use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
-use crate::store::{token_hash, Claim, KeycloakFields, RepairKind, User};
+use crate::store::{token_hash, Claim, KeycloakFields, Pending, RepairKind, User, UserStatus};
 
 /// Realm roles every user has for technical reasons; not worth storing.
 pub fn is_technical_role(role: &str) -> bool {
@@ -37,7 +37,7 @@ pub struct UserView {
     pub first_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
     pub enabled: bool,
     pub email_verified: bool,
     pub roles: Vec<String>,
@@ -51,6 +51,9 @@ pub struct UserView {
     pub last_login_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_count: Option<u64>,
+    /// What Keycloak has yet to do for a change that is applied (see `Pending`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
 }
 
 impl From<&User> for UserView {
@@ -61,7 +64,7 @@ impl From<&User> for UserView {
             email: u.email.clone(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),
-            status: u.status.as_str().to_owned(),
+            status: u.status,
             enabled: u.enabled,
             email_verified: u.email_verified,
             roles: u.roles.clone(),
@@ -71,6 +74,7 @@ impl From<&User> for UserView {
             updated_at: Some(iso8601(u.updated_at)),
             last_login_at: u.last_login_at.map(iso8601),
             login_count: Some(u.login_count),
+            pending: u.pending(),
         }
     }
 }
@@ -201,7 +205,7 @@ pub async fn register(
     let valid = validate_new_account(services, req, Editor::User).await?;
     crate::throttle::admit_registration(services, origin.ip.as_deref()).await?;
     let Some(key) = idempotency_key.map(str::trim).filter(|k| !k.is_empty()) else {
-        return create_account(services, &req.password, valid).await;
+        return create_account(services, &req.password, valid, None).await;
     };
     if key.len() > 255 {
         return Err(Error::field(
@@ -236,31 +240,55 @@ pub async fn register(
             code: "idempotency_key_reused",
             detail: "this Idempotency-Key was used for a different request".into(),
         }),
-        Claim::New => match create_account(services, &req.password, valid).await {
-            Ok(body) => {
-                let completed = services
-                    .store
-                    .complete_idempotency(key, &body.id, expires_at);
-                if let Err(e) = completed.await {
-                    tracing::warn!(error = %e, "could not record the idempotent response");
-                }
-                Ok(body)
+        Claim::New => run_claimed(services, key, expires_at, &req.password, valid, None).await,
+        Claim::Resumed { since } => {
+            run_claimed(services, key, expires_at, &req.password, valid, Some(since)).await
+        }
+    }
+}
+
+/// Run a claimed registration; record its account, or let the claim go for a retry.
+async fn run_claimed(
+    services: &Services,
+    key: &str,
+    expires_at: i64,
+    password: &str,
+    valid: NewAccount,
+    earlier_attempt: Option<i64>,
+) -> Result<UserView, Error> {
+    match create_account(services, password, valid, earlier_attempt).await {
+        Ok(body) => {
+            let completed = services
+                .store
+                .complete_idempotency(key, &body.id, expires_at);
+            if let Err(e) = completed.await {
+                tracing::warn!(error = %e, "could not record the idempotent response");
             }
-            Err(e) => {
-                if let Err(release) = services.store.release_idempotency(key).await {
-                    tracing::warn!(error = %release, "could not release the idempotency key");
-                }
-                Err(e)
+            Ok(body)
+        }
+        Err(e) => {
+            // Only an attempt whose Keycloak outcome is unknown may have created the user a
+            // retry adopts; after a definite refusal the retry starts afresh.
+            let unknown = matches!(
+                e,
+                Error::Keycloak(KeycloakError::Unavailable { .. }) | Error::Store(_)
+            );
+            if let Err(release) = services.store.release_idempotency(key, unknown).await {
+                tracing::warn!(error = %release, "could not release the idempotency key");
             }
-        },
+            Err(e)
+        }
     }
 }
 
 /// Create the Keycloak user, then its local record; undo the first if the second fails.
+/// `earlier_attempt`: when an earlier attempt of this same request (same idempotency key and
+/// fingerprint) started, if one did; the Keycloak user it created is adopted, not refused.
 pub async fn create_account(
     services: &Services,
     password: &str,
     v: NewAccount,
+    earlier_attempt: Option<i64>,
 ) -> Result<UserView, Error> {
     let kc = &services.keycloak;
     let new_user = NewUser {
@@ -276,6 +304,12 @@ pub async fn create_account(
     let started = now_ms();
     let id = match kc.create_user(&new_user).await {
         Ok(id) => id,
+        Err(taken @ KeycloakError::UserExists { .. }) if earlier_attempt.is_some() => {
+            let since = earlier_attempt.unwrap_or(started);
+            adoptable(services, &v, since)
+                .await?
+                .ok_or_else(|| Error::from(taken))?
+        }
         Err(e) => {
             // An unknown outcome (timeout, 5xx): Keycloak may have created the user, or still will.
             if matches!(e, KeycloakError::Unavailable { .. }) {
@@ -285,15 +319,20 @@ pub async fn create_account(
             return Err(e.into());
         }
     };
+    // The memberships Keycloak gave the new user (default roles); a failed read leaves them
+    // unknown, not empty: the record is marked unread, so the next webhook, incremental or full
+    // sync reads the user again (the echo check never vouches for an unread record).
     let roles = match kc.user_effective_realm_roles(&id).await {
-        Ok(roles) => roles
-            .into_iter()
-            .map(|r| r.name)
-            .filter(|r| !is_technical_role(r))
-            .collect(),
+        Ok(roles) => Some(
+            roles
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|r| !is_technical_role(r))
+                .collect(),
+        ),
         Err(e) => {
-            tracing::warn!(error = %e, "roles of the new user unknown; the next login or sync fills them");
-            Vec::new()
+            tracing::warn!(error = %e, "roles of the new user unknown; marked for a re-read");
+            None
         }
     };
     let fields = KeycloakFields {
@@ -303,10 +342,13 @@ pub async fn create_account(
         last_name: v.last_name,
         enabled: v.enabled,
         email_verified: false,
-        roles,
+        roles: roles.clone().unwrap_or_default(),
         groups: Vec::new(),
     };
-    let user = User::new(&id, &fields, &v.attributes, now_ms());
+    let mut user = User::new(&id, &fields, &v.attributes, now_ms());
+    if roles.is_none() {
+        user.mark_unread();
+    }
     match services.store.create_user(&user).await {
         Ok(()) => {}
         // A bulk sync imported the new Keycloak user first: the record exists, all is well.
@@ -327,6 +369,27 @@ pub async fn create_account(
         }
     }
     Ok(UserView::from(&user))
+}
+
+/// The Keycloak user an earlier attempt of this request created, if the taken name is theirs:
+/// same username and email, created since that attempt started, and no local record yet (one
+/// with a record is someone's account, never adopted). Its password is the one that attempt set:
+/// the same idempotency key means the same request.
+async fn adoptable(
+    services: &Services,
+    v: &NewAccount,
+    since: i64,
+) -> Result<Option<String>, Error> {
+    let Some(found) = services.keycloak.find_user_by_username(&v.username).await? else {
+        return Ok(None);
+    };
+    let same_request = found.email.as_deref() == Some(v.email.as_str())
+        && found.created_timestamp >= since - CLOCK_SKEW_MS;
+    if !same_request || services.store.get_user(&found.id).await?.is_some() {
+        return Ok(None);
+    }
+    tracing::info!(user_id = %found.id, "adopted the Keycloak user an earlier attempt created");
+    Ok(Some(found.id))
 }
 
 /// No Keycloak user without its local record: delete the user this registration created (by id,

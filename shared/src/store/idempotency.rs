@@ -14,6 +14,9 @@ use super::{n, s, sdk_error, user_pk, written, Store, StoreError};
 pub enum Claim {
     /// First time: go ahead, then `complete_idempotency` (or `release_idempotency` on failure).
     New,
+    /// An earlier attempt of this request, first started at `since` (epoch ms), failed or died:
+    /// go ahead as with `New`, knowing that it may have created the Keycloak user already.
+    Resumed { since: i64 },
     /// Another request with this key is still running.
     InProgress,
     /// Done before: this account was created.
@@ -51,27 +54,49 @@ impl Store {
         claim_until: i64,
         now: i64,
     ) -> Result<Claim, StoreError> {
-        let mut put = self
+        // One update claims a new key, a released one, or one whose invocation died; the first
+        // attempt's start survives every later claim.
+        let claim = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("state", s("in_progress"))
-            .item("request_hash", s(request_hash))
-            .item("expires_at", n(expires_at))
-            .item("claim_until", n(claim_until))
+            .set_key(Some(key(idempotency_key)))
+            .update_expression(
+                "SET #state = :in_progress, request_hash = :hash, expires_at = :expires, \
+                 claim_until = :until, first_attempt_at = if_not_exists(first_attempt_at, :now)",
+            )
             .condition_expression(
-                "attribute_not_exists(pk) OR (#state = :in_progress AND claim_until < :now \
-                 AND request_hash = :hash)",
+                "attribute_not_exists(pk) OR (request_hash = :hash AND (#state = :released \
+                 OR (#state = :in_progress AND claim_until < :now)))",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":released", s("released"))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":hash", s(request_hash));
-        for (k, v) in key(idempotency_key) {
-            put = put.item(k, v);
-        }
-        if written(put.send().within_deadline().await?)? {
-            return Ok(Claim::New);
+            .expression_attribute_values(":hash", s(request_hash))
+            .expression_attribute_values(":expires", n(expires_at))
+            .expression_attribute_values(":until", n(claim_until))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .within_deadline()
+            .await?;
+        match claim {
+            Ok(out) => {
+                let since = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|old| old.get("first_attempt_at"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok());
+                return Ok(match since {
+                    Some(since) => Claim::Resumed { since },
+                    None => Claim::New,
+                });
+            }
+            // Not claimable (or not a conditional failure: then the error): read what holds it.
+            Err(e) => {
+                written(Err::<(), _>(e))?;
+            }
         }
         let out = self
             .client
@@ -165,16 +190,42 @@ impl Store {
         Ok(())
     }
 
-    /// Forget a claim whose request failed, so that a retry can run again.
-    pub async fn release_idempotency(&self, idempotency_key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(idempotency_key)))
-            .send()
-            .within_deadline()
-            .await?
-            .map_err(sdk_error)?;
+    /// Let a claim whose request failed go, so that a retry runs it again. After an attempt
+    /// whose outcome is unknown (`outcome_unknown`: Keycloak may have created the user) the
+    /// record stays, released, with when the first attempt started (`Claim::Resumed`); after a
+    /// definite refusal it goes. Runs in the compensation margin: the claim must be gone before
+    /// the answer that tells the client to retry.
+    pub async fn release_idempotency(
+        &self,
+        idempotency_key: &str,
+        outcome_unknown: bool,
+    ) -> Result<(), StoreError> {
+        let release = async {
+            if outcome_unknown {
+                let update = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(idempotency_key)))
+                    .update_expression("SET #state = :released REMOVE claim_until")
+                    .condition_expression("#state = :in_progress")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":released", s("released"))
+                    .expression_attribute_values(":in_progress", s("in_progress"));
+                written(update.send().within_deadline().await?)
+            } else {
+                let delete = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(idempotency_key)))
+                    .condition_expression("#state = :in_progress")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":in_progress", s("in_progress"));
+                written(delete.send().within_deadline().await?)
+            }
+        };
+        crate::deadline::compensate(release).await?;
         Ok(())
     }
 }

@@ -43,8 +43,8 @@ pub use sessions::{token_hash, Session, SessionEnd};
 pub use sync::{RunCost, SyncCounts, SyncMode, SyncRun, SyncState, SyncStatus};
 pub use throttle::AttemptWindow;
 pub use users::{
-    ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, User, UserStatus,
-    WriteLock, CREATE_CONCURRENCY, DELETED_BY_ADMIN, MISSING_IN_KEYCLOAK,
+    ApplyOutcome, Attributes, KeycloakFields, ListQuery, LoginRecord, Page, Pending, User,
+    UserStatus, WriteLock, CREATE_CONCURRENCY, DELETED_BY_ADMIN, MISSING_IN_KEYCLOAK,
 };
 
 pub type Item = HashMap<String, AttributeValue>;

@@ -38,6 +38,19 @@ impl UserStatus {
     }
 }
 
+/// A step of an applied change that Keycloak has yet to take; shown on the user (`pending`) until
+/// a repair or a read completes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    /// The record was written without a full read of the user (a membership read failed): the
+    /// next webhook or sync reads the user again.
+    KeycloakRead,
+    /// The user was disabled, deleted or given a new password here, and their Keycloak sessions
+    /// are still to be ended (the next sync run's repair does it).
+    KeycloakLogout,
+}
+
 /// The fields Keycloak owns. The bulk sync compares their hash to skip unchanged users.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct KeycloakFields {
@@ -92,6 +105,9 @@ impl KeycloakFields {
     }
 }
 
+/// `kc_hash` of a record written without a full read of the user (never a hex digest).
+pub const UNREAD_HASH: &str = "unread";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
@@ -139,6 +155,9 @@ pub struct User {
     /// Hash of the Keycloak-owned fields as last written.
     #[serde(default)]
     pub kc_hash: String,
+    /// Since when (epoch ms) the user's Keycloak sessions wait to be ended (`Pending::KeycloakLogout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_keycloak_logout: Option<i64>,
     /// When the Keycloak state last written was observed (epoch ms): older observations lose.
     #[serde(default)]
     pub kc_observed_at: i64,
@@ -158,6 +177,7 @@ impl User {
             id: id.to_owned(),
             status: f.status(),
             kc_hash: f.content_hash(),
+            pending_keycloak_logout: None,
             username: f.username,
             email: f.email,
             first_name: f.first_name,
@@ -178,6 +198,31 @@ impl User {
             kc_observed_at: observed_at,
             version: 1,
         }
+    }
+
+    /// Mark the record's Keycloak state as not fully read (a membership read failed when it was
+    /// written): no observation is older, no content hash equal, so the next read of the user
+    /// (webhook, incremental or full sync) writes it, and the echo check never vouches for it.
+    pub fn mark_unread(&mut self) {
+        self.kc_hash = UNREAD_HASH.to_owned();
+        self.kc_observed_at = 0;
+    }
+
+    /// Whether the record waits for a read of the user from Keycloak (`mark_unread`).
+    pub fn is_unread(&self) -> bool {
+        self.kc_hash == UNREAD_HASH
+    }
+
+    /// What Keycloak has yet to do for this record.
+    pub fn pending(&self) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        if self.is_unread() {
+            pending.push(Pending::KeycloakRead);
+        }
+        if self.pending_keycloak_logout.is_some() {
+            pending.push(Pending::KeycloakLogout);
+        }
+        pending
     }
 
     pub fn keycloak_fields(&self) -> KeycloakFields {
@@ -217,6 +262,7 @@ impl User {
             deleted_reason: Some(DELETED_BY_ADMIN.into()),
             deleted_by: Some(deleted_by.to_owned()),
             kc_hash: String::new(),
+            pending_keycloak_logout: self.pending_keycloak_logout,
             kc_observed_at: now,
             version: self.version + 1,
         }
@@ -614,6 +660,24 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Record that the user's Keycloak sessions wait to be ended since `since` (`Some`), or that
+    /// they have been (`None`). Leaves everything else, and a missing record, alone.
+    pub async fn set_pending_keycloak_logout(
+        &self,
+        id: &str,
+        since: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        match since {
+            Some(since) => u.set("pending_keycloak_logout", n(since)),
+            None => u.set_opt("pending_keycloak_logout", None),
+        }
+        let pk = u.name("pk");
+        self.update_if(self.user_key(id), u, format!("attribute_exists({pk})"))
+            .await?;
+        Ok(())
     }
 
     /// The sync found this user gone from Keycloak: mark the record deleted (it comes back if

@@ -908,6 +908,9 @@ impl Named {
         let (Some(stored), Some((_, rep)), false) = (stored, &self.latest_echo, self.read) else {
             return false;
         };
+        if stored.is_unread() {
+            return false;
+        }
         let Ok(mut rep) = serde_json::from_str::<Value>(rep) else {
             return false;
         };

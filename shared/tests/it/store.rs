@@ -795,7 +795,7 @@ async fn idempotency_claims_replay_and_mismatch() {
             .unwrap(),
         Claim::New
     );
-    store.release_idempotency("key-2").await.unwrap();
+    store.release_idempotency("key-2", false).await.unwrap();
     assert_eq!(
         store
             .claim_idempotency("key-2", "body-a", 9_999_999_999, 60_000, 1_000)
@@ -864,9 +864,35 @@ async fn a_claim_whose_invocation_died_is_taken_over_by_a_retry() {
     );
     assert_eq!(
         claim("body-a", 20_000).await,
-        Claim::New,
-        "dead: the retry runs it again"
+        Claim::Resumed { since: 1_000 },
+        "dead: the retry runs it again, knowing when the first attempt began"
     );
+}
+
+#[tokio::test]
+async fn a_claim_released_after_an_unknown_outcome_resumes_and_one_after_a_refusal_starts_afresh() {
+    let store = table().await;
+    let claim = |key: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_idempotency(key, "body-a", 9_999_999_999, now + 15_000, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(claim("key-u", 1_000).await, Claim::New);
+    store.release_idempotency("key-u", true).await.unwrap();
+    assert_eq!(claim("key-u", 2_000).await, Claim::Resumed { since: 1_000 });
+    store.release_idempotency("key-u", true).await.unwrap();
+    assert_eq!(
+        claim("key-u", 3_000).await,
+        Claim::Resumed { since: 1_000 },
+        "the first attempt's start survives"
+    );
+    assert_eq!(claim("key-r", 1_000).await, Claim::New);
+    store.release_idempotency("key-r", false).await.unwrap();
+    assert_eq!(claim("key-r", 2_000).await, Claim::New);
 }
 
 #[tokio::test]

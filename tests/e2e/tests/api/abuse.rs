@@ -458,6 +458,100 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
 }
 
 #[tokio::test]
+async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
+    let username = unique("deadkc");
+    let key = unique("key");
+    let account = user_sync::users::NewAccount {
+        username: username.clone(),
+        email: format!("{username}@example.org"),
+        first_name: Some("Test".into()),
+        last_name: Some("User".into()),
+        attributes: [("phone".to_owned(), "+1 555 0199".to_owned())].into(),
+        enabled: true,
+        temporary_password: false,
+    };
+    // An invocation claimed the key, created the Keycloak user, and died before its store write.
+    let now = user_sync::clock::now_ms();
+    let claim = store()
+        .claim_idempotency(
+            &key,
+            &user_sync::users::fingerprint(&account),
+            now / 1000 + 86_400,
+            now - 1,
+            now - 5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, user_sync::store::Claim::New);
+    let (status, _) = keycloak_admin(
+        Method::POST,
+        "/users",
+        Some(
+            json!({"username": username, "email": format!("{username}@example.org"),
+                    "firstName": "Test", "lastName": "User", "enabled": true,
+                    "attributes": {"phone": ["+1 555 0199"]},
+                    "credentials": [{"type": "password", "value": "a-good-password"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let r = http()
+        .post(format!("{}/auth/register", stack().gateway))
+        .header("idempotency-key", &key)
+        .json(&registration(&username))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "not 409 for the caller's own account");
+    let body: Value = r.json().await.unwrap();
+    let in_keycloak = keycloak_users_named(&username).await;
+    assert_eq!(in_keycloak.len(), 1);
+    assert_eq!(body["user"]["id"], in_keycloak[0]["id"], "the same user");
+    assert!(local_user(body["user"]["id"].as_str().unwrap())
+        .await
+        .is_some());
+    assert!(!token_of(&username, "a-good-password").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_never_adopts_an_account_that_has_its_local_record() {
+    let (username, _) = signed_in_user("older").await;
+    let key = unique("key");
+    let account = user_sync::users::NewAccount {
+        username: username.clone(),
+        email: format!("{username}@example.org"),
+        first_name: Some("Test".into()),
+        last_name: Some("User".into()),
+        attributes: [("phone".to_owned(), "+1 555 0199".to_owned())].into(),
+        enabled: true,
+        temporary_password: false,
+    };
+    let now = user_sync::clock::now_ms();
+    store()
+        .claim_idempotency(
+            &key,
+            &user_sync::users::fingerprint(&account),
+            now / 1000 + 86_400,
+            now - 1,
+            now - 1,
+        )
+        .await
+        .unwrap();
+    let r = http()
+        .post(format!("{}/auth/register", stack().gateway))
+        .header("idempotency-key", &key)
+        .json(&registration(&username))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "an existing account is someone's, never adopted"
+    );
+}
+
+#[tokio::test]
 async fn a_user_locked_by_keycloaks_brute_force_detection_stays_active_through_the_syncs() {
     let (username, login) = signed_in_user("lockout").await;
     let id = login["user"]["id"].as_str().unwrap().to_owned();

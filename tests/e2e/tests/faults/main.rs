@@ -1,5 +1,5 @@
-//! Failure paths that disturb the whole stack (DynamoDB hanging, Keycloak's clock moved): in their
-//! own test binary, so with their own stack, and one at a time.
+//! Failure paths that disturb the whole stack (DynamoDB hanging, Keycloak's clock moved) and the
+//! fault matrix (`matrix`): in their own test binary, so with their own stack, and one at a time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,6 +9,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+
+mod matrix;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 

@@ -1,0 +1,284 @@
+//! The fault matrix: for each flow and each of its Keycloak steps, one fault — a 5xx before
+//! handling, a 429 with `Retry-After`, or an answer lost after Keycloak did the work — and what a
+//! user checks afterwards: the answer said what happened, Keycloak and the store agree (or a
+//! repair is recorded and the next sync run completes it), no orphan on either side, and no
+//! session live here that Keycloak or the change ended. One row per case; the README's "Fault
+//! matrix" table is this table.
+//!
+//! Fault rules are global to the emulator, and some steps cannot be narrowed to one user (the
+//! role read of a user not yet created), so the rows run one at a time, like the rest of this
+//! binary.
+
+use e2e::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::ONE_AT_A_TIME;
+
+#[derive(Clone, Copy, Debug)]
+enum Flow {
+    Register,
+    Disable,
+    SoftDelete,
+    PasswordReset,
+    AdminLogout,
+    Patch,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    CreateUser,
+    RoleRead,
+    Logout,
+    UpdateUser,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Keycloak answers 500 without handling the request.
+    ServerError,
+    /// Keycloak answers 429 with `Retry-After: 1` without handling the request, once.
+    RateLimited,
+    /// Keycloak handles the request and its answer is lost (the caller times out), once.
+    AnswerLost,
+}
+
+/// What the API answers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Answer {
+    /// Done, nothing pending.
+    Done,
+    /// Done; the user shows this as pending until the next sync run completes it.
+    DonePending(&'static str),
+    /// Not done, nothing changed: `503` with `Retry-After`.
+    NotDone,
+}
+
+struct Row {
+    flow: Flow,
+    step: Step,
+    fault: Fault,
+    answer: Answer,
+}
+
+macro_rules! matrix {
+    ($($name:ident: $flow:ident, $step:ident, $fault:ident => $answer:expr;)*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let _serial = ONE_AT_A_TIME.lock().await;
+                run(Row { flow: Flow::$flow, step: Step::$step, fault: Fault::$fault, answer: $answer }).await;
+            }
+        )*
+    };
+}
+
+matrix! {
+    register_create_5xx: Register, CreateUser, ServerError => Answer::NotDone;
+    register_create_429: Register, CreateUser, RateLimited => Answer::Done;
+    register_create_answer_lost: Register, CreateUser, AnswerLost => Answer::NotDone;
+    register_role_read_5xx: Register, RoleRead, ServerError => Answer::DonePending("keycloak_read");
+    disable_logout_5xx: Disable, Logout, ServerError => Answer::DonePending("keycloak_logout");
+    disable_logout_answer_lost: Disable, Logout, AnswerLost => Answer::Done;
+    soft_delete_logout_5xx: SoftDelete, Logout, ServerError => Answer::Done;
+    password_reset_logout_5xx: PasswordReset, Logout, ServerError => Answer::Done;
+    admin_logout_logout_5xx: AdminLogout, Logout, ServerError => Answer::Done;
+    patch_update_5xx: Patch, UpdateUser, ServerError => Answer::NotDone;
+    patch_update_answer_lost: Patch, UpdateUser, AnswerLost => Answer::Done;
+}
+
+/// The fault rule for `step` of the user `id` (or the registration of `username`).
+fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
+    let (method, path, body) = match step {
+        Step::CreateUser => (
+            "POST",
+            "/admin/realms/{realm}/users".to_owned(),
+            Some(format!("\"username\":\"{username}\"")),
+        ),
+        Step::RoleRead => (
+            "GET",
+            "/admin/realms/{realm}/users/*/role-mappings/realm/composite".to_owned(),
+            None,
+        ),
+        Step::Logout => (
+            "POST",
+            format!("/admin/realms/{{realm}}/users/{id}/logout"),
+            None,
+        ),
+        Step::UpdateUser => ("PUT", format!("/admin/realms/{{realm}}/users/{id}"), None),
+    };
+    let mut rule = json!({"method": method, "path": path});
+    if let Some(b) = body {
+        rule["bodyContains"] = json!(b);
+    }
+    let extra = match fault {
+        Fault::ServerError => json!({"status": 500}),
+        Fault::RateLimited => json!({"status": 429, "retryAfter": 1, "times": 1}),
+        Fault::AnswerLost => json!({"after": true, "drop": true, "times": 1}),
+    };
+    for (k, v) in extra.as_object().unwrap() {
+        rule[k] = v.clone();
+    }
+    rule
+}
+
+async fn run(row: Row) {
+    match row.flow {
+        Flow::Register => register(&row).await,
+        _ => change(&row).await,
+    }
+}
+
+fn assert_answer(row: &Row, r: &Resp, done_status: u16) {
+    let context = format!(
+        "{:?} × {:?} × {:?}: {}",
+        row.flow, row.step, row.fault, r.text
+    );
+    match row.answer {
+        Answer::NotDone => {
+            assert_eq!(r.status, 503, "{context}");
+            assert!(r.header("retry-after").is_some(), "{context}");
+        }
+        Answer::Done | Answer::DonePending(_) => assert_eq!(r.status, done_status, "{context}"),
+    }
+}
+
+async fn register(row: &Row) {
+    let username = unique("fm-reg");
+    let key = unique("fm-key");
+    let rule_id = fault(rule(row.step, row.fault, "", &username)).await;
+    let first = register_with_key(&username, &key).await;
+    clear_fault(&rule_id).await;
+    assert_answer(row, &first, 201);
+    if let Answer::DonePending(p) = row.answer {
+        assert_eq!(first.body["user"]["pending"], json!([p]), "{}", first.text);
+    }
+    // A retry with the same key ends with the account registered once, on both sides.
+    let retry = register_with_key(&username, &key).await;
+    assert_eq!(retry.status, 201, "the retry: {}", retry.text);
+    let id = retry.body["user"]["id"].as_str().unwrap().to_owned();
+    if first.status == 201 {
+        assert_eq!(first.body["user"]["id"], retry.body["user"]["id"]);
+    }
+    run_sync("incremental").await;
+    let in_keycloak = keycloak_users_named(&username).await;
+    assert_eq!(in_keycloak.len(), 1, "one Keycloak user: {in_keycloak:?}");
+    assert_eq!(in_keycloak[0]["id"], json!(id));
+    let local = local_user(&id).await.expect("its local record");
+    let (_, roles) = keycloak_admin(
+        Method::GET,
+        &format!("/users/{id}/role-mappings/realm/composite"),
+        None,
+    )
+    .await;
+    let mut keycloak_roles: Vec<String> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|r| !user_sync::users::is_technical_role(r))
+        .map(str::to_owned)
+        .collect();
+    keycloak_roles.sort();
+    assert_eq!(
+        local.roles, keycloak_roles,
+        "the store's roles are Keycloak's"
+    );
+    assert!(local.pending().is_empty(), "{:?}", local.pending());
+    assert!(!token_of(&username, "a-good-password").await.is_empty());
+}
+
+async fn register_with_key(username: &str, key: &str) -> Resp {
+    let r = http()
+        .post(format!("{}/auth/register", stack().gateway))
+        .header("idempotency-key", key)
+        .json(&registration(username))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    Resp {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// An admin's change to a signed-in user, with one Keycloak step failing.
+async fn change(row: &Row) {
+    let alice = admin().await;
+    let (username, login) = signed_in_user("fm-user").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    let access = login["tokens"]["accessToken"].as_str().unwrap().to_owned();
+    let etag = get_user(&alice, &id).await.header("etag").unwrap();
+    let rule_id = fault(rule(row.step, row.fault, &id, &username)).await;
+    let path = format!("/admin/users/{id}");
+    let (r, done_status) = match row.flow {
+        Flow::Disable => (
+            patch(&alice, &id, Some(&etag), json!({"enabled": false})).await,
+            200,
+        ),
+        Flow::Patch => (
+            patch(&alice, &id, Some(&etag), json!({"lastName": "Changed"})).await,
+            200,
+        ),
+        Flow::SoftDelete => (call(Method::DELETE, &path, Some(&alice), None).await, 204),
+        Flow::PasswordReset => (
+            call(
+                Method::POST,
+                &format!("{path}/password"),
+                Some(&alice),
+                Some(json!({"password": "another-good-password"})),
+            )
+            .await,
+            204,
+        ),
+        Flow::AdminLogout => (
+            call(Method::POST, &format!("{path}/logout"), Some(&alice), None).await,
+            204,
+        ),
+        Flow::Register => unreachable!("registration has its own run"),
+    };
+    clear_fault(&rule_id).await;
+    assert_answer(row, &r, done_status);
+    if let Answer::DonePending(p) = row.answer {
+        assert_eq!(r.body["pending"], json!([p]), "{}", r.text);
+    }
+    let done = row.answer != Answer::NotDone;
+    let ends_sessions = !matches!(row.flow, Flow::Patch);
+    // The change's sessions end here at once, whatever Keycloak still has to do.
+    let me = call(Method::GET, "/auth/me", Some(&access), None).await;
+    let session_live = me.status == 200;
+    assert_eq!(
+        session_live,
+        !(done && ends_sessions),
+        "the session is live here: {}",
+        me.text
+    );
+    // The next sync run completes what is pending; then both sides agree.
+    run_sync("incremental").await;
+    let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(status, 200, "{kc}");
+    let local = local_user(&id).await.unwrap();
+    assert_eq!(local.enabled, kc["enabled"].as_bool().unwrap(), "enabled");
+    assert_eq!(
+        local.last_name.as_deref(),
+        kc["lastName"].as_str(),
+        "lastName"
+    );
+    match (row.flow, done) {
+        (Flow::Disable | Flow::SoftDelete, true) => assert!(!local.enabled),
+        (Flow::Patch, true) => assert_eq!(local.last_name.as_deref(), Some("Changed")),
+        (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
+        _ => {}
+    }
+    assert!(local.pending().is_empty(), "{:?}", local.pending());
+    if done && ends_sessions {
+        let (_, sessions) =
+            keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+        assert_eq!(sessions, json!([]), "Keycloak's sessions ended too");
+    }
+}
