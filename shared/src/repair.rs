@@ -64,10 +64,12 @@ pub async fn run(services: &Services) -> Repaired {
 /// A finished repair goes, and with it what the user showed as pending.
 async fn close(services: &Services, repair: &Repair) -> Result<(), crate::store::StoreError> {
     if let RepairKind::KeycloakSessions {
-        user_id: Some(id), ..
+        user_id: Some(id),
+        until: Some(until),
+        ..
     } = &repair.kind
     {
-        services.store.set_pending_keycloak_logout(id, None).await?;
+        services.store.clear_logout_pending(id, *until).await?;
     }
     services.store.delete_repair(&repair.id).await
 }

@@ -502,7 +502,7 @@ async fn end_sessions(
                 },
             )
             .await;
-            let shown = services.store.set_pending_keycloak_logout(id, Some(now));
+            let shown = services.store.mark_logout_pending(id, now);
             if let Err(e) = crate::deadline::compensate(shown).await {
                 tracing::warn!(user_id = %id, error = %e, "could not mark the logout pending");
             }

@@ -310,7 +310,7 @@ impl Store {
             .update_expression(update.expression())
             .condition_expression(condition)
             .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .set_expression_attribute_values((!update.values.is_empty()).then_some(update.values))
             .send()
             .within_deadline()
             .await?;

@@ -662,20 +662,24 @@ impl Store {
         }
     }
 
-    /// Record that the user's Keycloak sessions wait to be ended since `since` (`Some`), or that
-    /// they have been (`None`). Leaves everything else, and a missing record, alone.
-    pub async fn set_pending_keycloak_logout(
-        &self,
-        id: &str,
-        since: Option<i64>,
-    ) -> Result<(), StoreError> {
+    /// Record that the user's Keycloak sessions wait to be ended since `since` (epoch ms). A
+    /// missing record is left alone.
+    pub async fn mark_logout_pending(&self, id: &str, since: i64) -> Result<(), StoreError> {
         let mut u = Update::default();
-        match since {
-            Some(since) => u.set("pending_keycloak_logout", n(since)),
-            None => u.set_opt("pending_keycloak_logout", None),
-        }
+        u.set("pending_keycloak_logout", n(since));
         let pk = u.name("pk");
         self.update_if(self.user_key(id), u, format!("attribute_exists({pk})"))
+            .await?;
+        Ok(())
+    }
+
+    /// The user's Keycloak sessions begun by `up_to` (epoch ms) have been ended: a logout
+    /// pending since then or earlier is done (a later one stays pending).
+    pub async fn clear_logout_pending(&self, id: &str, up_to: i64) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set_opt("pending_keycloak_logout", None);
+        let (pending, up_to) = (u.name("pending_keycloak_logout"), u.value(n(up_to)));
+        self.update_if(self.user_key(id), u, format!("{pending} <= {up_to}"))
             .await?;
         Ok(())
     }

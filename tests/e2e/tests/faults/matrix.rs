@@ -259,7 +259,7 @@ async fn change(row: &Row) {
         me.text
     );
     // The next sync run completes what is pending; then both sides agree.
-    run_sync("incremental").await;
+    let run = run_sync("incremental").await;
     let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
     assert_eq!(status, 200, "{kc}");
     let local = local_user(&id).await.unwrap();
@@ -275,7 +275,7 @@ async fn change(row: &Row) {
         (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
         _ => {}
     }
-    assert!(local.pending().is_empty(), "{:?}", local.pending());
+    assert!(local.pending().is_empty(), "{:?} after {run}", local.pending());
     if done && ends_sessions {
         let (_, sessions) =
             keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
