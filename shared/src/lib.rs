@@ -5,7 +5,7 @@
 //! `throttle`. Beneath them: `http` (the HTTP edge on lambda_http + axum, the only module that
 //! names them), `request` (what a request states, as plain values), `error` (one error type,
 //! mapped once to problem+json), `deadline` (every outbound call bounded by the invocation's
-//! time), `clock`, `auth` (bearer tokens), `keycloak`, `store` (DynamoDB), `secrets`, `config`,
+//! time), `clock`, `auth` (bearer tokens), `keycloak`, `observe` (Keycloak's view of one user as stored), `store` (DynamoDB), `secrets`, `config`,
 //! and `services`, which builds them once per cold start. Imports run one way
 //! (`infra/import_graph.py` draws them).
 
@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod http;
 pub mod ids;
 pub mod keycloak;
+pub mod observe;
 pub mod policy;
 pub mod profile;
 pub mod repair;

@@ -10,6 +10,7 @@ use crate::clock::now_ms;
 use crate::deadline;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, TokenSet};
+use crate::observe::is_technical_role;
 use crate::profile::{attributes_of_claims, Attributes};
 use crate::services::Services;
 use crate::store::{
@@ -17,7 +18,7 @@ use crate::store::{
     UserStatus,
 };
 use crate::throttle;
-use crate::users::{is_technical_role, UserView};
+use crate::users::UserView;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -732,7 +732,7 @@ async fn from_keycloak(
     local: User,
     kc_user: &crate::keycloak::UserRepresentation,
 ) -> Result<bool, Error> {
-    let (fields, attributes) = crate::sync::observe_user(
+    let (fields, attributes) = crate::observe::observe_user(
         &services.keycloak,
         kc_user,
         &services.config.user_attributes,

@@ -10,14 +10,10 @@ use crate::clock::{iso8601, now_ms};
 use crate::deadline;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
+use crate::observe::is_technical_role;
 use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
 use crate::store::{token_hash, Claim, KeycloakFields, Pending, RepairKind, User, UserStatus};
-
-/// Realm roles every user has for technical reasons; not worth storing.
-pub fn is_technical_role(role: &str) -> bool {
-    role.starts_with("default-roles-") || role == "offline_access" || role == "uma_authorization"
-}
 
 /// `{"user": ...}`: the answer of a registration or an admin's creation.
 #[derive(Clone, Debug, Serialize)]
@@ -440,11 +436,5 @@ mod tests {
     fn iso8601_formats_epoch_millis() {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(1_735_000_000_123), "2024-12-24T00:26:40.123Z");
-    }
-
-    #[test]
-    fn technical_roles_are_recognised() {
-        assert!(is_technical_role("default-roles-demo"));
-        assert!(!is_technical_role("admin"));
     }
 }

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use crate::ids::IdMap;
 use crate::keycloak::{KeycloakClient, KeycloakError, UserRepresentation};
-use crate::users::is_technical_role;
+use crate::observe::is_technical_role;
 
 const MEMBER_PAGE: u32 = 500;
 

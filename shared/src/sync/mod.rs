@@ -3,7 +3,7 @@
 //! mistake: a crawl with any failed page deactivates nobody, every suspect is confirmed one by one,
 //! and a mass deactivation waits for approval. Unchanged users are never written.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -14,13 +14,13 @@ use crate::clock::now_ms;
 use crate::error::Error;
 use crate::ids::IdMap;
 use crate::keycloak::{EventQuery, KeycloakClient, KeycloakError, UserRepresentation};
-use crate::profile::{attributes_of_user, Attributes};
+use crate::observe::{fields_of, observe_user};
+use crate::profile::Attributes;
 use crate::services::Services;
 use crate::store::{
     ApplyOutcome, Digest, KeycloakFields, RunCost, SessionEnd, Store, StoredState, SyncCounts,
     SyncRun, SyncStatus, User, UserStatus,
 };
-use crate::users::is_technical_role;
 
 mod change;
 mod memberships;
@@ -304,49 +304,6 @@ where
         }
         first += size;
     }
-}
-
-fn fields_of(
-    rep: &UserRepresentation,
-    membership: Option<&(BTreeSet<String>, Vec<String>)>,
-    attribute_names: &[String],
-) -> (KeycloakFields, Attributes) {
-    let (roles, groups) = membership.cloned().unwrap_or_default();
-    let fields = KeycloakFields {
-        username: rep.username.clone(),
-        email: rep.email.clone(),
-        first_name: rep.first_name.clone(),
-        last_name: rep.last_name.clone(),
-        enabled: rep.enabled,
-        email_verified: rep.email_verified,
-        roles: roles.into_iter().collect(),
-        groups,
-    }
-    .normalized();
-    (fields, attributes_of_user(attribute_names, rep))
-}
-
-/// One user as Keycloak states it, read user by user (effective roles, group paths): for the
-/// incremental sync and per-user sync, where per-role reads would cost more than they save.
-pub async fn observe_user(
-    kc: &KeycloakClient,
-    rep: &UserRepresentation,
-    attribute_names: &[String],
-) -> Result<(KeycloakFields, Attributes), KeycloakError> {
-    let roles = kc
-        .user_effective_realm_roles(&rep.id)
-        .await?
-        .into_iter()
-        .map(|r| r.name)
-        .filter(|r| !is_technical_role(r))
-        .collect();
-    let groups = kc
-        .user_groups(&rep.id)
-        .await?
-        .into_iter()
-        .map(|g| g.path)
-        .collect();
-    Ok(fields_of(rep, Some(&(roles, groups)), attribute_names))
 }
 
 /// What `apply_changes` left undone: whether it got through the list in time, and the users it

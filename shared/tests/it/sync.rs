@@ -139,7 +139,7 @@ async fn a_login_and_a_sync_agree_on_a_users_content() {
         roles: p
             .realm_roles
             .iter()
-            .filter(|r| !user_sync::users::is_technical_role(r))
+            .filter(|r| !user_sync::observe::is_technical_role(r))
             .cloned()
             .collect(),
         groups: p.claims["groups"]

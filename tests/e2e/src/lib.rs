@@ -519,7 +519,11 @@ pub async fn clear_fault(rule_id: &str) {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success() || r.status() == 404, "{}", r.status());
+    assert!(
+        r.status().is_success() || r.status() == 404,
+        "{}",
+        r.status()
+    );
 }
 
 /// Add a fault rule to the emulator (`{realm}` in the path is replaced); answers its id.

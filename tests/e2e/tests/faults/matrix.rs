@@ -176,7 +176,7 @@ async fn register(row: &Row) {
         .unwrap()
         .iter()
         .filter_map(|r| r["name"].as_str())
-        .filter(|r| !user_sync::users::is_technical_role(r))
+        .filter(|r| !user_sync::observe::is_technical_role(r))
         .map(str::to_owned)
         .collect();
     keycloak_roles.sort();
@@ -275,7 +275,11 @@ async fn change(row: &Row) {
         (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
         _ => {}
     }
-    assert!(local.pending().is_empty(), "{:?} after {run}", local.pending());
+    assert!(
+        local.pending().is_empty(),
+        "{:?} after {run}",
+        local.pending()
+    );
     if done && ends_sessions {
         let (_, sessions) =
             keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
