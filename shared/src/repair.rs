@@ -4,8 +4,9 @@
 
 use crate::clock::now_ms;
 use crate::keycloak::KeycloakError;
+use crate::observe::fields_of;
 use crate::services::Services;
-use crate::store::{Repair, RepairKind};
+use crate::store::{Repair, RepairKind, WriteLock};
 
 /// How long after its flow a repair keeps looking: a request Keycloak received late lands well
 /// within this, and after it nothing more can appear.
@@ -74,9 +75,17 @@ async fn close(services: &Services, repair: &Repair) -> Result<(), crate::store:
     services.store.delete_repair(&repair.id).await
 }
 
-/// Remove what the repair is about, if it is there now; how many things were removed.
+/// How long after an unconfirmed edit began Keycloak is read back: a write Keycloak received
+/// late (the client gives up after 10 s and retries once) has landed by then.
+pub const EDIT_SETTLE_MS: i64 = 60_000;
+
+/// Remove what the repair is about, if it is there now; how many things were removed (or
+/// settled).
 async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakError> {
     let kc = &services.keycloak;
+    if let RepairKind::KeycloakEdit { user_id, owner } = &repair.kind {
+        return settle_edit(services, repair.since, user_id, owner).await;
+    }
     let user_id = match &repair.kind {
         RepairKind::KeycloakUser {
             user_id: Some(id), ..
@@ -88,6 +97,7 @@ async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakErro
         | RepairKind::KeycloakSessions { username, .. } => {
             kc.find_user_by_username(username).await?.map(|u| u.id)
         }
+        RepairKind::KeycloakEdit { user_id, .. } => Some(user_id.clone()),
     };
     let Some(user_id) = user_id else {
         return Ok(0);
@@ -149,5 +159,50 @@ async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakErro
             }
             Ok(removed)
         }
+        RepairKind::KeycloakEdit { .. } => Ok(0),
+    }
+}
+
+/// Read Keycloak back for an edit it did not confirm, once the write could have landed, and
+/// record what it holds: the edit is then applied or not, and the record unlocked. A user gone
+/// from Keycloak is unlocked as it is; the sync deactivates them.
+async fn settle_edit(
+    services: &Services,
+    since: i64,
+    user_id: &str,
+    owner: &str,
+) -> Result<u64, KeycloakError> {
+    if now_ms() - since < EDIT_SETTLE_MS {
+        return Ok(0);
+    }
+    let unavailable = |e: crate::store::StoreError| KeycloakError::Unavailable {
+        reason: e.to_string(),
+    };
+    let lock = WriteLock {
+        owner: owner.to_owned(),
+        until: 0,
+    };
+    let names = &services.config.user_attributes;
+    let settled = match services.keycloak.get_user(user_id).await {
+        Ok(rep) => {
+            let stored = services
+                .store
+                .get_user(user_id)
+                .await
+                .map_err(unavailable)?;
+            let membership = stored.map(|u| (u.roles.into_iter().collect(), u.groups));
+            let (fields, attributes) = fields_of(&rep, membership.as_ref(), names);
+            services
+                .store
+                .settle_edit(user_id, &lock, &fields, &attributes, names, now_ms())
+                .await
+        }
+        Err(KeycloakError::NotFound) => services.store.finish_edit(user_id, &lock).await,
+        Err(e) => return Err(e),
+    };
+    match settled {
+        // Settled, or someone else's lock by now (ours expired): nothing left to do either way.
+        Ok(()) | Err(crate::store::StoreError::Locked) => Ok(1),
+        Err(e) => Err(unavailable(e)),
     }
 }

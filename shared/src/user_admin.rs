@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, Actor};
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::keycloak::{KeycloakError, UserUpdate};
+use crate::keycloak::{KeycloakError, UserRepresentation, UserUpdate};
 use crate::policy::{Action, Target};
 use crate::profile::{self, AttributeRules, Editor};
 use crate::request::keycloak_id;
@@ -166,17 +166,34 @@ async fn authorized(
     Ok(local)
 }
 
-/// Reserve `new` over `old` under a write lock, write Keycloak, then finish — or undo the
-/// reservation (as a newer version) if Keycloak refused.
-async fn write_through<F, Fut>(
+/// How an edit's Keycloak write ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Written {
+    /// Keycloak applied it (answered, or read back showing it).
+    Confirmed,
+    /// Keycloak's answer was lost and a read did not show the change: the record stays locked
+    /// for it, pending since then, until the next sync run reads Keycloak back.
+    Unconfirmed { since: i64 },
+}
+
+/// Write `new` over `old` here and in Keycloak, as one change: the record is locked and
+/// written first (so a reader sees the edit in flight), then Keycloak. A write Keycloak refused
+/// is undone here. A write whose outcome is unknown (a timeout, a 5xx) is never undone on the
+/// spot, since Keycloak may have applied it or still will: Keycloak is read back (`shows`), and
+/// if it does not show the change yet, the record stays locked for this write (no second edit is
+/// acknowledged, no late write overwrites one) until the next sync run reads it back once more.
+/// Without `shows` (a delete), an unknown outcome is undone like a refusal.
+async fn write_through<F, Fut, S>(
     services: &Services,
     old: &User,
     new: &User,
     keycloak_write: F,
-) -> Result<(), Error>
+    shows: Option<S>,
+) -> Result<Written, Error>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), KeycloakError>>,
+    S: FnOnce(&UserRepresentation) -> bool,
 {
     let now = now_ms();
     let lock = WriteLock {
@@ -184,18 +201,75 @@ where
         until: now + WRITE_LOCK_MS,
     };
     services.store.begin_edit(old, new, &lock, now).await?;
-    if let Err(e) = keycloak_write().await {
-        if let Err(undo) = services.store.undo_edit(new, old, &lock).await {
-            tracing::error!(user_id = %old.id, error = %undo,
-                "Keycloak refused a change and the local record could not be put back; the next sync repairs it");
+    match (keycloak_write().await, shows) {
+        (Ok(()), _) => {}
+        (Err(e @ KeycloakError::Unavailable { .. }), Some(shows)) => {
+            return unconfirmed(services, &new.id, &lock, now, e, shows).await;
         }
-        return Err(e.into());
+        (Err(e), _) => {
+            if let Err(undo) = services.store.undo_edit(new, old, &lock).await {
+                tracing::error!(user_id = %old.id, error = %undo,
+                    "Keycloak refused a change and the local record could not be put back; the next sync repairs it");
+            }
+            return Err(e.into());
+        }
     }
     if let Err(e) = services.store.finish_edit(&new.id, &lock).await {
         // Keycloak and the record agree; only the lock lingers until it expires.
         tracing::warn!(user_id = %new.id, error = %e, "could not release the write lock");
     }
-    Ok(())
+    Ok(Written::Confirmed)
+}
+
+/// For a write with no read-back: an unknown outcome is undone like a refusal.
+const NO_READ_BACK: Option<fn(&UserRepresentation) -> bool> = None;
+
+/// How long a record stays locked for an unconfirmed edit at most (the repair settles it at the
+/// next sync run after `repair::EDIT_SETTLE_MS`).
+const UNCONFIRMED_LOCK_MS: i64 = 15 * 60 * 1000;
+
+/// An edit whose Keycloak outcome is unknown: read back now; applied, it is done; not (yet)
+/// shown, the record stays locked for it and a repair settles it.
+async fn unconfirmed<S>(
+    services: &Services,
+    id: &str,
+    lock: &WriteLock,
+    since: i64,
+    cause: KeycloakError,
+    shows: S,
+) -> Result<Written, Error>
+where
+    S: FnOnce(&UserRepresentation) -> bool,
+{
+    tracing::warn!(user_id = %id, error = %cause, "Keycloak did not confirm an edit; reading it back");
+    let read = crate::deadline::compensate(services.keycloak.get_user(id)).await;
+    if read.as_ref().is_ok_and(shows) {
+        if let Err(e) = services.store.finish_edit(id, lock).await {
+            tracing::warn!(user_id = %id, error = %e, "could not release the write lock");
+        }
+        return Ok(Written::Confirmed);
+    }
+    let held = crate::deadline::compensate(services.store.hold_edit(
+        id,
+        lock,
+        since + UNCONFIRMED_LOCK_MS,
+        since,
+    ))
+    .await;
+    if let Err(e) = held {
+        // The record keeps the edit and its short lock; the sync settles it from Keycloak.
+        tracing::error!(user_id = %id, error = %e, "could not hold the unconfirmed edit's lock");
+    }
+    crate::repair::note(
+        services,
+        since,
+        RepairKind::KeycloakEdit {
+            user_id: id.to_owned(),
+            owner: lock.owner.clone(),
+        },
+    )
+    .await;
+    Ok(Written::Unconfirmed { since })
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -443,19 +517,24 @@ pub async fn patch(
         if kc_update.is_empty() {
             return Ok(old);
         }
-        write_through(services, &old, &new, || async {
-            services
-                .keycloak
-                .update_user(&old.id, &kc_update)
-                .await
-                .map(|_| ())
-        })
+        let written = write_through(
+            services,
+            &old,
+            &new,
+            || async { services.keycloak.update_user(&old.id, &kc_update).await },
+            Some(|rep: &UserRepresentation| kc_update.shown_by(rep)),
+        )
         .await?;
         let mut new = new;
-        if kc_update.enabled == Some(false) {
+        match written {
             // Keycloak has disabled the user: from here on the change is done, whatever follows.
-            new.pending_keycloak_logout =
-                end_sessions(services, &old.id, SessionEnd::UserDeactivated).await?;
+            Written::Confirmed if kc_update.enabled == Some(false) => {
+                new.pending_keycloak_logout =
+                    end_sessions(services, &old.id, SessionEnd::UserDeactivated).await?;
+            }
+            Written::Confirmed => {}
+            // Meanwhile the record holds the edit (a disabled record's sessions are refused).
+            Written::Unconfirmed { since } => new.pending_keycloak_write = Some(since),
         }
         Ok(new)
     }
@@ -552,7 +631,7 @@ pub async fn delete(
                     ..old.clone()
                 }
             };
-            let written = write_through(services, &old, &tombstone, || async {
+            let write = || async {
                 let done = if hard {
                     kc.delete_user(&old.id).await
                 } else {
@@ -566,10 +645,9 @@ pub async fn delete(
                     Ok(()) | Err(KeycloakError::NotFound) => Ok(()),
                     Err(e) => Err(e),
                 }
-            })
-            .await;
-            match written {
-                Ok(()) => break,
+            };
+            match write_through(services, &old, &tombstone, write, NO_READ_BACK).await {
+                Ok(_) => break,
                 // A login or a sync wrote meanwhile: read again and delete that version.
                 Err(Error::Store(StoreError::VersionConflict)) if attempt < DELETE_ATTEMPTS => {
                     old = record(services, &old.id).await?;
@@ -762,7 +840,7 @@ async fn from_keycloak(
     if new.keycloak_fields() == local.keycloak_fields() && new.attributes == local.attributes {
         return Ok(false);
     }
-    write_through(services, &local, &new, || async { Ok(()) }).await?;
+    write_through(services, &local, &new, || async { Ok(()) }, NO_READ_BACK).await?;
     Ok(true)
 }
 
@@ -797,14 +875,8 @@ async fn to_keycloak(
         return Ok(false);
     }
     // Lock the record (same version) so no admin edit interleaves with this write.
-    write_through(services, local, local, || async {
-        services
-            .keycloak
-            .update_user(&local.id, &update)
-            .await
-            .map(|_| ())
-    })
-    .await?;
+    let write = || async { services.keycloak.update_user(&local.id, &update).await };
+    write_through(services, local, local, write, NO_READ_BACK).await?;
     Ok(true)
 }
 

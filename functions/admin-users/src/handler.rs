@@ -102,7 +102,12 @@ async fn patch_user(
     let (expected, input) =
         audit::admit(&s, call.actor(), "user.update", &id, &fields, input).await?;
     let user = user_admin::patch(&s, call.actor(), &id, expected, &input).await?;
-    Ok(with_etag(&user))
+    let mut answer = with_etag(&user);
+    // Keycloak did not confirm the edit: accepted, held until Keycloak is read back.
+    if user.pending_keycloak_write.is_some() {
+        *answer.status_mut() = StatusCode::ACCEPTED;
+    }
+    Ok(answer)
 }
 
 async fn delete_user(

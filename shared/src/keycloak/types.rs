@@ -136,6 +136,22 @@ impl UserUpdate {
             && self.attributes.is_empty()
     }
 
+    /// Whether Keycloak's `rep` shows every field this update sets (the update was applied).
+    pub fn shown_by(&self, rep: &UserRepresentation) -> bool {
+        let same = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        same(&self.email, &rep.email)
+            && same(&self.first_name, &rep.first_name)
+            && same(&self.last_name, &rep.last_name)
+            && self.enabled.is_none_or(|e| e == rep.enabled)
+            && self.email_verified.is_none_or(|v| v == rep.email_verified)
+            && self.attributes.iter().all(|(name, want)| {
+                let have = rep.attributes.get(name).filter(|v| !v.is_empty());
+                have == want.as_ref().filter(|v| !v.is_empty())
+            })
+    }
+
     /// Merge into the representation read by GET; everything not named here is kept as read —
     /// except `enabled`, which is left out unless this update sets it: GET shows a user who is
     /// temporarily locked by brute-force detection as `enabled: false` (contract §4.1), and

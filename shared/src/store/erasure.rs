@@ -60,6 +60,7 @@ impl Store {
                     user_id,
                     ..
                 } => user_id.as_deref() == Some(id) || (!u.is_empty() && u == username),
+                RepairKind::KeycloakEdit { user_id, .. } => user_id == id,
             };
             if names_the_user {
                 self.delete_repair(&repair.id).await?;

@@ -1,5 +1,5 @@
-//! Repairs: what a flow could not undo before its deadline (a Keycloak user or session that may
-//! exist without its local record), written down for the next sync run to finish. Kept a week
+//! Repairs: what a flow could not undo or confirm before its deadline (a Keycloak user or session
+//! that may exist without its local record, an edit Keycloak did not confirm), written down for the next sync run to finish. Kept a week
 //! (TTL); a repair that is done or can no longer matter is deleted.
 
 use std::collections::HashMap;
@@ -43,6 +43,10 @@ pub enum RepairKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+    /// An admin's edit whose Keycloak write was not confirmed: the user's record stays locked by
+    /// `owner` until Keycloak is read back, once the write could have landed, and what Keycloak
+    /// holds then is recorded (`Store::settle_edit`).
+    KeycloakEdit { user_id: String, owner: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

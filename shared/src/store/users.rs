@@ -49,6 +49,9 @@ pub enum Pending {
     /// The user was disabled, deleted or given a new password here, and their Keycloak sessions
     /// are still to be ended (the next sync run's repair does it).
     KeycloakLogout,
+    /// An admin's edit whose Keycloak write was not confirmed (a timeout, a 5xx): the record
+    /// stays locked for it until the next sync run reads Keycloak back and records what it holds.
+    KeycloakWrite,
 }
 
 /// The fields Keycloak owns. The bulk sync compares their hash to skip unchanged users.
@@ -158,6 +161,10 @@ pub struct User {
     /// Since when (epoch ms) the user's Keycloak sessions wait to be ended (`Pending::KeycloakLogout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_keycloak_logout: Option<i64>,
+    /// Since when (epoch ms) an admin's edit waits for Keycloak to be read back
+    /// (`Pending::KeycloakWrite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_keycloak_write: Option<i64>,
     /// When the Keycloak state last written was observed (epoch ms): older observations lose.
     #[serde(default)]
     pub kc_observed_at: i64,
@@ -178,6 +185,7 @@ impl User {
             status: f.status(),
             kc_hash: f.content_hash(),
             pending_keycloak_logout: None,
+            pending_keycloak_write: None,
             username: f.username,
             email: f.email,
             first_name: f.first_name,
@@ -222,6 +230,9 @@ impl User {
         if self.pending_keycloak_logout.is_some() {
             pending.push(Pending::KeycloakLogout);
         }
+        if self.pending_keycloak_write.is_some() {
+            pending.push(Pending::KeycloakWrite);
+        }
         pending
     }
 
@@ -263,6 +274,7 @@ impl User {
             deleted_by: Some(deleted_by.to_owned()),
             kc_hash: String::new(),
             pending_keycloak_logout: self.pending_keycloak_logout,
+            pending_keycloak_write: None,
             kc_observed_at: now,
             version: self.version + 1,
         }
@@ -530,6 +542,55 @@ impl Store {
     pub async fn finish_edit(&self, id: &str, lock: &WriteLock) -> Result<(), StoreError> {
         let mut u = Update::default();
         u.set("kc_observed_at", n(crate::clock::now_ms()));
+        u.set_opt("pending_keycloak_write", None);
+        u.set_opt(LOCK, None);
+        u.set_opt(LOCK_UNTIL, None);
+        self.release(id, u, lock).await
+    }
+
+    /// Keycloak did not confirm the edit `lock` holds: keep the record locked for it until
+    /// `until` (epoch ms), showing `Pending::KeycloakWrite` since `since`, for the next sync run
+    /// to read Keycloak back (`settle_edit`).
+    pub async fn hold_edit(
+        &self,
+        id: &str,
+        lock: &WriteLock,
+        until: i64,
+        since: i64,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set(LOCK_UNTIL, n(until));
+        u.set("pending_keycloak_write", n(since));
+        self.release(id, u, lock).await
+    }
+
+    /// Settle a held edit with what Keycloak holds now (read back after the edit's write could
+    /// have landed): its Keycloak-owned fields and every kept business attribute (`names`) as
+    /// Keycloak states them, a new version, and the lock released. The memberships stay as
+    /// stored (an edit does not touch them).
+    pub async fn settle_edit(
+        &self,
+        id: &str,
+        lock: &WriteLock,
+        fields: &KeycloakFields,
+        attributes: &Attributes,
+        names: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let fields = fields.clone().normalized();
+        let hash = fields.content_hash();
+        let mut u = Update::default();
+        write_identity(&mut u, id, &fields, &hash, now, now);
+        for name in names {
+            let key = attribute_key(name);
+            match attributes.get(name) {
+                Some(v) => u.set(&key, s(v.clone())),
+                None => u.set_opt(&key, None),
+            }
+        }
+        let (version, one) = (u.name("version"), u.value(n(1)));
+        u.set_expr("version", format!("{version} + {one}"));
+        u.set_opt("pending_keycloak_write", None);
         u.set_opt(LOCK, None);
         u.set_opt(LOCK_UNTIL, None);
         self.release(id, u, lock).await

@@ -12,6 +12,7 @@
 use e2e::*;
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 use super::ONE_AT_A_TIME;
 
@@ -41,7 +42,15 @@ enum Fault {
     RateLimited,
     /// Keycloak handles the request and its answer is lost (the caller times out), once.
     AnswerLost,
+    /// Keycloak handles every such request and loses every answer: the caller's retries too.
+    AnswersLost,
+    /// Keycloak handles the request only after `HANG_MS`, past the function's deadline (as a
+    /// Keycloak stalled on its database does); the caller has long given up by then.
+    Hangs,
 }
+
+/// How long a hanging Keycloak takes to handle a request.
+const HANG_MS: u64 = 25_000;
 
 /// What the API answers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,6 +61,9 @@ enum Answer {
     DonePending(&'static str),
     /// Not done, nothing changed: `503` with `Retry-After`.
     NotDone,
+    /// Keycloak did not confirm it: `202`, held (locked) with this pending until the next sync
+    /// run reads Keycloak back.
+    Held(&'static str),
 }
 
 struct Row {
@@ -83,8 +95,11 @@ matrix! {
     soft_delete_logout_5xx: SoftDelete, Logout, ServerError => Answer::Done;
     password_reset_logout_5xx: PasswordReset, Logout, ServerError => Answer::Done;
     admin_logout_logout_5xx: AdminLogout, Logout, ServerError => Answer::Done;
-    patch_update_5xx: Patch, UpdateUser, ServerError => Answer::NotDone;
+    patch_update_5xx: Patch, UpdateUser, ServerError => Answer::Held("keycloak_write");
     patch_update_answer_lost: Patch, UpdateUser, AnswerLost => Answer::Done;
+    patch_update_answers_lost_past_the_deadline: Patch, UpdateUser, AnswersLost => Answer::Done;
+    patch_update_hangs_past_the_deadline: Patch, UpdateUser, Hangs => Answer::Held("keycloak_write");
+    register_create_hangs_past_the_deadline: Register, CreateUser, Hangs => Answer::NotDone;
 }
 
 /// The fault rule for `step` of the user `id` (or the registration of `username`).
@@ -115,6 +130,8 @@ fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
         Fault::ServerError => json!({"status": 500}),
         Fault::RateLimited => json!({"status": 429, "retryAfter": 1, "times": 1}),
         Fault::AnswerLost => json!({"after": true, "drop": true, "times": 1}),
+        Fault::AnswersLost => json!({"after": true, "drop": true}),
+        Fault::Hangs => json!({"latencyMs": HANG_MS}),
     };
     for (k, v) in extra.as_object().unwrap() {
         rule[k] = v.clone();
@@ -140,12 +157,17 @@ fn assert_answer(row: &Row, r: &Resp, done_status: u16) {
             assert!(r.header("retry-after").is_some(), "{context}");
         }
         Answer::Done | Answer::DonePending(_) => assert_eq!(r.status, done_status, "{context}"),
+        Answer::Held(p) => {
+            assert_eq!(r.status, 202, "{context}");
+            assert_eq!(r.body["pending"], json!([p]), "{context}");
+        }
     }
 }
 
 async fn register(row: &Row) {
     let username = unique("fm-reg");
     let key = unique("fm-key");
+    let started = Instant::now();
     let rule_id = fault(rule(row.step, row.fault, "", &username)).await;
     let first = register_with_key(&username, &key).await;
     clear_fault(&rule_id).await;
@@ -160,6 +182,8 @@ async fn register(row: &Row) {
     if first.status == 201 {
         assert_eq!(first.body["user"]["id"], retry.body["user"]["id"]);
     }
+    // Whatever Keycloak still had in hand has landed (or been refused) by now.
+    landed(row.fault, started).await;
     run_sync("incremental").await;
     let in_keycloak = keycloak_users_named(&username).await;
     assert_eq!(in_keycloak.len(), 1, "one Keycloak user: {in_keycloak:?}");
@@ -188,6 +212,14 @@ async fn register(row: &Row) {
     assert!(!token_of(&username, "a-good-password").await.is_empty());
 }
 
+/// Wait until a request a hanging Keycloak still had in hand has been handled.
+async fn landed(fault: Fault, started: Instant) {
+    if let Fault::Hangs = fault {
+        let by = Duration::from_millis(HANG_MS * 2 + 2_000);
+        tokio::time::sleep(by.saturating_sub(started.elapsed())).await;
+    }
+}
+
 async fn register_with_key(username: &str, key: &str) -> Resp {
     let r = http()
         .post(format!("{}/auth/register", stack().gateway))
@@ -214,6 +246,7 @@ async fn change(row: &Row) {
     let id = login["user"]["id"].as_str().unwrap().to_owned();
     let access = login["tokens"]["accessToken"].as_str().unwrap().to_owned();
     let etag = get_user(&alice, &id).await.header("etag").unwrap();
+    let started = Instant::now();
     let rule_id = fault(rule(row.step, row.fault, &id, &username)).await;
     let path = format!("/admin/users/{id}");
     let (r, done_status) = match row.flow {
@@ -247,7 +280,12 @@ async fn change(row: &Row) {
     if let Answer::DonePending(p) = row.answer {
         assert_eq!(r.body["pending"], json!([p]), "{}", r.text);
     }
-    let done = row.answer != Answer::NotDone;
+    // A held change is applied if Keycloak did handle the write (late), not if it failed first.
+    let done = match row.answer {
+        Answer::Done | Answer::DonePending(_) => true,
+        Answer::NotDone => false,
+        Answer::Held(_) => !matches!(row.fault, Fault::ServerError),
+    };
     let ends_sessions = !matches!(row.flow, Flow::Patch);
     // The change's sessions end here at once, whatever Keycloak still has to do.
     let me = call(Method::GET, "/auth/me", Some(&access), None).await;
@@ -258,6 +296,21 @@ async fn change(row: &Row) {
         "the session is live here: {}",
         me.text
     );
+    if let Answer::Held(_) = row.answer {
+        // Held: no other edit is acknowledged until Keycloak is read back.
+        let etag = r.header("etag").unwrap();
+        let other = patch(&alice, &id, Some(&etag), json!({"firstName": "Other"})).await;
+        assert_eq!(
+            (other.status, other.body["code"].as_str()),
+            (409, Some("write_in_progress")),
+            "{}",
+            other.text
+        );
+        // The late write lands, and the read-back waits until it could have.
+        landed(row.fault, started).await;
+        let settle = Duration::from_millis(user_sync::repair::EDIT_SETTLE_MS as u64 + 1_000);
+        tokio::time::sleep(settle.saturating_sub(started.elapsed())).await;
+    }
     // The next sync run completes what is pending; then both sides agree.
     let run = run_sync("incremental").await;
     let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
