@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn technical_roles_are_recognised() {
         assert!(is_technical_role("default-roles-demo"));
-        assert!(!is_technical_role("offline_access"));
+        assert!(is_technical_role("offline_access"));
         assert!(!is_technical_role("admin"));
     }
 }

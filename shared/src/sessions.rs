@@ -415,9 +415,11 @@ async fn reused(services: &Services, session: &Session, presented: &str) -> Erro
 }
 
 /// The sessions a failed login may have left in Keycloak: of the login client, begun between
-/// the request's start and its deadline (`sid` alone when Keycloak named it).
+/// the request's start and its deadline plus `LATE_HANDLING` (`sid` alone when Keycloak named
+/// it). Keycloak finishes a request whose caller gave up: a grant it handled late opens its
+/// session after our deadline.
 fn failed_login_sessions(services: &Services, username: &str, sid: Option<&str>) -> RepairKind {
-    let left = deadline::remaining().unwrap_or(FLOW_WITHOUT_DEADLINE);
+    let left = deadline::remaining().unwrap_or(FLOW_WITHOUT_DEADLINE) + LATE_HANDLING;
     RepairKind::KeycloakSessions {
         username: username.to_lowercase(),
         user_id: None,
@@ -430,6 +432,9 @@ fn failed_login_sessions(services: &Services, username: &str, sid: Option<&str>)
             .map(|c| c.client_id.clone()),
     }
 }
+
+/// How late after our deadline Keycloak may still handle a request we gave up on.
+const LATE_HANDLING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The longest a flow runs when its invocation has no deadline (the login function's timeout).
 const FLOW_WITHOUT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -167,6 +167,10 @@ pub async fn validate_new_account(
     }
 }
 
+/// The most a new user's role read may take: a Keycloak hanging there must leave the
+/// registration its time to write the record (marked unread) and answer.
+const ROLE_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a claim holds when the invocation's deadline is unknown.
 const CLAIM_WITHOUT_DEADLINE_MS: i64 = 60_000;
 /// Added to the invocation's remaining time, so no live invocation loses its claim.
@@ -318,7 +322,13 @@ pub async fn create_account(
     // The memberships Keycloak gave the new user (default roles); a failed read leaves them
     // unknown, not empty: the record is marked unread, so the next webhook, incremental or full
     // sync reads the user again (the echo check never vouches for an unread record).
-    let roles = match kc.user_effective_realm_roles(&id).await {
+    let read = tokio::time::timeout(ROLE_READ_LIMIT, kc.user_effective_realm_roles(&id)).await;
+    let read = read.unwrap_or_else(|_| {
+        Err(KeycloakError::Unavailable {
+            reason: "the role read took too long".into(),
+        })
+    });
+    let roles = match read {
         Ok(roles) => Some(
             roles
                 .into_iter()

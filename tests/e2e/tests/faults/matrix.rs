@@ -90,6 +90,7 @@ matrix! {
     register_create_429: Register, CreateUser, RateLimited => Answer::Done;
     register_create_answer_lost: Register, CreateUser, AnswerLost => Answer::NotDone;
     register_role_read_5xx: Register, RoleRead, ServerError => Answer::DonePending("keycloak_read");
+    register_role_read_hangs: Register, RoleRead, Hangs => Answer::DonePending("keycloak_read");
     disable_logout_5xx: Disable, Logout, ServerError => Answer::DonePending("keycloak_logout");
     disable_logout_answer_lost: Disable, Logout, AnswerLost => Answer::Done;
     soft_delete_logout_5xx: SoftDelete, Logout, ServerError => Answer::Done;
