@@ -120,6 +120,9 @@ pub struct SyncRunView {
     pub counts: SyncCounts,
     /// DynamoDB capacity units (as DynamoDB reported them) and Keycloak requests of the run.
     pub cost: RunCost,
+    /// Keycloak's clock minus ours (ms), measured at the run's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keycloak_clock_skew_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Value>,
     pub errors: Vec<String>,
@@ -136,6 +139,7 @@ impl From<&SyncRun> for SyncRunView {
             finished_at: r.finished_at.map(iso8601),
             counts: r.counts.clone(),
             cost: r.cost,
+            keycloak_clock_skew_ms: r.keycloak_clock_skew_ms,
             plan: r.plan.clone(),
             errors: r.errors.clone(),
         }

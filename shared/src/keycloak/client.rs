@@ -181,6 +181,20 @@ pub struct KeycloakClient {
     requests: std::sync::atomic::AtomicU64,
 }
 
+/// The `iat` claim (epoch seconds) of a JWT, read without checking it: the token comes straight
+/// from Keycloak's token endpoint over this client's own connection.
+fn issued_at(jwt: &str) -> Option<i64> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<Value>(&raw)
+        .ok()?
+        .get("iat")?
+        .as_i64()
+}
+
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, KeycloakError> {
     serde_json::from_slice(body)
         .map_err(|e| KeycloakError::Protocol(format!("unexpected body: {e}")))
@@ -513,6 +527,19 @@ impl KeycloakClient {
             (None, Some(login)) => login.secret.get().await.map(|_| ()),
             (None, None) => Ok(()),
         }
+    }
+
+    /// Keycloak's clock against ours (Keycloak minus ours, ms): a fresh client-credentials
+    /// token's `iat` (Keycloak's time, whole seconds) against our time when the grant was sent.
+    /// The truncation to seconds reads Keycloak's time up to a second early, the safe side for
+    /// an event cursor. The token is kept for the calls that follow.
+    pub async fn clock_skew_ms(&self) -> Result<i64, KeycloakError> {
+        let sent = crate::clock::now_ms();
+        let tokens = self.client_credentials().await?;
+        self.sa_token.store(&tokens.access_token, tokens.expires_in);
+        let iat = issued_at(&tokens.access_token)
+            .ok_or_else(|| KeycloakError::Protocol("an access token without iat".into()))?;
+        Ok(iat * 1000 - sent)
     }
 
     // ---------------------------------------------------------------------------------------

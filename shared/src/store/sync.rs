@@ -135,6 +135,9 @@ pub struct SyncRun {
     /// What the run cost: DynamoDB capacity as DynamoDB reported it, and Keycloak requests.
     #[serde(default)]
     pub cost: RunCost,
+    /// Keycloak's clock minus ours (ms) as measured at the run's start, if it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keycloak_clock_skew_ms: Option<i64>,
     /// Epoch seconds (TTL).
     pub expires_at: i64,
 }

@@ -88,6 +88,7 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
         plan: None,
         errors: Vec::new(),
         cost: RunCost::default(),
+        keycloak_clock_skew_ms: None,
         expires_at: started / 1000 + RUN_RETENTION_S,
     };
     let store = &services.store;
@@ -108,6 +109,13 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
     let repaired = crate::repair::run(services).await;
     counts.repaired = repaired.removed;
     counts.repairs_open = repaired.open;
+    // Event cursors are in Keycloak's time: its clock is read each run.
+    match services.keycloak.clock_skew_ms().await {
+        Ok(skew) => run.keycloak_clock_skew_ms = Some(skew),
+        Err(e) => run
+            .errors
+            .push(format!("Keycloak's clock could not be read: {e}")),
+    }
     let outcome = match req.mode {
         Mode::Full => full(services, &req, &mut run, &mut counts).await,
         Mode::Incremental => incremental(services, &req, &mut run, &mut counts).await,
@@ -618,7 +626,11 @@ async fn full(
     state.last_run_id = Some(run.run_id.clone());
     if run.status == SyncStatus::Succeeded {
         state.last_success_at = Some(now_ms());
-        state.event_cursor_ms = Some(run.started_at);
+        // The run's start as Keycloak's clock gave it: the events after it are the changes the
+        // crawl may have missed. Without a reading of that clock the cursor stays where it was.
+        if let Some(skew) = run.keycloak_clock_skew_ms {
+            state.event_cursor_ms = Some(run.started_at + skew);
+        }
         state.active_users = Some(active);
     }
     store.put_sync_state(&state).await?;
@@ -629,6 +641,7 @@ async fn full(
 async fn event_gap(
     kc: &KeycloakClient,
     cursor: Option<i64>,
+    keycloak_now: i64,
 ) -> Result<Option<String>, KeycloakError> {
     let Some(cursor) = cursor else {
         return Ok(Some("no event cursor yet".into()));
@@ -642,7 +655,7 @@ async fn event_gap(
         .and_then(Value::as_i64)
         .filter(|e| *e > 0)
     {
-        if cursor < now_ms() - expiration * 1000 {
+        if cursor < keycloak_now - expiration * 1000 {
             return Ok(Some("the cursor is older than the event retention".into()));
         }
     }
@@ -658,7 +671,8 @@ async fn incremental(
     let store = &services.store;
     let kc = &services.keycloak;
     let mut state = store.sync_state().await?;
-    if let Some(gap) = event_gap(kc, state.event_cursor_ms).await? {
+    let keycloak_now = now_ms() + run.keycloak_clock_skew_ms.unwrap_or_default();
+    if let Some(gap) = event_gap(kc, state.event_cursor_ms, keycloak_now).await? {
         // A gap: only a full reconcile can be trusted. It runs under this run's lease.
         run.errors
             .push(format!("event gap ({gap}): running a full reconcile"));
@@ -1066,6 +1080,17 @@ pub fn metrics_line(run: &SyncRun) -> serde_json::Value {
     });
     if let (Some(line), Some(counts)) = (line.as_object_mut(), counts.as_object()) {
         line.extend(counts.clone());
+        // How far apart the clocks are, either way, without dimensions (declared only when read).
+        if let Some(skew) = run.keycloak_clock_skew_ms {
+            line.insert("keycloakClockSkewMs".into(), json!(skew.unsigned_abs()));
+            if let Some(directives) = line["_aws"]["CloudWatchMetrics"].as_array_mut() {
+                directives.push(json!({
+                    "Namespace": "KeycloakUserSync",
+                    "Dimensions": [[]],
+                    "Metrics": [{"Name": "keycloakClockSkewMs", "Unit": "Milliseconds"}],
+                }));
+            }
+        }
     }
     line
 }
@@ -1122,6 +1147,7 @@ mod tests {
                 write_capacity_units: 4.0,
                 keycloak_requests: 7,
             },
+            keycloak_clock_skew_ms: Some(-120_000),
             expires_at: 0,
         };
         let line = metrics_line(&run);
@@ -1148,6 +1174,37 @@ mod tests {
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Mode", "Status"], ["Status"]])
+        );
+        // The clock skew alarm's metric: how far apart, either way, with no dimensions.
+        assert_eq!(line["keycloakClockSkewMs"], 120_000);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][1],
+            json!({"Namespace": "KeycloakUserSync", "Dimensions": [[]],
+                   "Metrics": [{"Name": "keycloakClockSkewMs", "Unit": "Milliseconds"}]})
+        );
+    }
+
+    #[test]
+    fn a_skew_that_could_not_be_read_declares_no_metric() {
+        let run = SyncRun {
+            run_id: "1".into(),
+            mode: SyncMode::Full,
+            escalated: false,
+            status: SyncStatus::Succeeded,
+            started_at: 1,
+            finished_at: Some(2),
+            counts: SyncCounts::default(),
+            plan: None,
+            errors: Vec::new(),
+            cost: RunCost::default(),
+            keycloak_clock_skew_ms: None,
+            expires_at: 0,
+        };
+        let line = metrics_line(&run);
+        assert!(line.get("keycloakClockSkewMs").is_none());
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"].as_array().unwrap().len(),
+            1
         );
     }
 }

@@ -739,6 +739,7 @@ async fn sync_state_and_runs_are_kept() {
             plan: None,
             errors: vec![],
             cost: Default::default(),
+            keycloak_clock_skew_ms: Some(-120_000),
             expires_at: 9_999_999_999,
         };
         store.put_run(&run).await.unwrap();

@@ -544,6 +544,39 @@ pub async fn fault(mut rule: Value) -> String {
     created["id"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Move the realm's clock (Keycloak's time = ours + `seconds`).
+pub async fn set_keycloak_clock(seconds: i64) {
+    let r = http()
+        .put(format!(
+            "{}/_emulator/realms/{}/clock",
+            stack().keycloak,
+            stack().realm
+        ))
+        .json(&json!({"offsetSeconds": seconds}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+/// Turn the realm's webhook deliveries to the gateway off or on again (as the stack subscribed
+/// them), so a spec can see what the syncs alone do.
+pub async fn set_webhooks(enabled: bool) {
+    let body = json!({"enabled": enabled, "url": format!("{}/hooks/keycloak", stack().gateway),
+                      "secret": webhook_secret().await, "eventTypes": ["*"]});
+    let r = http()
+        .post(format!(
+            "{}/_emulator/realms/{}/webhooks",
+            stack().keycloak,
+            stack().realm
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
 /// The webhook secret the stack generated (what an operator gives Keycloak's events extension).
 pub async fn webhook_secret() -> String {
     let sm: aws_sdk_secretsmanager::Client = aws_client!(aws_sdk_secretsmanager);

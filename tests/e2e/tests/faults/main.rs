@@ -180,6 +180,45 @@ async fn an_expired_token_is_inactive_and_refused_by_bearer_routes() {
     );
 }
 
+#[tokio::test]
+async fn with_keycloaks_clock_behind_ours_a_change_after_a_full_run_is_read_by_the_incremental_one()
+{
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Keycloak's clock runs 2 minutes behind for the whole spec (as a real skew would).
+    set_keycloak_clock(-120).await;
+    let alice = admin().await;
+    let (id, _) = created(&alice, "skew").await;
+    // Only the syncs: no webhook applies the change first.
+    set_webhooks(false).await;
+    let full = run_sync("full").await;
+    let skew = full["keycloak_clock_skew_ms"].as_i64().unwrap_or_default();
+    let measured = (-123_000..=-117_000).contains(&skew);
+    let cursor = store().sync_state().await.unwrap().event_cursor_ms;
+    // A change in the minute after the full run, stamped by Keycloak's clock.
+    let (status, _) = keycloak_admin(
+        Method::PUT,
+        &format!("/users/{id}"),
+        Some(json!({"lastName": "Skewed"})),
+    )
+    .await;
+    let incremental = run_sync("incremental").await;
+    let local = local_user(&id).await.unwrap();
+    set_keycloak_clock(0).await;
+    set_webhooks(true).await;
+    assert!(measured, "the run measured {skew} ms: {full}");
+    let now = user_sync::clock::now_ms();
+    assert!(
+        cursor.is_some_and(|c| c <= now - 110_000),
+        "the cursor {cursor:?} is in Keycloak's time"
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        local.last_name.as_deref(),
+        Some("Skewed"),
+        "the incremental run read the change: {incremental}"
+    );
+}
+
 /// Asynchronous invocations follow template.yaml's EventInvokeConfig (lambda_async.py plays
 /// Lambda's part): a run that fails (here: Keycloak cannot list the realm's roles, so no
 /// membership can be trusted) is retried once, then the event lands in the failure queue, and the
