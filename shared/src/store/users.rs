@@ -787,12 +787,20 @@ impl Store {
             format!("if_not_exists({count}, {zero}) + {one}"),
         );
         bump_version(&mut u);
+        // A user the sync marked missing whom Keycloak has just signed in is back (the grant is
+        // Keycloak's confirmation); an admin's delete stays, and refuses the login.
+        u.set_opt("deleted_at", None);
+        u.set_opt("deleted_reason", None);
+        u.set_opt("deleted_by", None);
         let (status, deleted) = (u.name("status"), u.value(s("deleted")));
+        let (reason, missing) = (u.name("deleted_reason"), u.value(s(MISSING_IN_KEYCLOAK)));
         let user_update = TxUpdate::builder()
             .table_name(&self.table)
             .set_key(Some(self.user_key(&login.user_id)))
             .update_expression(u.expression())
-            .condition_expression(format!("attribute_not_exists(pk) OR {status} <> {deleted}"))
+            .condition_expression(format!(
+                "attribute_not_exists(pk) OR {status} <> {deleted} OR {reason} = {missing}"
+            ))
             .set_expression_attribute_names(Some(u.names))
             .set_expression_attribute_values(Some(u.values))
             .build()

@@ -603,3 +603,32 @@ async fn a_revoke_keycloak_cannot_hear_ends_the_session_here_and_the_next_sync_e
         "the sync ended it in Keycloak"
     );
 }
+
+#[tokio::test]
+async fn a_user_the_sync_marked_missing_who_is_back_in_keycloak_can_sign_in_at_once() {
+    let (username, login) = signed_in_user("back").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    // As a sync run that read the user as gone (say, while Keycloak lost them for a moment).
+    assert!(store()
+        .mark_missing(&id, user_sync::clock::now_ms())
+        .await
+        .unwrap());
+    let r = post(
+        "/auth/login",
+        json!({"username": username, "password": "a-good-password"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let local = local_user(&id).await.unwrap();
+    assert_eq!(
+        (local.status, local.deleted_reason),
+        (user_sync::store::UserStatus::Active, None)
+    );
+    let token = r.body["tokens"]["accessToken"].as_str().unwrap();
+    assert_eq!(
+        call(Method::GET, "/auth/me", Some(token), None)
+            .await
+            .status,
+        200
+    );
+}
