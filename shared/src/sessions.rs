@@ -458,10 +458,30 @@ async fn note_session_repair(services: &Services, session: &Session) {
 /// Always 204 for a token Keycloak refuses (already ended, forged): nothing to tell.
 pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Error> {
     required("refreshToken", &req.refresh_token)?;
+    // A refresh token this service issued and still holds as the session's current one is proof
+    // enough: the session ends here first, and Keycloak's side follows — now, or through a
+    // repair when Keycloak cannot be told (an outage, a lost answer). A retry is never needed.
+    let held = match refresh_token_subject(&req.refresh_token) {
+        Some((user_id, sid)) => services
+            .store
+            .get_session(&user_id, &sid)
+            .await?
+            .filter(|s| {
+                s.ended_at.is_none() && s.refresh_token_sha256 == token_hash(&req.refresh_token)
+            }),
+        None => None,
+    };
+    if let Some(session) = &held {
+        services
+            .store
+            .end_session(&session.user_id, &session.sid, SessionEnd::Logout, now_ms())
+            .await?;
+    }
     match services.keycloak.logout(&req.refresh_token).await {
         Ok(()) => {
             // Keycloak accepted the token, so its `sub` and `sid` are genuine.
-            if let Some((user_id, sid)) = refresh_token_subject(&req.refresh_token) {
+            if let (None, Some((user_id, sid))) = (&held, refresh_token_subject(&req.refresh_token))
+            {
                 services
                     .store
                     .end_session(&user_id, &sid, SessionEnd::Logout, now_ms())
@@ -470,7 +490,14 @@ pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Err
             Ok(())
         }
         Err(KeycloakError::InvalidGrant { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => match &held {
+            Some(session) => {
+                tracing::warn!(error = %e, "logout: Keycloak's session is ended by the next sync run");
+                note_session_repair(services, session).await;
+                Ok(())
+            }
+            None => Err(e.into()),
+        },
     }
 }
 

@@ -176,24 +176,39 @@ enum Written {
     Unconfirmed { since: i64 },
 }
 
+/// What `write_through` does with a Keycloak write whose outcome is unknown (a timeout, a 5xx).
+/// `S` tells from Keycloak's user as read back (`None`: Keycloak has no such user) whether the
+/// write was applied.
+enum OnUnknown<S> {
+    /// Undo it here, as a refusal.
+    Undo,
+    /// Read Keycloak back: shown, it is done; not shown, undo it here (the write is idempotent,
+    /// so the caller's retry is safe, and a late landing reaches the store through the sync).
+    Confirm(S),
+    /// Read Keycloak back: shown, it is done; not shown (yet), the record stays locked for this
+    /// write until the next sync run reads Keycloak back once more and records what it holds.
+    ConfirmOrHold(S),
+}
+
+/// For a write with no read-back.
+const UNDO: OnUnknown<fn(Option<&UserRepresentation>) -> bool> = OnUnknown::Undo;
+
 /// Write `new` over `old` here and in Keycloak, as one change: the record is locked and
 /// written first (so a reader sees the edit in flight), then Keycloak. A write Keycloak refused
-/// is undone here. A write whose outcome is unknown (a timeout, a 5xx) is never undone on the
-/// spot, since Keycloak may have applied it or still will: Keycloak is read back (`shows`), and
-/// if it does not show the change yet, the record stays locked for this write (no second edit is
-/// acknowledged, no late write overwrites one) until the next sync run reads it back once more.
-/// Without `shows` (a delete), an unknown outcome is undone like a refusal.
+/// is undone here; one whose outcome is unknown as `on_unknown` says — never undone blindly
+/// where Keycloak may have applied it or still will (no second edit is acknowledged, no late
+/// write overwrites one).
 async fn write_through<F, Fut, S>(
     services: &Services,
     old: &User,
     new: &User,
     keycloak_write: F,
-    shows: Option<S>,
+    on_unknown: OnUnknown<S>,
 ) -> Result<Written, Error>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), KeycloakError>>,
-    S: FnOnce(&UserRepresentation) -> bool,
+    S: FnOnce(Option<&UserRepresentation>) -> bool,
 {
     let now = now_ms();
     let lock = WriteLock {
@@ -201,18 +216,26 @@ where
         until: now + WRITE_LOCK_MS,
     };
     services.store.begin_edit(old, new, &lock, now).await?;
-    match (keycloak_write().await, shows) {
-        (Ok(()), _) => {}
-        (Err(e @ KeycloakError::Unavailable { .. }), Some(shows)) => {
-            return unconfirmed(services, &new.id, &lock, now, e, shows).await;
+    let refused = match (keycloak_write().await, on_unknown) {
+        (Ok(()), _) => None,
+        (Err(e @ KeycloakError::Unavailable { .. }), OnUnknown::Confirm(shows)) => {
+            (!read_back_shows(services, &new.id, &e, shows).await).then_some(e)
         }
-        (Err(e), _) => {
-            if let Err(undo) = services.store.undo_edit(new, old, &lock).await {
-                tracing::error!(user_id = %old.id, error = %undo,
-                    "Keycloak refused a change and the local record could not be put back; the next sync repairs it");
+        (Err(e @ KeycloakError::Unavailable { .. }), OnUnknown::ConfirmOrHold(shows)) => {
+            if read_back_shows(services, &new.id, &e, shows).await {
+                None
+            } else {
+                return Ok(hold(services, &new.id, &lock, now).await);
             }
-            return Err(e.into());
         }
+        (Err(e), _) => Some(e),
+    };
+    if let Some(e) = refused {
+        if let Err(undo) = services.store.undo_edit(new, old, &lock).await {
+            tracing::error!(user_id = %old.id, error = %undo,
+                "Keycloak refused a change and the local record could not be put back; the next sync repairs it");
+        }
+        return Err(e.into());
     }
     if let Err(e) = services.store.finish_edit(&new.id, &lock).await {
         // Keycloak and the record agree; only the lock lingers until it expires.
@@ -221,42 +244,31 @@ where
     Ok(Written::Confirmed)
 }
 
-/// For a write with no read-back: an unknown outcome is undone like a refusal.
-const NO_READ_BACK: Option<fn(&UserRepresentation) -> bool> = None;
-
 /// How long a record stays locked for an unconfirmed edit at most (the repair settles it at the
 /// next sync run after `repair::EDIT_SETTLE_MS`).
 const UNCONFIRMED_LOCK_MS: i64 = 15 * 60 * 1000;
 
-/// An edit whose Keycloak outcome is unknown: read back now; applied, it is done; not (yet)
-/// shown, the record stays locked for it and a repair settles it.
-async fn unconfirmed<S>(
-    services: &Services,
-    id: &str,
-    lock: &WriteLock,
-    since: i64,
-    cause: KeycloakError,
-    shows: S,
-) -> Result<Written, Error>
+/// Whether Keycloak, read back now (in the compensation margin), shows a write it did not
+/// confirm. A read that fails shows nothing.
+async fn read_back_shows<S>(services: &Services, id: &str, cause: &KeycloakError, shows: S) -> bool
 where
-    S: FnOnce(&UserRepresentation) -> bool,
+    S: FnOnce(Option<&UserRepresentation>) -> bool,
 {
-    tracing::warn!(user_id = %id, error = %cause, "Keycloak did not confirm an edit; reading it back");
-    let read = crate::deadline::compensate(services.keycloak.get_user(id)).await;
-    if read.as_ref().is_ok_and(shows) {
-        if let Err(e) = services.store.finish_edit(id, lock).await {
-            tracing::warn!(user_id = %id, error = %e, "could not release the write lock");
-        }
-        return Ok(Written::Confirmed);
+    tracing::warn!(user_id = %id, error = %cause, "Keycloak did not confirm a write; reading it back");
+    match crate::deadline::compensate(services.keycloak.get_user(id)).await {
+        Ok(rep) => shows(Some(&rep)),
+        Err(KeycloakError::NotFound) => shows(None),
+        Err(_) => false,
     }
-    let held = crate::deadline::compensate(services.store.hold_edit(
-        id,
-        lock,
-        since + UNCONFIRMED_LOCK_MS,
-        since,
-    ))
-    .await;
-    if let Err(e) = held {
+}
+
+/// Keep the record locked for an edit Keycloak did not confirm, and leave the repair that
+/// settles it.
+async fn hold(services: &Services, id: &str, lock: &WriteLock, since: i64) -> Written {
+    let held = services
+        .store
+        .hold_edit(id, lock, since + UNCONFIRMED_LOCK_MS, since);
+    if let Err(e) = crate::deadline::compensate(held).await {
         // The record keeps the edit and its short lock; the sync settles it from Keycloak.
         tracing::error!(user_id = %id, error = %e, "could not hold the unconfirmed edit's lock");
     }
@@ -269,7 +281,7 @@ where
         },
     )
     .await;
-    Ok(Written::Unconfirmed { since })
+    Written::Unconfirmed { since }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -522,7 +534,9 @@ pub async fn patch(
             &old,
             &new,
             || async { services.keycloak.update_user(&old.id, &kc_update).await },
-            Some(|rep: &UserRepresentation| kc_update.shown_by(rep)),
+            OnUnknown::ConfirmOrHold(|rep: Option<&UserRepresentation>| {
+                rep.is_some_and(|rep| kc_update.shown_by(rep))
+            }),
         )
         .await?;
         let mut new = new;
@@ -646,7 +660,14 @@ pub async fn delete(
                     Err(e) => Err(e),
                 }
             };
-            match write_through(services, &old, &tombstone, write, NO_READ_BACK).await {
+            // Read back: a hard delete is done when Keycloak has no such user, a soft one when
+            // it shows the user disabled.
+            let shows = |rep: Option<&UserRepresentation>| match rep {
+                None => hard,
+                Some(rep) => !hard && !rep.enabled,
+            };
+            let on_unknown = OnUnknown::Confirm(shows);
+            match write_through(services, &old, &tombstone, write, on_unknown).await {
                 Ok(_) => break,
                 // A login or a sync wrote meanwhile: read again and delete that version.
                 Err(Error::Store(StoreError::VersionConflict)) if attempt < DELETE_ATTEMPTS => {
@@ -840,7 +861,7 @@ async fn from_keycloak(
     if new.keycloak_fields() == local.keycloak_fields() && new.attributes == local.attributes {
         return Ok(false);
     }
-    write_through(services, &local, &new, || async { Ok(()) }, NO_READ_BACK).await?;
+    write_through(services, &local, &new, || async { Ok(()) }, UNDO).await?;
     Ok(true)
 }
 
@@ -876,7 +897,7 @@ async fn to_keycloak(
     }
     // Lock the record (same version) so no admin edit interleaves with this write.
     let write = || async { services.keycloak.update_user(&local.id, &update).await };
-    write_through(services, local, local, write, NO_READ_BACK).await?;
+    write_through(services, local, local, write, UNDO).await?;
     Ok(true)
 }
 

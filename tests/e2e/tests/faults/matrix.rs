@@ -21,6 +21,9 @@ enum Flow {
     Register,
     Disable,
     SoftDelete,
+    HardDelete,
+    /// The user's own logout (`POST /auth/logout` with their refresh token).
+    UserLogout,
     PasswordReset,
     AdminLogout,
     Patch,
@@ -30,8 +33,12 @@ enum Flow {
 enum Step {
     CreateUser,
     RoleRead,
+    /// An admin's logout of the user (`POST /users/{id}/logout`).
     Logout,
     UpdateUser,
+    DeleteUser,
+    /// The end-session endpoint (a refresh token's logout).
+    EndSession,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +51,8 @@ enum Fault {
     AnswerLost,
     /// Keycloak handles every such request and loses every answer: the caller's retries too.
     AnswersLost,
+    /// Keycloak never handles the request: the caller times out (`HANG_MS`, then a 504).
+    TimesOutBeforeHandling,
     /// Keycloak handles the request only after `HANG_MS`, past the function's deadline (as a
     /// Keycloak stalled on its database does); the caller has long given up by then.
     Hangs,
@@ -101,6 +110,16 @@ matrix! {
     patch_update_answers_lost_past_the_deadline: Patch, UpdateUser, AnswersLost => Answer::Done;
     patch_update_hangs_past_the_deadline: Patch, UpdateUser, Hangs => Answer::Held("keycloak_write");
     register_create_hangs_past_the_deadline: Register, CreateUser, Hangs => Answer::NotDone;
+    register_create_times_out_before_handling: Register, CreateUser, TimesOutBeforeHandling => Answer::NotDone;
+    disable_update_429: Disable, UpdateUser, RateLimited => Answer::Done;
+    disable_logout_429: Disable, Logout, RateLimited => Answer::Done;
+    soft_delete_disable_5xx: SoftDelete, UpdateUser, ServerError => Answer::NotDone;
+    soft_delete_disable_answers_lost: SoftDelete, UpdateUser, AnswersLost => Answer::Done;
+    hard_delete_answers_lost: HardDelete, DeleteUser, AnswersLost => Answer::Done;
+    hard_delete_5xx: HardDelete, DeleteUser, ServerError => Answer::NotDone;
+    user_logout_5xx: UserLogout, EndSession, ServerError => Answer::Done;
+    user_logout_answers_lost: UserLogout, EndSession, AnswersLost => Answer::Done;
+    admin_logout_429: AdminLogout, Logout, RateLimited => Answer::Done;
 }
 
 /// The fault rule for `step` of the user `id` (or the registration of `username`).
@@ -122,6 +141,16 @@ fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
             None,
         ),
         Step::UpdateUser => ("PUT", format!("/admin/realms/{{realm}}/users/{id}"), None),
+        Step::DeleteUser => (
+            "DELETE",
+            format!("/admin/realms/{{realm}}/users/{id}"),
+            None,
+        ),
+        Step::EndSession => (
+            "POST",
+            "/realms/{realm}/protocol/openid-connect/logout".to_owned(),
+            None,
+        ),
     };
     let mut rule = json!({"method": method, "path": path});
     if let Some(b) = body {
@@ -133,6 +162,7 @@ fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
         Fault::AnswerLost => json!({"after": true, "drop": true, "times": 1}),
         Fault::AnswersLost => json!({"after": true, "drop": true}),
         Fault::Hangs => json!({"latencyMs": HANG_MS}),
+        Fault::TimesOutBeforeHandling => json!({"status": 504, "latencyMs": HANG_MS}),
     };
     for (k, v) in extra.as_object().unwrap() {
         rule[k] = v.clone();
@@ -260,6 +290,24 @@ async fn change(row: &Row) {
             200,
         ),
         Flow::SoftDelete => (call(Method::DELETE, &path, Some(&alice), None).await, 204),
+        Flow::HardDelete => (
+            call(
+                Method::DELETE,
+                &format!("{path}?hard=true"),
+                Some(&alice),
+                None,
+            )
+            .await,
+            204,
+        ),
+        Flow::UserLogout => (
+            post(
+                "/auth/logout",
+                json!({"refreshToken": login["tokens"]["refreshToken"]}),
+            )
+            .await,
+            204,
+        ),
         Flow::PasswordReset => (
             call(
                 Method::POST,
@@ -315,8 +363,13 @@ async fn change(row: &Row) {
     // The next sync run completes what is pending; then both sides agree.
     let run = run_sync("incremental").await;
     let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
-    assert_eq!(status, 200, "{kc}");
     let local = local_user(&id).await.unwrap();
+    if let (Flow::HardDelete, true) = (row.flow, done) {
+        assert_eq!(status, 404, "gone from Keycloak: {kc}");
+        assert_eq!(local.username, "", "a tombstone here");
+        return;
+    }
+    assert_eq!(status, 200, "{kc}");
     assert_eq!(local.enabled, kc["enabled"].as_bool().unwrap(), "enabled");
     assert_eq!(
         local.last_name.as_deref(),
@@ -327,6 +380,10 @@ async fn change(row: &Row) {
         (Flow::Disable | Flow::SoftDelete, true) => assert!(!local.enabled),
         (Flow::Patch, true) => assert_eq!(local.last_name.as_deref(), Some("Changed")),
         (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
+        (Flow::SoftDelete | Flow::HardDelete, false) => assert_eq!(
+            (local.status, local.enabled),
+            (user_sync::store::UserStatus::Active, true)
+        ),
         _ => {}
     }
     assert!(
