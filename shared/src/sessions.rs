@@ -434,7 +434,7 @@ fn failed_login_sessions(services: &Services, username: &str, sid: Option<&str>)
 }
 
 /// How late after our deadline Keycloak may still handle a request we gave up on.
-const LATE_HANDLING: std::time::Duration = std::time::Duration::from_secs(30);
+const LATE_HANDLING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The longest a flow runs when its invocation has no deadline (the login function's timeout).
 const FLOW_WITHOUT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -237,7 +237,9 @@ where
         }
         return Err(e.into());
     }
-    if let Err(e) = services.store.finish_edit(&new.id, &lock).await {
+    // Past the point of no return: finishing may use the margin kept for undoing.
+    let finished = crate::deadline::compensate(services.store.finish_edit(&new.id, &lock));
+    if let Err(e) = finished.await {
         // Keycloak and the record agree; only the lock lingers until it expires.
         tracing::warn!(user_id = %new.id, error = %e, "could not release the write lock");
     }
@@ -543,8 +545,8 @@ pub async fn patch(
         match written {
             // Keycloak has disabled the user: from here on the change is done, whatever follows.
             Written::Confirmed if kc_update.enabled == Some(false) => {
-                new.pending_keycloak_logout =
-                    end_sessions(services, &old.id, SessionEnd::UserDeactivated).await?;
+                let ended = end_sessions(services, &old.id, SessionEnd::UserDeactivated);
+                new.pending_keycloak_logout = crate::deadline::compensate(ended).await?;
             }
             Written::Confirmed => {}
             // Meanwhile the record holds the edit (a disabled record's sessions are refused).
@@ -678,15 +680,14 @@ pub async fn delete(
         }
         if hard {
             // The person goes from the whole table, not only from the profile.
-            let erased = services
-                .store
-                .erase_personal_data(&old.id, &old.username)
-                .await?;
+            let erased = services.store.erase_personal_data(&old.id, &old.username);
+            let erased = crate::deadline::compensate(erased).await?;
             tracing::info!(user_id = %old.id, ?erased, "hard delete: personal data erased");
         } else {
             // Keycloak has disabled the user: the delete is done; its sessions end here at
             // once, and in Keycloak now or through a repair.
-            end_sessions(services, &old.id, SessionEnd::UserDeactivated).await?;
+            let ended = end_sessions(services, &old.id, SessionEnd::UserDeactivated);
+            crate::deadline::compensate(ended).await?;
         }
         Ok(())
     }
