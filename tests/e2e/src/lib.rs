@@ -157,6 +157,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+#[derive(Clone, Debug)]
 pub struct Resp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,

@@ -22,6 +22,8 @@ use super::ONE_AT_A_TIME;
 #[derive(Clone, Copy, Debug)]
 enum Flow {
     Register,
+    /// An admin's `POST /admin/users` (no idempotency key: the retry is a new request).
+    AdminCreate,
     Disable,
     SoftDelete,
     HardDelete,
@@ -218,6 +220,9 @@ matrix! {
     patch_update_hangs_past_the_deadline: Patch, UpdateUser, Hangs => Answer::Held("keycloak_write");
     register_create_hangs_past_the_deadline: Register, CreateUser, Hangs => Answer::NotDone;
     register_create_times_out_before_handling: Register, CreateUser, TimesOutBeforeHandling => Answer::NotDone;
+    admin_create_create_5xx: AdminCreate, CreateUser, ServerError => Answer::NotDone;
+    admin_create_create_answer_lost: AdminCreate, CreateUser, AnswerLost => Answer::NotDone;
+    admin_create_role_read_5xx: AdminCreate, RoleRead, ServerError => Answer::DonePending("keycloak_read");
     disable_update_429: Disable, UpdateUser, RateLimited => Answer::Done;
     disable_logout_429: Disable, Logout, RateLimited => Answer::Done;
     soft_delete_disable_5xx: SoftDelete, UpdateUser, ServerError => Answer::NotDone;
@@ -282,7 +287,7 @@ fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
 async fn run(row: Row) {
     let _load = row.loaded.then(Load::start);
     match row.flow {
-        Flow::Register => register(&row).await,
+        Flow::Register | Flow::AdminCreate => register(&row).await,
         _ => change(&row).await,
     }
 }
@@ -310,14 +315,17 @@ async fn register(row: &Row) {
     let key = unique("fm-key");
     let started = Instant::now();
     let rule_id = fault(rule(row.step, row.fault, "", &username)).await;
-    let first = register_with_key(&username, &key).await;
+    let first = create(row.flow, &username, &key).await;
     clear_fault(&rule_id).await;
     assert_answer(row, &first, 201);
     if let Answer::DonePending(p) = row.answer {
         assert_eq!(first.body["user"]["pending"], json!([p]), "{}", first.text);
     }
-    // A retry with the same key ends with the account registered once, on both sides.
-    let retry = register_with_key(&username, &key).await;
+    // A retry (with the same key) ends with the account registered once, on both sides.
+    let retry = match (row.flow, first.status) {
+        (Flow::AdminCreate, 201) => first.clone(),
+        _ => create(row.flow, &username, &key).await,
+    };
     assert_eq!(retry.status, 201, "the retry: {}", retry.text);
     let id = retry.body["user"]["id"].as_str().unwrap().to_owned();
     if first.status == 201 {
@@ -361,6 +369,22 @@ async fn landed(fault: Fault, started: Instant) {
         // The first request, and the client's retry after its 10 s timeout.
         let by = Duration::from_millis(HANG_MS + 12_000);
         tokio::time::sleep(by.saturating_sub(started.elapsed())).await;
+    }
+}
+
+/// A registration with an idempotency key, or an admin's creation.
+async fn create(flow: Flow, username: &str, key: &str) -> Resp {
+    match flow {
+        Flow::AdminCreate => {
+            call(
+                Method::POST,
+                "/admin/users",
+                Some(&admin().await),
+                Some(new_user(username)),
+            )
+            .await
+        }
+        _ => register_with_key(username, key).await,
     }
 }
 
@@ -435,7 +459,7 @@ async fn change(row: &Row) {
             call(Method::POST, &format!("{path}/logout"), Some(&alice), None).await,
             204,
         ),
-        Flow::Register => unreachable!("registration has its own run"),
+        Flow::Register | Flow::AdminCreate => unreachable!("creations have their own run"),
     };
     clear_fault(&rule_id).await;
     assert_answer(row, &r, done_status);
