@@ -41,27 +41,17 @@ pub fn signature_valid(secret: &[u8], body: &[u8], header: Option<&str>) -> bool
 /// The signature the extension would send (the emulator's and the tests' side).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hex(hmac::sign(&key, body).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hmac::sign(&key, body).as_ref())
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(text).ok()
 }
 
 /// The SQS deduplication id of an event id: at most 128 characters of a restricted alphabet,
 /// so a digest of it.
 pub fn deduplication_id(event_id: &str) -> String {
-    hex(digest::digest(&digest::SHA256, event_id.as_bytes()).as_ref())
+    hex::encode(digest::digest(&digest::SHA256, event_id.as_bytes()).as_ref())
 }
 
 /// The hook function's state, built once per cold start: the webhook secret (Secrets Manager,

@@ -9,41 +9,17 @@
 
 use std::collections::HashMap;
 
-/// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12` hex digits), or `None`.
+/// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12` hex digits), or `None`: an id that
+/// parses in another form (upper case, braces, no hyphens) would not write back as it came.
 fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
-    let b = id.as_bytes();
-    if b.len() != 36 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    let mut nibble = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        out[nibble / 2] |= if nibble % 2 == 0 { v << 4 } else { v };
-        nibble += 1;
-    }
-    Some(out)
+    let parsed = uuid::Uuid::try_parse(id).ok()?;
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let written = parsed.as_hyphenated().encode_lower(&mut canonical);
+    (written.as_bytes() == id.as_bytes()).then(|| parsed.into_bytes())
 }
 
 fn uuid_string(bytes: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    uuid::Uuid::from_bytes(*bytes).as_hyphenated().to_string()
 }
 
 /// New entries wait in a small map until this many, then are merged into the sorted vector.

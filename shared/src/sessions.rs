@@ -576,7 +576,7 @@ pub struct SessionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_reason: Option<String>,
+    pub end_reason: Option<SessionEnd>,
 }
 
 /// `GET /auth/sessions`.

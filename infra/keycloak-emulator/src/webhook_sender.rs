@@ -59,11 +59,7 @@ pub fn dispatch(listeners: &[String], webhooks: &[Webhook], event: &Value) {
         let body = event.to_string();
         let signature = (!hook.secret.is_empty()).then(|| {
             let key = hmac::Key::new(hmac::HMAC_SHA256, hook.secret.as_bytes());
-            hmac::sign(&key, body.as_bytes())
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            hex::encode(hmac::sign(&key, body.as_bytes()))
         });
         runtime.spawn(deliver(hook.url.clone(), body, signature));
     }

@@ -62,12 +62,13 @@ fn digest_of(item: &Item) -> Option<(String, Digest)> {
     Some((id, Digest { hash, state }))
 }
 
-fn hex8(hex: &str) -> Option<[u8; 8]> {
+fn hex8(text: &str) -> Option<[u8; 8]> {
     let mut out = [0u8; 8];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
     }
-    (hex.len() == 64).then_some(out)
+    hex::decode_to_slice(&text[..16], &mut out).ok()?;
+    Some(out)
 }
 
 impl Store {

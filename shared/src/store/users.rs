@@ -79,11 +79,7 @@ impl KeycloakFields {
 
     /// SHA-256 of the canonical JSON of the normalized fields, hex.
     pub fn content_hash(&self) -> String {
-        self.content_digest()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(self.content_digest())
     }
 
     /// The first 8 bytes of the content hash: what the full sync holds per user to compare (a

@@ -646,8 +646,8 @@ async fn sessions_refresh_and_end_once() {
     );
     let ended = store.get_session("u1", "s1").await.unwrap().unwrap();
     assert_eq!(
-        (ended.ended_at, ended.end_reason.as_deref()),
-        (Some(4_500), Some("logout"))
+        (ended.ended_at, ended.end_reason),
+        (Some(4_500), Some(SessionEnd::Logout))
     );
     assert_eq!(
         store

@@ -368,7 +368,10 @@ async fn refresh_after_logout_is_401_and_the_session_shows_ended() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(session.end_reason.as_deref(), Some("logout"));
+    assert_eq!(
+        session.end_reason,
+        Some(user_sync::store::SessionEnd::Logout)
+    );
 }
 
 #[tokio::test]
@@ -395,7 +398,10 @@ async fn a_session_ended_in_keycloak_fails_refresh_and_is_ended_here() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(session.end_reason.as_deref(), Some("ended_in_keycloak"));
+    assert_eq!(
+        session.end_reason,
+        Some(user_sync::store::SessionEnd::EndedInKeycloak)
+    );
 }
 
 #[tokio::test]
