@@ -25,12 +25,48 @@ pub struct Actor<'a> {
     pub request_id: &'a str,
 }
 
+/// An admin action, as the trail names it (`user.update`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AuditAction {
+    #[serde(rename = "user.create")]
+    UserCreate,
+    #[serde(rename = "user.update")]
+    UserUpdate,
+    #[serde(rename = "user.delete")]
+    UserDelete,
+    #[serde(rename = "user.reset_password")]
+    UserResetPassword,
+    #[serde(rename = "user.logout")]
+    UserLogout,
+    #[serde(rename = "user.sync")]
+    UserSync,
+    #[serde(rename = "sync.start")]
+    SyncStart,
+    #[serde(rename = "sync.approve")]
+    SyncApprove,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::UserCreate => "user.create",
+            AuditAction::UserUpdate => "user.update",
+            AuditAction::UserDelete => "user.delete",
+            AuditAction::UserResetPassword => "user.reset_password",
+            AuditAction::UserLogout => "user.logout",
+            AuditAction::UserSync => "user.sync",
+            AuditAction::SyncStart => "sync.start",
+            AuditAction::SyncApprove => "sync.approve",
+        }
+    }
+}
+
 /// Record an admin action and how it ended. A failure to write the record is logged (the log
 /// line carries the same content) and never undoes or fails the action itself.
 pub async fn record<T>(
     services: &Services,
     actor: Actor<'_>,
-    action: &str,
+    action: AuditAction,
     target_id: &str,
     fields: &[String],
     result: &Result<T, Error>,
@@ -66,7 +102,7 @@ fn is_refused_input(e: &Error) -> bool {
 async fn write(
     services: &Services,
     actor: Actor<'_>,
-    action: &str,
+    action: AuditAction,
     target_id: &str,
     fields: &[String],
     outcome: String,
@@ -80,7 +116,7 @@ async fn write(
         at,
         request_id: actor.request_id.to_owned(),
         actor_id: actor.principal.user_id.clone(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         target_id: target_id.to_owned(),
         fields: fields.to_vec(),
         outcome,
@@ -107,7 +143,7 @@ async fn write(
 pub async fn admit<T>(
     services: &Services,
     actor: Actor<'_>,
-    action: &str,
+    action: AuditAction,
     target_id: &str,
     fields: &[String],
     input: Result<T, Error>,
@@ -200,4 +236,25 @@ pub async fn list(
             .collect(),
         next_cursor: page.next_cursor,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuditAction;
+
+    #[test]
+    fn an_action_is_named_the_same_in_the_record_and_in_json() {
+        for action in [
+            AuditAction::UserCreate,
+            AuditAction::UserUpdate,
+            AuditAction::UserDelete,
+            AuditAction::UserResetPassword,
+            AuditAction::UserLogout,
+            AuditAction::UserSync,
+            AuditAction::SyncStart,
+            AuditAction::SyncApprove,
+        ] {
+            assert_eq!(serde_json::json!(action), action.as_str());
+        }
+    }
 }

@@ -84,12 +84,22 @@ pub const DEFAULT_MAX_EVENT_AGE_S: i64 = 20 * 60;
 pub const MAX_EVENT_LEAD_MS: i64 = 5 * 60 * 1000;
 
 /// What the hook did with a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// Put on the queue for the consumer.
+    Queued,
+    /// An event that does not concern a user.
+    Ignored,
+    /// An event taken before (a replay or a redelivery): dropped.
+    Duplicate,
+}
+
+/// The answer to a delivery.
 #[derive(Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
-    /// `queued`; `ignored` for an event that does not concern a user; `duplicate` for an event
-    /// taken before (a replay or a redelivery), dropped.
-    pub status: &'static str,
+    pub status: ReceiptStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
 }
@@ -172,7 +182,7 @@ impl Intake {
         self.authenticate(signature, body).await?;
         let Some(change) = self.format.user_change(body)? else {
             return Ok(Receipt {
-                status: "ignored",
+                status: ReceiptStatus::Ignored,
                 event_id: None,
             });
         };
@@ -188,7 +198,7 @@ impl Intake {
         let remember_until_s = (change.time + self.max_age_ms + MAX_EVENT_LEAD_MS) / 1000;
         if !self.store.take_event(&dedup, remember_until_s).await? {
             return Ok(Receipt {
-                status: "duplicate",
+                status: ReceiptStatus::Duplicate,
                 event_id: Some(change.event_id),
             });
         }
@@ -201,7 +211,7 @@ impl Intake {
             return Err(e);
         }
         Ok(Receipt {
-            status: "queued",
+            status: ReceiptStatus::Queued,
             event_id: Some(change.event_id),
         })
     }

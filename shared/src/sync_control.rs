@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::clock::iso8601;
 use crate::clock::now_ms;
 use crate::deadline::Bounded;
@@ -60,9 +60,9 @@ pub async fn start_sync(
     }
     .await;
     let action = if req.force {
-        "sync.approve"
+        AuditAction::SyncApprove
     } else {
-        "sync.start"
+        AuditAction::SyncStart
     };
     audit::record(
         services,

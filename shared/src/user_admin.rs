@@ -10,7 +10,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, AuditAction};
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, UserRepresentation, UserUpdate};
@@ -351,7 +351,15 @@ pub async fn create(
     }
     .await;
     let target = result.as_ref().map_or(audit::NEW_USER, |u| u.id.as_str());
-    audit::record(services, actor, "user.create", target, &fields, &result).await;
+    audit::record(
+        services,
+        actor,
+        AuditAction::UserCreate,
+        target,
+        &fields,
+        &result,
+    )
+    .await;
     result
 }
 
@@ -558,7 +566,7 @@ pub async fn patch(
     audit::record(
         services,
         actor,
-        "user.update",
+        AuditAction::UserUpdate,
         id,
         &req.field_names(),
         &result,
@@ -697,7 +705,15 @@ pub async fn delete(
     } else {
         Vec::new()
     };
-    audit::record(services, actor, "user.delete", id, &fields, &result).await;
+    audit::record(
+        services,
+        actor,
+        AuditAction::UserDelete,
+        id,
+        &fields,
+        &result,
+    )
+    .await;
     result
 }
 
@@ -738,7 +754,15 @@ pub async fn set_password(
     if req.keep_sessions {
         fields.push("keepSessions".into());
     }
-    audit::record(services, actor, "user.reset_password", id, &fields, &result).await;
+    audit::record(
+        services,
+        actor,
+        AuditAction::UserResetPassword,
+        id,
+        &fields,
+        &result,
+    )
+    .await;
     result
 }
 
@@ -751,7 +775,7 @@ pub async fn logout(services: &Services, actor: Actor<'_>, id: &str) -> Result<(
             .map(|_| ())
     }
     .await;
-    audit::record(services, actor, "user.logout", id, &[], &result).await;
+    audit::record(services, actor, AuditAction::UserLogout, id, &[], &result).await;
     result
 }
 
@@ -817,7 +841,7 @@ pub async fn sync_user(
     audit::record(
         services,
         actor,
-        "user.sync",
+        AuditAction::UserSync,
         id,
         &[name.to_owned()],
         &result,

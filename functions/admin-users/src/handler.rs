@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use user_sync::audit;
+use user_sync::audit::{self, AuditAction};
 use user_sync::http::{header, json, AdminCall, AppState, Body};
 use user_sync::sync_control::{self, StartSyncRequest};
 use user_sync::user_admin::{
@@ -67,7 +67,7 @@ async fn create_user(
     let input = audit::admit(
         &s,
         call.actor(),
-        "user.create",
+        AuditAction::UserCreate,
         audit::NEW_USER,
         &body.fields,
         body.parsed,
@@ -99,8 +99,15 @@ async fn patch_user(
         fields = input.field_names();
         Ok((expected?, input))
     });
-    let (expected, input) =
-        audit::admit(&s, call.actor(), "user.update", &id, &fields, input).await?;
+    let (expected, input) = audit::admit(
+        &s,
+        call.actor(),
+        AuditAction::UserUpdate,
+        &id,
+        &fields,
+        input,
+    )
+    .await?;
     let user = user_admin::patch(&s, call.actor(), &id, expected, &input).await?;
     let mut answer = with_etag(&user);
     // Keycloak did not confirm the edit: accepted, held until Keycloak is read back.
@@ -118,7 +125,15 @@ async fn delete_user(
 ) -> Result<StatusCode, Error> {
     let hard = user_admin::hard_delete(q.get("hard").map(String::as_str));
     let fields: Vec<String> = q.keys().take(20).cloned().collect();
-    let hard = audit::admit(&s, call.actor(), "user.delete", &id, &fields, hard).await?;
+    let hard = audit::admit(
+        &s,
+        call.actor(),
+        AuditAction::UserDelete,
+        &id,
+        &fields,
+        hard,
+    )
+    .await?;
     user_admin::delete(&s, call.actor(), &id, hard).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -129,7 +144,7 @@ async fn set_password(
     Path(id): Path<String>,
     body: Body<PasswordRequest>,
 ) -> Result<StatusCode, Error> {
-    let action = "user.reset_password";
+    let action = AuditAction::UserResetPassword;
     let input = audit::admit(&s, call.actor(), action, &id, &body.fields, body.parsed).await?;
     user_admin::set_password(&s, call.actor(), &id, &input).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -153,7 +168,7 @@ async fn sync_user(
     let input = audit::admit(
         &s,
         call.actor(),
-        "user.sync",
+        AuditAction::UserSync,
         &id,
         &body.fields,
         body.parsed,
@@ -171,7 +186,7 @@ async fn start_sync(
     let input = audit::admit(
         &s,
         call.actor(),
-        "sync.start",
+        AuditAction::SyncStart,
         audit::SYNC,
         &body.fields,
         body.parsed,
