@@ -196,7 +196,8 @@ pub async fn call_with(
     read(req.send().await.expect("gateway answers")).await
 }
 
-async fn read(r: reqwest::Response) -> Resp {
+/// A response as the specs read it.
+pub async fn read(r: reqwest::Response) -> Resp {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
@@ -358,16 +359,7 @@ pub async fn patch(token: &str, id: &str, etag: Option<&str>, body: Value) -> Re
     if let Some(e) = etag {
         req = req.header("if-match", e);
     }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
+    read(req.send().await.unwrap()).await
 }
 
 /// Grant a realm role straight in Keycloak (as an admin would in its console).

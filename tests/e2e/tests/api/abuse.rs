@@ -421,19 +421,35 @@ async fn a_wrong_password_for_a_disabled_account_reads_like_any_wrong_password()
     assert_eq!(wrong.body["code"], "invalid_credentials");
 }
 
-#[tokio::test]
-async fn a_retry_after_a_dead_invocation_registers_the_user() {
-    let username = unique("dead");
-    let key = unique("key");
-    let account = user_sync::users::NewAccount {
-        username: username.clone(),
+/// The account `registration(username)` asks for, as registration validates it.
+fn registered_account(username: &str) -> user_sync::users::NewAccount {
+    user_sync::users::NewAccount {
+        username: username.to_owned(),
         email: format!("{username}@example.org"),
         first_name: Some("Test".into()),
         last_name: Some("User".into()),
         attributes: [("phone".to_owned(), "+1 555 0199".to_owned())].into(),
         enabled: true,
         temporary_password: false,
-    };
+    }
+}
+
+/// Register `username` with an idempotency key through the gateway.
+async fn register_with(key: &str, username: &str) -> reqwest::Response {
+    http()
+        .post(format!("{}/auth/register", stack().gateway))
+        .header("idempotency-key", key)
+        .json(&registration(username))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retry_after_a_dead_invocation_registers_the_user() {
+    let username = unique("dead");
+    let key = unique("key");
+    let account = registered_account(&username);
     // The claim an invocation left when it died 30 s ago, mid-registration.
     let now = user_sync::clock::now_ms();
     let claim = store()
@@ -447,13 +463,7 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
         .await
         .unwrap();
     assert_eq!(claim, user_sync::store::Claim::New);
-    let r = http()
-        .post(format!("{}/auth/register", stack().gateway))
-        .header("idempotency-key", &key)
-        .json(&registration(&username))
-        .send()
-        .await
-        .unwrap();
+    let r = register_with(&key, &username).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
 
@@ -461,15 +471,7 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
 async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
     let username = unique("deadkc");
     let key = unique("key");
-    let account = user_sync::users::NewAccount {
-        username: username.clone(),
-        email: format!("{username}@example.org"),
-        first_name: Some("Test".into()),
-        last_name: Some("User".into()),
-        attributes: [("phone".to_owned(), "+1 555 0199".to_owned())].into(),
-        enabled: true,
-        temporary_password: false,
-    };
+    let account = registered_account(&username);
     // An invocation claimed the key, created the Keycloak user, and died before its store write.
     let now = user_sync::clock::now_ms();
     let claim = store()
@@ -495,13 +497,7 @@ async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
     )
     .await;
     assert_eq!(status, 201);
-    let r = http()
-        .post(format!("{}/auth/register", stack().gateway))
-        .header("idempotency-key", &key)
-        .json(&registration(&username))
-        .send()
-        .await
-        .unwrap();
+    let r = register_with(&key, &username).await;
     assert_eq!(r.status(), 201, "not 409 for the caller's own account");
     let body: Value = r.json().await.unwrap();
     let in_keycloak = keycloak_users_named(&username).await;
@@ -517,15 +513,7 @@ async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
 async fn a_retry_never_adopts_an_account_that_has_its_local_record() {
     let (username, _) = signed_in_user("older").await;
     let key = unique("key");
-    let account = user_sync::users::NewAccount {
-        username: username.clone(),
-        email: format!("{username}@example.org"),
-        first_name: Some("Test".into()),
-        last_name: Some("User".into()),
-        attributes: [("phone".to_owned(), "+1 555 0199".to_owned())].into(),
-        enabled: true,
-        temporary_password: false,
-    };
+    let account = registered_account(&username);
     let now = user_sync::clock::now_ms();
     store()
         .claim_idempotency(
@@ -537,13 +525,7 @@ async fn a_retry_never_adopts_an_account_that_has_its_local_record() {
         )
         .await
         .unwrap();
-    let r = http()
-        .post(format!("{}/auth/register", stack().gateway))
-        .header("idempotency-key", &key)
-        .json(&registration(&username))
-        .send()
-        .await
-        .unwrap();
+    let r = register_with(&key, &username).await;
     assert_eq!(
         r.status(),
         409,

@@ -131,21 +131,8 @@ async fn an_expired_token_is_inactive_and_refused_by_bearer_routes() {
         post("/auth/register", registration(&username)).await.status,
         201
     );
-    let set_clock = |seconds: i64| async move {
-        let r = http()
-            .put(format!(
-                "{}/_emulator/realms/{}/clock",
-                stack().keycloak,
-                stack().realm
-            ))
-            .json(&json!({"offsetSeconds": seconds}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
-    };
     // Keycloak's clock behind by 400 s: the token it issues expired 100 s ago for everyone else.
-    set_clock(-400).await;
+    set_keycloak_clock(-400).await;
     let login = http()
         .post(format!(
             "{}/realms/{}/protocol/openid-connect/token",
@@ -165,7 +152,7 @@ async fn an_expired_token_is_inactive_and_refused_by_bearer_routes() {
         .json::<serde_json::Value>()
         .await
         .unwrap();
-    set_clock(0).await;
+    set_keycloak_clock(0).await;
     let token = login["access_token"].as_str().unwrap();
     assert_eq!(
         post("/auth/token/validate", json!({"token": token}))

@@ -396,15 +396,7 @@ async fn register_with_key(username: &str, key: &str) -> Resp {
         .send()
         .await
         .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
+    read(r).await
 }
 
 /// An admin's change to a signed-in user, with one Keycloak step failing.
