@@ -31,7 +31,7 @@ pub trait EventFormat {
 /// `X-Keycloak-Signature`: the lowercase hex HMAC-SHA256 of the raw body with the shared
 /// secret (RFC 2104), as the Phase Two extension signs. Compared in constant time.
 pub fn signature_valid(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
-    let Some(tag) = header.and_then(|h| decode_hex(h.trim())) else {
+    let Some(tag) = header.and_then(|h| hex::decode(h.trim()).ok()) else {
         return false;
     };
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
@@ -42,10 +42,6 @@ pub fn signature_valid(secret: &[u8], body: &[u8], header: Option<&str>) -> bool
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     hex::encode(hmac::sign(&key, body).as_ref())
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    hex::decode(text).ok()
 }
 
 /// The SQS deduplication id of an event id: at most 128 characters of a restricted alphabet,

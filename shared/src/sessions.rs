@@ -461,14 +461,11 @@ pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Err
     // A refresh token this service issued and still holds as the session's current one is proof
     // enough: the session ends here first, and Keycloak's side follows — now, or through a
     // repair when Keycloak cannot be told (an outage, a lost answer). A retry is never needed.
-    let held = match refresh_token_subject(&req.refresh_token) {
-        Some((user_id, sid)) => services
-            .store
-            .get_session(&user_id, &sid)
-            .await?
-            .filter(|s| {
-                s.ended_at.is_none() && s.refresh_token_sha256 == token_hash(&req.refresh_token)
-            }),
+    let subject = refresh_token_subject(&req.refresh_token);
+    let held = match &subject {
+        Some((user_id, sid)) => services.store.get_session(user_id, sid).await?.filter(|s| {
+            s.ended_at.is_none() && s.refresh_token_sha256 == token_hash(&req.refresh_token)
+        }),
         None => None,
     };
     if let Some(session) = &held {
@@ -480,11 +477,10 @@ pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Err
     match services.keycloak.logout(&req.refresh_token).await {
         Ok(()) => {
             // Keycloak accepted the token, so its `sub` and `sid` are genuine.
-            if let (None, Some((user_id, sid))) = (&held, refresh_token_subject(&req.refresh_token))
-            {
+            if let (None, Some((user_id, sid))) = (&held, &subject) {
                 services
                     .store
-                    .end_session(&user_id, &sid, SessionEnd::Logout, now_ms())
+                    .end_session(user_id, sid, SessionEnd::Logout, now_ms())
                     .await?;
             }
             Ok(())

@@ -215,6 +215,23 @@ async fn a_forged_refresh_token_leaves_the_victims_session_working() {
 }
 
 #[tokio::test]
+async fn a_forged_refresh_token_cannot_log_the_victim_out() {
+    let (_, login) = signed_in_user("logoutvictim").await;
+    let refresh = login["tokens"]["refreshToken"].as_str().unwrap();
+    let access = login["tokens"]["accessToken"].as_str().unwrap();
+    // The victim's `sub` and `sid`, but not the token this service holds for that session.
+    let r = post("/auth/logout", json!({"refreshToken": forged(refresh)})).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        call(Method::GET, "/auth/me", Some(access), None)
+            .await
+            .status,
+        200,
+        "the victim's session is still live"
+    );
+}
+
+#[tokio::test]
 async fn replaying_a_rotated_refresh_token_ends_the_session() {
     let (_, login) = signed_in_user("replay").await;
     let id = login["user"]["id"].as_str().unwrap().to_owned();
