@@ -55,6 +55,11 @@ pub enum Error {
     /// A part of the service that cannot answer now (503).
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
+    /// A change made in Keycloak (past the point of no return) whose remaining steps here
+    /// could not be written because the store did not answer: `done` says what is applied.
+    /// Repeating the same request finishes it (503, with `Retry-After`).
+    #[error("{done}; the rest is not recorded here")]
+    Unfinished { done: &'static str },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -327,6 +332,16 @@ impl Error {
                 Problem::new(503, code, "Service unavailable", detail.clone())
                     .retry_after(RETRY_AFTER_UNAVAILABLE)
             }
+            Error::Unfinished { done } => Problem::new(
+                503,
+                "unfinished",
+                "Applied, not finished here",
+                format!(
+                    "{done}; the user store did not answer, so the rest is not recorded here: \
+                     repeating the same request finishes it"
+                ),
+            )
+            .retry_after(RETRY_AFTER_UNAVAILABLE),
             Error::Store(StoreError::Other(_))
             | Error::Internal(_)
             | Error::Keycloak(K::NotConfigured(_)) => Problem::new(
@@ -351,6 +366,17 @@ fn describe(errors: &[FieldError]) -> String {
 mod tests {
     use super::*;
     use crate::keycloak::ExistsField;
+
+    #[test]
+    fn a_change_applied_in_keycloak_but_not_finished_here_says_what_is_done() {
+        let p = Error::Unfinished {
+            done: "the password is set in Keycloak",
+        }
+        .to_problem();
+        assert_eq!((p.status, p.code), (503, "unfinished"));
+        assert!(p.detail.starts_with("the password is set in Keycloak;"));
+        assert!(p.detail.contains("repeating the same request finishes it"));
+    }
 
     #[test]
     fn keycloak_conflicts_map_to_stable_codes() {

@@ -553,7 +553,12 @@ pub async fn patch(
         match written {
             // Keycloak has disabled the user: from here on the change is done, whatever follows.
             Written::Confirmed if kc_update.enabled == Some(false) => {
-                let ended = end_sessions(services, &old.id, SessionEnd::UserDeactivated);
+                let ended = end_sessions(
+                    services,
+                    &old.id,
+                    SessionEnd::UserDeactivated,
+                    Some("the user is disabled in Keycloak"),
+                );
                 new.pending_keycloak_logout = crate::deadline::compensate(ended).await?;
             }
             Written::Confirmed => {}
@@ -581,13 +586,28 @@ pub async fn patch(
 /// is left — the next sync run ends, in Keycloak, every session of the user begun before now that
 /// the store has no live record of — and the user shows `pending: ["keycloak_logout"]` until
 /// then. Returns since when the logout is pending, if it is.
+///
+/// A store that cannot end the sessions here does not stop Keycloak's logout: the user's
+/// refresh tokens die with it. The error is `unfinished` where the caller changed Keycloak
+/// before (`done` says what): repeating the request finishes the rest.
 async fn end_sessions(
     services: &Services,
     id: &str,
     reason: SessionEnd,
+    done: Option<&'static str>,
 ) -> Result<Option<i64>, Error> {
     let now = now_ms();
-    services.store.end_all_sessions(id, reason, now).await?;
+    if let Err(e) = services.store.end_all_sessions(id, reason, now).await {
+        tracing::error!(user_id = %id, error = %e,
+            "the sessions here could not be ended; ending Keycloak's");
+        if let Err(e) = crate::deadline::compensate(services.keycloak.logout_user(id)).await {
+            tracing::warn!(user_id = %id, error = %e, "Keycloak's logout failed too");
+        }
+        return Err(match done {
+            Some(done) => Error::Unfinished { done },
+            None => e.into(),
+        });
+    }
     match services.keycloak.logout_user(id).await {
         Ok(()) | Err(KeycloakError::NotFound) => Ok(None),
         Err(e) => {
@@ -636,7 +656,16 @@ pub async fn delete(
     let result = async {
         let mut old = authorized(services, actor, id, &[Action::Delete]).await?;
         let kc = &services.keycloak;
-        for attempt in 1..=DELETE_ATTEMPTS {
+        // A hard delete left unfinished (its record erased, perhaps still locked): finish it.
+        let attempts = if hard && old.is_tombstone() {
+            match kc.delete_user(&old.id).await {
+                Ok(()) | Err(KeycloakError::NotFound) => 0,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            DELETE_ATTEMPTS
+        };
+        for attempt in 1..=attempts {
             if old.status == UserStatus::Deleted && !hard {
                 return Ok(());
             }
@@ -689,12 +718,22 @@ pub async fn delete(
         if hard {
             // The person goes from the whole table, not only from the profile.
             let erased = services.store.erase_personal_data(&old.id, &old.username);
-            let erased = crate::deadline::compensate(erased).await?;
+            let erased =
+                crate::deadline::compensate(erased)
+                    .await
+                    .map_err(|_| Error::Unfinished {
+                        done: "the user is deleted in Keycloak and erased to a tombstone here",
+                    })?;
             tracing::info!(user_id = %old.id, ?erased, "hard delete: personal data erased");
         } else {
             // Keycloak has disabled the user: the delete is done; its sessions end here at
             // once, and in Keycloak now or through a repair.
-            let ended = end_sessions(services, &old.id, SessionEnd::UserDeactivated);
+            let ended = end_sessions(
+                services,
+                &old.id,
+                SessionEnd::UserDeactivated,
+                Some("the user is deleted: disabled in Keycloak, deleted here"),
+            );
             crate::deadline::compensate(ended).await?;
         }
         Ok(())
@@ -742,7 +781,8 @@ pub async fn set_password(
             .reset_password(&user.id, &req.password, req.temporary)
             .await?;
         if !req.keep_sessions {
-            end_sessions(services, &user.id, SessionEnd::PasswordReset).await?;
+            let done = Some("the password is set in Keycloak");
+            end_sessions(services, &user.id, SessionEnd::PasswordReset, done).await?;
         }
         Ok(())
     }
@@ -770,7 +810,7 @@ pub async fn set_password(
 pub async fn logout(services: &Services, actor: Actor<'_>, id: &str) -> Result<(), Error> {
     let result = async {
         let user = authorized(services, actor, id, &[Action::Logout]).await?;
-        end_sessions(services, &user.id, SessionEnd::Revoked)
+        end_sessions(services, &user.id, SessionEnd::Revoked, None)
             .await
             .map(|_| ())
     }

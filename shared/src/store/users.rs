@@ -276,6 +276,11 @@ impl User {
         }
     }
 
+    /// Whether this is what a hard delete leaves: a tombstone with no personal data.
+    pub fn is_tombstone(&self) -> bool {
+        self.status == UserStatus::Deleted && self.username.is_empty()
+    }
+
     /// The stored item: the record plus its keys and index keys (none for a tombstone without a
     /// username, so it is never listed).
     pub fn to_item(&self) -> Result<Item, StoreError> {

@@ -30,9 +30,13 @@ where
     (answer.unwrap(), started.elapsed())
 }
 
-fn assert_own_503(r: &Resp, took: Duration, code: &str) {
+/// The public routes' function timeout (template.yaml), and the admin API's.
+const PUBLIC_TIMEOUT: Duration = Duration::from_secs(10);
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn assert_own_503(r: &Resp, took: Duration, timeout: Duration, code: &str) {
     assert!(
-        took < Duration::from_secs(10),
+        took < timeout,
         "answered after {took:?}, past the function timeout"
     );
     assert_eq!(
@@ -64,7 +68,7 @@ async fn with_dynamodb_hanging_a_login_answers_its_own_503_before_calling_keyclo
             async move { post("/auth/login", body).await },
         )
         .await;
-    assert_own_503(&r, took, "store_unavailable");
+    assert_own_503(&r, took, PUBLIC_TIMEOUT, "store_unavailable");
     assert_eq!(
         fault_hits(&counter).await,
         0,
@@ -90,7 +94,7 @@ async fn with_dynamodb_hanging_after_keycloak_a_login_ends_the_new_keycloak_sess
         post("/auth/login", body).await
     })
     .await;
-    assert_own_503(&r, took, "store_unavailable");
+    assert_own_503(&r, took, PUBLIC_TIMEOUT, "store_unavailable");
     let (_, sessions) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
     assert_eq!(
         sessions,
@@ -111,7 +115,7 @@ async fn with_dynamodb_hanging_after_keycloak_a_registration_removes_the_keycloa
         post("/auth/register", body).await
     })
     .await;
-    assert_own_503(&r, took, "store_unavailable");
+    assert_own_503(&r, took, PUBLIC_TIMEOUT, "store_unavailable");
     assert!(
         keycloak_users_named(&username).await.is_empty(),
         "no Keycloak user without its local record"
@@ -366,4 +370,78 @@ async fn a_login_failing_in_keycloak_leaves_the_users_later_sessions_alone() {
         2,
         "the repair left the sessions it could not have made: {sessions}"
     );
+}
+
+#[tokio::test]
+async fn with_dynamodb_hanging_after_a_password_reset_keycloaks_sessions_end_and_the_answer_says_it_is_set(
+) {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let alice = admin().await;
+    let (username, login) = signed_in_user("hungpw").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    let access = login["tokens"]["accessToken"].as_str().unwrap().to_owned();
+    // Keycloak answers the reset after a second; by then DynamoDB hangs.
+    fault(json!({"method": "PUT", "path": format!("/admin/realms/{{realm}}/users/{id}/reset-password"),
+                 "latencyMs": 1000, "times": 1}))
+    .await;
+    let path = format!("/admin/users/{id}/password");
+    let body = json!({"password": "another-good-password"});
+    let (r, took) = with_dynamodb_hanging_after(Duration::from_millis(400), {
+        let (alice, path) = (alice.clone(), path.clone());
+        async move { call(Method::POST, &path, Some(&alice), Some(body)).await }
+    })
+    .await;
+    assert_own_503(&r, took, ADMIN_TIMEOUT, "unfinished");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the password is set in Keycloak"),
+        "{}",
+        r.text
+    );
+    let (_, sessions) = keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+    assert_eq!(sessions, json!([]), "Keycloak's sessions of the user ended");
+    let new_password_works = !token_of(&username, "another-good-password")
+        .await
+        .is_empty();
+    assert!(new_password_works);
+    // Repeating the request finishes it: the session here ends too.
+    let again = call(
+        Method::POST,
+        &path,
+        Some(&alice),
+        Some(json!({"password": "another-good-password"})),
+    )
+    .await;
+    assert_eq!(again.status, 204, "{}", again.text);
+    let me = call(Method::GET, "/auth/me", Some(&access), None).await;
+    assert_eq!(me.status, 401, "{}", me.text);
+}
+
+#[tokio::test]
+async fn with_dynamodb_hanging_after_a_hard_delete_the_answer_says_keycloaks_user_is_gone_and_a_repeat_erases(
+) {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let alice = admin().await;
+    let (_, login) = signed_in_user("hungdel").await;
+    let id = login["user"]["id"].as_str().unwrap().to_owned();
+    fault(
+        json!({"method": "DELETE", "path": format!("/admin/realms/{{realm}}/users/{id}"),
+                 "latencyMs": 1000, "times": 1}),
+    )
+    .await;
+    let path = format!("/admin/users/{id}?hard=true");
+    let (r, took) = with_dynamodb_hanging_after(Duration::from_millis(400), {
+        let (alice, path) = (alice.clone(), path.clone());
+        async move { call(Method::DELETE, &path, Some(&alice), None).await }
+    })
+    .await;
+    assert_own_503(&r, took, ADMIN_TIMEOUT, "unfinished");
+    let (status, _) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    assert_eq!(status, 404, "gone from Keycloak");
+    let again = call(Method::DELETE, &path, Some(&alice), None).await;
+    assert_eq!(again.status, 204, "{}", again.text);
+    assert_eq!(store().list_sessions(&id).await.unwrap(), vec![], "erased");
+    assert_eq!(local_user(&id).await.unwrap().username, "", "a tombstone");
 }

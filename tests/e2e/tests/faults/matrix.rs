@@ -1,6 +1,7 @@
 //! The fault matrix: for each flow and each of its Keycloak steps, one fault — a 5xx before
 //! handling, a 429 with `Retry-After`, or an answer lost after Keycloak did the work — and what a
-//! user checks afterwards: the answer said what happened, Keycloak and the store agree (or a
+//! user checks afterwards (and one DynamoDB fault: a conditional write that fails because a
+//! login of the user landed between the route's read and its write): the answer said what happened, Keycloak and the store agree (or a
 //! repair is recorded and the next sync run completes it), no orphan on either side, and no
 //! session live here that Keycloak or the change ended. One row per case; the README's "Fault
 //! matrix" table is this table.
@@ -61,7 +62,13 @@ enum Fault {
     /// Keycloak handles the request only after `HANG_MS`, past the function's deadline (as a
     /// Keycloak stalled on its database does); the caller has long given up by then.
     Hangs,
+    /// DynamoDB's conditional write fails: the step is slowed by `RACE_MS` (once), and meanwhile
+    /// a login of the user writes its record, so the version the route read is stale.
+    StoreWriteRaced,
 }
+
+/// How long the raced step is slowed while the login lands.
+const RACE_MS: u64 = 2_500;
 
 /// How long a hanging Keycloak takes to handle a request.
 const HANG_MS: u64 = 25_000;
@@ -75,6 +82,8 @@ enum Answer {
     DonePending(&'static str),
     /// Not done, nothing changed: `503` with `Retry-After`.
     NotDone,
+    /// Refused, nothing changed: this status and problem code.
+    Refused(u16, &'static str),
     /// Keycloak did not confirm it: `202`, held (locked) with this pending until the next sync
     /// run reads Keycloak back.
     Held(&'static str),
@@ -130,12 +139,16 @@ impl Drop for Load {
     }
 }
 
-impl Step {
+impl Row {
     /// Whether the step's fault rule can name its own user or registration, so that rows run
     /// side by side. The role read of a user not created yet and the end-session endpoint
     /// cannot be narrowed: those rows run alone.
-    fn narrowed(self) -> bool {
-        !matches!(self, Step::RoleRead | Step::EndSession)
+    fn narrowed(&self) -> bool {
+        let creates = matches!(self.flow, Flow::Register | Flow::AdminCreate);
+        !matches!(
+            (self.step, creates),
+            (Step::RoleRead, true) | (Step::EndSession, _)
+        )
     }
 }
 
@@ -157,9 +170,8 @@ const SIDE_BY_SIDE: usize = 6;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fault_matrix_holds_row_by_row() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let (together, alone): (Vec<_>, Vec<_>) = ROWS
-        .iter()
-        .partition(|(_, r)| r.step.narrowed() && !r.loaded);
+    let (together, alone): (Vec<_>, Vec<_>) =
+        ROWS.iter().partition(|(_, r)| r.narrowed() && !r.loaded);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(SIDE_BY_SIDE));
     let mut tasks = Vec::new();
     for &(name, row) in together {
@@ -234,6 +246,10 @@ matrix! {
     admin_logout_429: AdminLogout, Logout, RateLimited => Answer::Done;
     register_create_answer_lost_under_load: Register, CreateUser, AnswerLost => Answer::NotDone, loaded;
     register_role_read_hangs_under_load: Register, RoleRead, Hangs => Answer::DonePending("keycloak_read"), loaded;
+    patch_store_write_raced: Patch, RoleRead, StoreWriteRaced => Answer::Refused(412, "precondition_failed");
+    disable_store_write_raced: Disable, RoleRead, StoreWriteRaced => Answer::Refused(412, "precondition_failed");
+    soft_delete_store_write_raced: SoftDelete, RoleRead, StoreWriteRaced => Answer::Done;
+    hard_delete_store_write_raced: HardDelete, RoleRead, StoreWriteRaced => Answer::Done;
 }
 
 /// The fault rule for `step` of the user `id` (or the registration of `username`).
@@ -246,7 +262,10 @@ fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
         ),
         Step::RoleRead => (
             "GET",
-            "/admin/realms/{realm}/users/*/role-mappings/realm/composite".to_owned(),
+            format!(
+                "/admin/realms/{{realm}}/users/{}/role-mappings/realm/composite",
+                if id.is_empty() { "*" } else { id }
+            ),
             None,
         ),
         Step::Logout => (
@@ -277,6 +296,7 @@ fn rule(step: Step, fault: Fault, id: &str, username: &str) -> Value {
         Fault::AnswersLost => json!({"after": true, "drop": true}),
         Fault::Hangs => json!({"latencyMs": HANG_MS}),
         Fault::TimesOutBeforeHandling => json!({"status": 504, "latencyMs": HANG_MS}),
+        Fault::StoreWriteRaced => json!({"latencyMs": RACE_MS, "times": 1}),
     };
     for (k, v) in extra.as_object().unwrap() {
         rule[k] = v.clone();
@@ -301,6 +321,10 @@ fn assert_answer(row: &Row, r: &Resp, done_status: u16) {
         Answer::NotDone => {
             assert_eq!(r.status, 503, "{context}");
             assert!(r.header("retry-after").is_some(), "{context}");
+        }
+        Answer::Refused(status, code) => {
+            assert_eq!(r.status, status, "{context}");
+            assert_eq!(r.body["code"], json!(code), "{context}");
         }
         Answer::Done | Answer::DonePending(_) => assert_eq!(r.status, done_status, "{context}"),
         Answer::Held(p) => {
@@ -408,8 +432,106 @@ async fn change(row: &Row) {
     let etag = get_user(&alice, &id).await.header("etag").unwrap();
     let started = Instant::now();
     let rule_id = fault(rule(row.step, row.fault, &id, &username)).await;
+    let request = tokio::spawn(admin_change(
+        row.flow,
+        alice.clone(),
+        id.clone(),
+        etag,
+        login.clone(),
+    ));
+    if let Fault::StoreWriteRaced = row.fault {
+        // While the route waits on Keycloak, a login of the user writes its record.
+        tokio::time::sleep(Duration::from_millis(RACE_MS / 3)).await;
+        token_of(&username, "a-good-password").await;
+    }
+    let (r, done_status) = request.await.unwrap();
+    clear_fault(&rule_id).await;
+    assert_answer(row, &r, done_status);
+    if let Answer::DonePending(p) = row.answer {
+        assert_eq!(r.body["pending"], json!([p]), "{}", r.text);
+    }
+    // A held change is applied if Keycloak did handle the write (late), not if it failed first.
+    let done = match row.answer {
+        Answer::Done | Answer::DonePending(_) => true,
+        Answer::NotDone | Answer::Refused(..) => false,
+        Answer::Held(_) => !matches!(row.fault, Fault::ServerError),
+    };
+    let ends_sessions = !matches!(row.flow, Flow::Patch);
+    // The change's sessions end here at once, whatever Keycloak still has to do.
+    let me = call(Method::GET, "/auth/me", Some(&access), None).await;
+    let session_live = me.status == 200;
+    assert_eq!(
+        session_live,
+        !(done && ends_sessions),
+        "the session is live here: {}",
+        me.text
+    );
+    if let Answer::Held(_) = row.answer {
+        // Held: no other edit is acknowledged until Keycloak is read back.
+        let etag = r.header("etag").unwrap();
+        let other = patch(&alice, &id, Some(&etag), json!({"firstName": "Other"})).await;
+        assert_eq!(
+            (other.status, other.body["code"].as_str()),
+            (409, Some("write_in_progress")),
+            "{}",
+            other.text
+        );
+        // The late write lands, and the read-back waits until it could have.
+        landed(row.fault, started).await;
+        let settle = Duration::from_millis(user_sync::repair::EDIT_SETTLE_MS as u64 + 1_000);
+        tokio::time::sleep(settle.saturating_sub(started.elapsed())).await;
+    }
+    // The next sync run completes what is pending; then both sides agree.
+    let run = run_sync("incremental").await;
+    let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
+    let local = local_user(&id).await.unwrap();
+    if let (Fault::StoreWriteRaced, false) = (row.fault, done) {
+        assert_eq!(local.login_count, 2, "the racing login is kept");
+    }
+    if let (Flow::HardDelete, true) = (row.flow, done) {
+        assert_eq!(status, 404, "gone from Keycloak: {kc}");
+        assert_eq!(local.username, "", "a tombstone here");
+        return;
+    }
+    assert_eq!(status, 200, "{kc}");
+    assert_eq!(local.enabled, kc["enabled"].as_bool().unwrap(), "enabled");
+    assert_eq!(
+        local.last_name.as_deref(),
+        kc["lastName"].as_str(),
+        "lastName"
+    );
+    match (row.flow, done) {
+        (Flow::Disable | Flow::SoftDelete, true) => assert!(!local.enabled),
+        (Flow::Patch, true) => assert_eq!(local.last_name.as_deref(), Some("Changed")),
+        (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
+        (Flow::SoftDelete | Flow::HardDelete, false) => assert_eq!(
+            (local.status, local.enabled),
+            (user_sync::store::UserStatus::Active, true)
+        ),
+        _ => {}
+    }
+    assert!(
+        local.pending().is_empty(),
+        "{:?} after {run}",
+        local.pending()
+    );
+    if done && ends_sessions {
+        let (_, sessions) =
+            keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+        assert_eq!(sessions, json!([]), "Keycloak's sessions ended too");
+    }
+}
+
+/// The admin's (or the user's own) request of a change flow, and the status that means done.
+async fn admin_change(
+    flow: Flow,
+    alice: String,
+    id: String,
+    etag: String,
+    login: Value,
+) -> (Resp, u16) {
     let path = format!("/admin/users/{id}");
-    let (r, done_status) = match row.flow {
+    match flow {
         Flow::Disable => (
             patch(&alice, &id, Some(&etag), json!({"enabled": false})).await,
             200,
@@ -452,77 +574,5 @@ async fn change(row: &Row) {
             204,
         ),
         Flow::Register | Flow::AdminCreate => unreachable!("creations have their own run"),
-    };
-    clear_fault(&rule_id).await;
-    assert_answer(row, &r, done_status);
-    if let Answer::DonePending(p) = row.answer {
-        assert_eq!(r.body["pending"], json!([p]), "{}", r.text);
-    }
-    // A held change is applied if Keycloak did handle the write (late), not if it failed first.
-    let done = match row.answer {
-        Answer::Done | Answer::DonePending(_) => true,
-        Answer::NotDone => false,
-        Answer::Held(_) => !matches!(row.fault, Fault::ServerError),
-    };
-    let ends_sessions = !matches!(row.flow, Flow::Patch);
-    // The change's sessions end here at once, whatever Keycloak still has to do.
-    let me = call(Method::GET, "/auth/me", Some(&access), None).await;
-    let session_live = me.status == 200;
-    assert_eq!(
-        session_live,
-        !(done && ends_sessions),
-        "the session is live here: {}",
-        me.text
-    );
-    if let Answer::Held(_) = row.answer {
-        // Held: no other edit is acknowledged until Keycloak is read back.
-        let etag = r.header("etag").unwrap();
-        let other = patch(&alice, &id, Some(&etag), json!({"firstName": "Other"})).await;
-        assert_eq!(
-            (other.status, other.body["code"].as_str()),
-            (409, Some("write_in_progress")),
-            "{}",
-            other.text
-        );
-        // The late write lands, and the read-back waits until it could have.
-        landed(row.fault, started).await;
-        let settle = Duration::from_millis(user_sync::repair::EDIT_SETTLE_MS as u64 + 1_000);
-        tokio::time::sleep(settle.saturating_sub(started.elapsed())).await;
-    }
-    // The next sync run completes what is pending; then both sides agree.
-    let run = run_sync("incremental").await;
-    let (status, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
-    let local = local_user(&id).await.unwrap();
-    if let (Flow::HardDelete, true) = (row.flow, done) {
-        assert_eq!(status, 404, "gone from Keycloak: {kc}");
-        assert_eq!(local.username, "", "a tombstone here");
-        return;
-    }
-    assert_eq!(status, 200, "{kc}");
-    assert_eq!(local.enabled, kc["enabled"].as_bool().unwrap(), "enabled");
-    assert_eq!(
-        local.last_name.as_deref(),
-        kc["lastName"].as_str(),
-        "lastName"
-    );
-    match (row.flow, done) {
-        (Flow::Disable | Flow::SoftDelete, true) => assert!(!local.enabled),
-        (Flow::Patch, true) => assert_eq!(local.last_name.as_deref(), Some("Changed")),
-        (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
-        (Flow::SoftDelete | Flow::HardDelete, false) => assert_eq!(
-            (local.status, local.enabled),
-            (user_sync::store::UserStatus::Active, true)
-        ),
-        _ => {}
-    }
-    assert!(
-        local.pending().is_empty(),
-        "{:?} after {run}",
-        local.pending()
-    );
-    if done && ends_sessions {
-        let (_, sessions) =
-            keycloak_admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
-        assert_eq!(sessions, json!([]), "Keycloak's sessions ended too");
     }
 }
