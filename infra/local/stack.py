@@ -78,6 +78,21 @@ def realm_export():
     return json.loads(REALM_FILE.read_text())
 
 
+# The demo realm names the gateway's own URLs (the standard flow's redirect URI, the back-channel
+# logout URL) at the default port; a stack on other ports gets a copy naming its own.
+DEFAULT_GATEWAY = "http://127.0.0.1:3000"
+
+
+def realm_file():
+    gateway = f"http://{HOST}:{GATEWAY_PORT}"
+    if gateway == DEFAULT_GATEWAY:
+        return REALM_FILE
+    DEV.mkdir(parents=True, exist_ok=True)
+    copy = DEV / "realm.json"
+    copy.write_text(REALM_FILE.read_text().replace(DEFAULT_GATEWAY, gateway))
+    return copy
+
+
 def realm_name():
     return os.environ.get("KEYCLOAK_REALM") or realm_export()["realm"]
 
@@ -128,7 +143,7 @@ def services(with_functions=False):
     }
     if not EXTERNAL_KEYCLOAK:
         out["keycloak"] = {
-            "cmd": [str(EMULATOR_BIN), "--realm", str(REALM_FILE), "--host", BIND,
+            "cmd": [str(EMULATOR_BIN), "--realm", str(realm_file()), "--host", BIND,
                     "--port", str(KEYCLOAK_PORT)],
             "port": KEYCLOAK_PORT,
             "ready": f"http://{HOST}:{KEYCLOAK_PORT}/_emulator/health",

@@ -79,8 +79,13 @@ impl Keys {
 
     /// RS256 JWS with Keycloak's header layout (`"typ" : "JWT"` with spaces).
     pub fn sign_rs256(&self, claims: &Value) -> String {
+        self.sign_rs256_typed(claims, "JWT")
+    }
+
+    /// RS256 JWS with its own header `typ` (a logout token's is `logout+jwt`, contract §12).
+    pub fn sign_rs256_typed(&self, claims: &Value, typ: &str) -> String {
         let header = format!(
-            r#"{{"alg":"RS256","typ" : "JWT","kid" : "{}"}}"#,
+            r#"{{"alg":"RS256","typ" : "{typ}","kid" : "{}"}}"#,
             self.sig.kid
         );
         let input = signing_input(&header, claims);

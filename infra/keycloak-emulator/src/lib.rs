@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod backchannel;
 pub mod brute_force;
 pub mod control;
 pub mod emulator;
@@ -18,6 +19,7 @@ pub mod jwt;
 pub mod oidc;
 pub mod profile;
 pub mod realm;
+pub mod standard_flow;
 pub mod webhook_sender;
 
 use std::net::SocketAddr;
@@ -40,6 +42,7 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .nest(
             "/realms/{realm}",
             oidc::router()
+                .merge(standard_flow::router())
                 .merge(account::router())
                 .merge(admin::webhooks::router()),
         )

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::emulator::Emulator;
 use crate::http::method_not_allowed;
-use crate::http::{empty, html, json_response, oauth_error, ok_json, with_header, Call, Req};
+use crate::http::{empty, json_response, oauth_error, ok_json, with_header, Call, Req};
 use crate::realm::{new_id, Client, Realm, User};
 
 pub fn issuer(req: &Req, realm: &str) -> String {
@@ -35,6 +35,10 @@ pub fn router() -> Router<Arc<Emulator>> {
             get(logout_endpoint).post(logout_endpoint),
         )
         .route(
+            "/protocol/openid-connect/logout/logout-confirm",
+            post(logout_confirm_endpoint),
+        )
+        .route(
             "/protocol/openid-connect/userinfo",
             get(userinfo_endpoint).post(userinfo_endpoint),
         )
@@ -44,17 +48,36 @@ pub fn router() -> Router<Arc<Emulator>> {
 
 /// Run an OIDC endpoint on its realm (write lock: most of them create or end sessions), with the
 /// issuer the request's base URL gives.
-fn on_realm(
+pub(crate) fn on_realm(
     c: &Call,
     endpoint: impl FnOnce(&Emulator, &mut Realm, &Req, &str) -> Response,
 ) -> Response {
+    on_realm_collecting(c, endpoint).0
+}
+
+/// As `on_realm`, for an endpoint that may log sessions out: the back-channel logout tokens
+/// it left are sent after the lock is released, before the answer (contract §12).
+async fn on_realm_logging_out(
+    c: &Call,
+    endpoint: impl FnOnce(&Emulator, &mut Realm, &Req, &str) -> Response,
+) -> Response {
+    let (resp, outbox) = on_realm_collecting(c, endpoint);
+    crate::backchannel::deliver(&c.emu.keys, outbox).await;
+    resp
+}
+
+fn on_realm_collecting(
+    c: &Call,
+    endpoint: impl FnOnce(&Emulator, &mut Realm, &Req, &str) -> Response,
+) -> (Response, Vec<crate::backchannel::Delivery>) {
     let name = c.param("realm");
     let Some(entry) = c.emu.realm(name) else {
-        return oauth_error(404, "Realm does not exist", None);
+        return (oauth_error(404, "Realm does not exist", None), Vec::new());
     };
     let iss = issuer(&c.req, name);
     let mut realm = entry.realm.write();
-    endpoint(&c.emu, &mut realm, &c.req, &iss)
+    let resp = endpoint(&c.emu, &mut realm, &c.req, &iss);
+    (resp, std::mem::take(&mut realm.backchannel_outbox))
 }
 
 async fn realm_document(c: Call) -> Response {
@@ -83,8 +106,45 @@ async fn certs(c: Call) -> Response {
 
 async fn token_endpoint(c: Call) -> Response {
     on_realm(&c, |emu, realm, req, iss| {
-        no_store(token(emu, realm, req, iss))
+        let resp = no_store(token(emu, realm, req, iss));
+        cors(realm, req, resp)
     })
+}
+
+/// A browser's call from one of the client's web origins gets the CORS headers Keycloak adds
+/// (`webOrigins`; `+` stands for the redirect URIs' origins, `*` for any).
+fn cors(realm: &Realm, req: &Req, resp: Response) -> Response {
+    let Some(origin) = req.header("origin") else {
+        return resp;
+    };
+    let form = if req.is_form() {
+        req.form()
+    } else {
+        Vec::new()
+    };
+    let Some(client) = form_value(&form, "client_id").and_then(|id| realm.client(id)) else {
+        return resp;
+    };
+    let origin_of = |uri: &str| -> Option<String> {
+        let (scheme, rest) = uri.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        Some(format!("{scheme}://{host}"))
+    };
+    let b = &client.browser;
+    let allowed = b.web_origins.iter().any(|w| {
+        w == "*"
+            || w == origin
+            || (w == "+"
+                && b.redirect_uris
+                    .iter()
+                    .filter_map(|u| origin_of(u))
+                    .any(|o| o == origin))
+    });
+    if !allowed {
+        return resp;
+    }
+    let resp = with_header(resp, "access-control-allow-origin", origin);
+    with_header(resp, "access-control-allow-credentials", "true")
 }
 
 async fn introspect_endpoint(c: Call) -> Response {
@@ -92,7 +152,11 @@ async fn introspect_endpoint(c: Call) -> Response {
 }
 
 async fn logout_endpoint(c: Call) -> Response {
-    on_realm(&c, logout)
+    on_realm_logging_out(&c, logout).await
+}
+
+async fn logout_confirm_endpoint(c: Call) -> Response {
+    on_realm_logging_out(&c, crate::standard_flow::confirm_logout).await
 }
 
 async fn userinfo_endpoint(c: Call) -> Response {
@@ -129,6 +193,13 @@ fn discovery(iss: &str) -> Value {
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post", "tls_client_auth", "client_secret_jwt"],
         "scopes_supported": ["openid", "profile", "email", "roles", "web-origins", "acr", "basic", "offline_access"],
         "claims_supported": ["aud", "sub", "iss", "auth_time", "name", "given_name", "family_name", "preferred_username", "email", "acr"],
+        "response_modes_supported": ["query", "fragment", "form_post", "query.jwt", "fragment.jwt", "form_post.jwt", "jwt"],
+        "code_challenge_methods_supported": ["plain", "S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "frontchannel_logout_supported": true,
+        "frontchannel_logout_session_supported": true,
     })
 }
 
@@ -252,7 +323,9 @@ fn token(emu: &Emulator, realm: &mut Realm, req: &Req, iss: &str) -> Response {
                 Some("Missing form parameter: grant_type"),
             )
         }
-        Some(g @ ("password" | "client_credentials" | "refresh_token")) => g.to_owned(),
+        Some(g @ ("password" | "client_credentials" | "refresh_token" | "authorization_code")) => {
+            g.to_owned()
+        }
         Some(_) => {
             return oauth_error(
                 400,
@@ -272,6 +345,9 @@ fn token(emu: &Emulator, realm: &mut Realm, req: &Req, iss: &str) -> Response {
     match grant.as_str() {
         "password" => password_grant(emu, realm, req, iss, &client, &form, &scope),
         "client_credentials" => client_credentials_grant(emu, realm, req, iss, &client),
+        "authorization_code" => {
+            crate::standard_flow::code_grant(emu, realm, req, iss, &client, &form)
+        }
         _ => refresh_grant(emu, realm, req, iss, &client, &form),
     }
 }
@@ -357,29 +433,7 @@ fn password_grant(
             "Invalid user credentials",
         );
     }
-    let password_ok = match (&user.password_hash, form_value(form, "password")) {
-        (Some(stored), Some(given)) => *stored == emu.keys.hash_password(given),
-        _ => false,
-    };
-    if !password_ok {
-        if realm.settings.brute_force.protected {
-            let (settings, now) = (realm.settings.brute_force.clone(), realm.now_ms());
-            let verdict = realm
-                .login_failures
-                .entry(user.id.clone())
-                .or_default()
-                .fail(&settings, now, &ip);
-            if verdict == crate::brute_force::Verdict::PermanentlyLocked {
-                let mut locked = user.clone();
-                locked.enabled = false;
-                locked.attributes.insert(
-                    crate::brute_force::PERMANENT_LOCKOUT_ATTRIBUTE.into(),
-                    vec!["permanentLockout".into()],
-                );
-                realm.replace_user(locked);
-                realm.end_user_sessions(&user.id);
-            }
-        }
+    if !password_matches(emu, realm, &user, form_value(form, "password"), &ip) {
         return refuse(
             realm,
             Some(&user.id),
@@ -388,7 +442,6 @@ fn password_grant(
             "Invalid user credentials",
         );
     }
-    realm.login_failures.remove(&user.id);
     if !user.required_actions.is_empty() || profile_incomplete(realm, &user) {
         return refuse(
             realm,
@@ -399,6 +452,9 @@ fn password_grant(
         );
     }
     let sid = realm.create_session(&user.id, client, &ip);
+    if let Some(s) = realm.sessions.get_mut(&sid) {
+        s.issuer = iss.to_owned();
+    }
     realm.login_event(
         "LOGIN",
         Some(&client.client_id),
@@ -420,8 +476,45 @@ fn password_grant(
     ))
 }
 
+/// Whether `given` is the user's password. A wrong one counts as a login failure for
+/// brute-force detection (a permanent lockout disables the user and ends their sessions); a
+/// right one clears the failures.
+pub(crate) fn password_matches(
+    emu: &Emulator,
+    realm: &mut Realm,
+    user: &User,
+    given: Option<&str>,
+    ip: &str,
+) -> bool {
+    let ok = match (&user.password_hash, given) {
+        (Some(stored), Some(given)) => *stored == emu.keys.hash_password(given),
+        _ => false,
+    };
+    if ok {
+        realm.login_failures.remove(&user.id);
+    } else if realm.settings.brute_force.protected {
+        let (settings, now) = (realm.settings.brute_force.clone(), realm.now_ms());
+        let verdict = realm
+            .login_failures
+            .entry(user.id.clone())
+            .or_default()
+            .fail(&settings, now, ip);
+        if verdict == crate::brute_force::Verdict::PermanentlyLocked {
+            let mut locked = user.clone();
+            locked.enabled = false;
+            locked.attributes.insert(
+                crate::brute_force::PERMANENT_LOCKOUT_ATTRIBUTE.into(),
+                vec!["permanentLockout".into()],
+            );
+            realm.replace_user(locked);
+            realm.end_user_sessions(&user.id);
+        }
+    }
+    ok
+}
+
 /// VERIFY_PROFILE: attributes the profile requires for the `user` role, missing on the user.
-fn profile_incomplete(realm: &Realm, user: &User) -> bool {
+pub(crate) fn profile_incomplete(realm: &Realm, user: &User) -> bool {
     if !realm.settings.verify_profile {
         return false;
     }
@@ -658,7 +751,7 @@ fn user_claims(realm: &Realm, user: &User, client: &Client) -> Map<String, Value
 }
 
 #[allow(clippy::too_many_arguments)]
-fn issue_tokens(
+pub(crate) fn issue_tokens(
     emu: &Emulator,
     realm: &Realm,
     iss: &str,
@@ -832,11 +925,8 @@ fn logout(emu: &Emulator, realm: &mut Realm, req: &Req, iss: &str) -> Response {
         Vec::new()
     };
     if form_value(&form, "refresh_token").is_none() {
-        // No refresh_token: Keycloak treats it as browser (RP-initiated) logout and shows a page.
-        return html(
-            200,
-            "<!DOCTYPE html><html><head><title>Logging out</title></head><body><p>Do you want to log out?</p></body></html>",
-        );
+        // No refresh_token: browser (RP-initiated) logout (contract §11).
+        return crate::standard_flow::end_session(emu, realm, req, iss);
     }
     let client = match authenticate_client(realm, req, &form) {
         Ok(c) => c,
@@ -848,7 +938,7 @@ fn logout(emu: &Emulator, realm: &mut Realm, req: &Req, iss: &str) -> Response {
         Err(resp) => return resp,
     };
     if let Some(sid) = claims["sid"].as_str() {
-        if let Some(session) = realm.end_session(sid) {
+        if let Some(session) = realm.log_out_session(sid, iss) {
             realm.login_event(
                 "LOGOUT",
                 Some(&client.client_id),

@@ -60,6 +60,25 @@ pub struct Client {
     pub attribute_claims: Vec<(String, String)>,
     /// Claim name and full-path flag of an `oidc-group-membership-mapper` on access tokens.
     pub groups_claim: Option<(String, bool)>,
+    /// The browser flows (`standard_flow`): `standardFlowEnabled`, the registered redirect URIs,
+    /// the web origins (`+`: the redirect URIs' origins) and attributes.
+    pub browser: BrowserSettings,
+}
+
+/// What a client says about the standard flow and logout (contract §9–§12).
+#[derive(Clone, Debug, Default)]
+pub struct BrowserSettings {
+    pub standard_flow: bool,
+    pub redirect_uris: Vec<String>,
+    pub web_origins: Vec<String>,
+    /// `pkce.code.challenge.method`: `S256`, `plain`, or not enforced.
+    pub pkce_method: Option<String>,
+    /// `post.logout.redirect.uris` (`##`-separated); empty or `+`: the redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    pub frontchannel_logout: bool,
+    pub backchannel_logout_url: Option<String>,
+    pub backchannel_logout_session_required: bool,
+    pub backchannel_logout_revoke_offline: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +137,8 @@ pub struct Session {
     pub last_access_ms: i64,
     /// client uuid → clientId
     pub clients: BTreeMap<String, String>,
+    /// The issuer the session was opened under (its logout tokens carry it).
+    pub issuer: String,
 }
 
 #[derive(Clone, Debug)]
@@ -140,6 +161,12 @@ pub struct Settings {
     pub admin_events_expiration: Option<i64>,
     pub default_role: String,
     pub brute_force: crate::brute_force::Settings,
+    /// `accessCodeLifespan`: how long an authorization code may be exchanged (seconds).
+    pub access_code_lifespan: i64,
+    /// `accessCodeLifespanLogin`: how long a login page stays usable (seconds).
+    pub access_code_lifespan_login: i64,
+    /// `accessCodeLifespanUserAction`: how long a required-action page stays usable (seconds).
+    pub access_code_lifespan_user_action: i64,
 }
 
 pub struct Realm {
@@ -161,6 +188,11 @@ pub struct Realm {
     pub admin_events: Vec<Value>,
     /// Webhook subscriptions of the events extension (`admin::webhooks`).
     pub webhooks: Vec<crate::webhook_sender::Webhook>,
+    /// Browser logins in progress and issued authorization codes (`standard_flow`).
+    pub logins: crate::standard_flow::Logins,
+    /// Back-channel logout tokens to send once the realm's lock is released, before the
+    /// triggering request answers (`backchannel`).
+    pub backchannel_outbox: Vec<crate::backchannel::Delivery>,
     pub profile: UserProfile,
     /// Login failures by user id (brute-force detection).
     pub login_failures: HashMap<String, crate::brute_force::Failures>,
@@ -373,6 +405,10 @@ impl Realm {
             admin_events_expiration: i(&attrs, "adminEventsExpiration"),
             default_role: default_role.clone(),
             brute_force: crate::brute_force::Settings::from_export(source),
+            access_code_lifespan: i(source, "accessCodeLifespan").unwrap_or(60),
+            access_code_lifespan_login: i(source, "accessCodeLifespanLogin").unwrap_or(1800),
+            access_code_lifespan_user_action: i(source, "accessCodeLifespanUserAction")
+                .unwrap_or(300),
         };
         let profile = UserProfile::from_realm_export(source)?;
         let mut realm = Realm {
@@ -391,6 +427,8 @@ impl Realm {
             events: Vec::new(),
             admin_events: Vec::new(),
             webhooks: Vec::new(),
+            logins: Default::default(),
+            backchannel_outbox: Vec::new(),
             profile,
             clock_offset_ms: 0,
             listing: Mutex::new(None),
@@ -454,7 +492,29 @@ impl Realm {
                     _ => {}
                 }
             }
+            let attributes = c.get("attributes").cloned().unwrap_or(json!({}));
+            let flag = |name: &str| s(&attributes, name).as_deref() == Some("true");
+            let browser = BrowserSettings {
+                standard_flow: b(c, "standardFlowEnabled", true),
+                redirect_uris: strings(c.get("redirectUris")),
+                web_origins: strings(c.get("webOrigins")),
+                pkce_method: s(&attributes, "pkce.code.challenge.method").filter(|m| !m.is_empty()),
+                post_logout_redirect_uris: s(&attributes, "post.logout.redirect.uris")
+                    .map(|v| {
+                        v.split("##")
+                            .filter(|u| !u.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                frontchannel_logout: b(c, "frontchannelLogout", false),
+                backchannel_logout_url: s(&attributes, "backchannel.logout.url")
+                    .filter(|u| !u.is_empty()),
+                backchannel_logout_session_required: flag("backchannel.logout.session.required"),
+                backchannel_logout_revoke_offline: flag("backchannel.logout.revoke.offline.tokens"),
+            };
             self.clients.push(Client {
+                browser,
                 groups_claim,
                 id: s(c, "id").unwrap_or_else(new_id),
                 secret: s(c, "secret"),
@@ -486,6 +546,10 @@ impl Realm {
                     audiences: vec![],
                     attribute_claims: vec![],
                     groups_claim: None,
+                    browser: BrowserSettings {
+                        standard_flow: builtin == "account",
+                        ..Default::default()
+                    },
                 });
             }
         }
@@ -796,6 +860,27 @@ impl Realm {
         Some(session)
     }
 
+    /// End a session the way a logout does (end-session, refresh-token logout, an admin's
+    /// session delete): its clients' back-channel logout tokens go to the outbox.
+    pub fn log_out_session(&mut self, sid: &str, fallback_issuer: &str) -> Option<Session> {
+        let session = self.end_session(sid)?;
+        let deliveries = crate::backchannel::deliveries(self, &session, fallback_issuer);
+        self.backchannel_outbox.extend(deliveries);
+        Some(session)
+    }
+
+    /// An admin's "log the user out": every session, each with its back-channel logout.
+    pub fn log_out_user(&mut self, user_id: &str, fallback_issuer: &str) {
+        let sids: Vec<String> = self
+            .user_sessions
+            .get(user_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for sid in sids {
+            self.log_out_session(&sid, fallback_issuer);
+        }
+    }
+
     /// The session if it is still alive under the realm's idle and max lifetimes; an expired one
     /// is removed, as Keycloak's expiration does.
     pub fn live_session(&mut self, sid: &str) -> Option<&mut Session> {
@@ -830,6 +915,7 @@ impl Realm {
                 start_ms: now,
                 last_access_ms: now,
                 clients: BTreeMap::from([(client.id.clone(), client.client_id.clone())]),
+                issuer: String::new(),
             },
         );
         self.user_sessions

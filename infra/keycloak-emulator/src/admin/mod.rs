@@ -90,14 +90,39 @@ impl Admin {
 
     /// Run `f` on the realm (write lock) as its authenticated caller.
     fn write(&self, f: impl FnOnce(&mut Realm, &Caller) -> Result<Response, Response>) -> Response {
+        self.write_collecting(f).0
+    }
+
+    /// As `write`, for a change that logs sessions out: the back-channel logout tokens it left
+    /// are sent once the lock is released, before the answer (as Keycloak sends them inside
+    /// the request).
+    async fn write_logging_out(
+        &self,
+        f: impl FnOnce(&mut Realm, &Caller) -> Result<Response, Response>,
+    ) -> Response {
+        let (resp, outbox) = self.write_collecting(f);
+        crate::backchannel::deliver(&self.emu.keys, outbox).await;
+        resp
+    }
+
+    fn write_collecting(
+        &self,
+        f: impl FnOnce(&mut Realm, &Caller) -> Result<Response, Response>,
+    ) -> (Response, Vec<crate::backchannel::Delivery>) {
         let Some(entry) = self.emu.realm(&self.realm) else {
-            return not_found("Realm not found.");
+            return (not_found("Realm not found."), Vec::new());
         };
         let mut realm = entry.realm.write();
-        match authenticate(&self.emu, &realm, &self.req) {
+        let resp = match authenticate(&self.emu, &realm, &self.req) {
             Ok(caller) => f(&mut realm, &caller).unwrap_or_else(|e| e),
             Err(resp) => resp,
-        }
+        };
+        (resp, std::mem::take(&mut realm.backchannel_outbox))
+    }
+
+    /// The realm's issuer as this request names it.
+    fn issuer(&self) -> String {
+        issuer(&self.req, &self.realm)
     }
 }
 

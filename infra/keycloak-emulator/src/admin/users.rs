@@ -95,13 +95,14 @@ async fn reset(a: Admin) -> Response {
 }
 
 async fn logout(a: Admin) -> Response {
-    a.write(|realm, caller| {
+    let iss = a.issuer();
+    a.write_logging_out(|realm, caller| {
         let id = managed_user(realm, caller, a.param("id"))?;
         let now = realm.now_s();
         if let Some(u) = realm.user_mut(&id) {
             u.not_before = now;
         }
-        realm.end_user_sessions(&id);
+        realm.log_out_user(&id, &iss);
         realm.admin_event(
             &caller.auth,
             "ACTION",
@@ -111,6 +112,7 @@ async fn logout(a: Admin) -> Response {
         );
         Ok(no_content())
     })
+    .await
 }
 
 async fn sessions(a: Admin) -> Response {
@@ -121,11 +123,12 @@ async fn sessions(a: Admin) -> Response {
 }
 
 async fn delete_session(a: Admin) -> Response {
-    a.write(|realm, caller| {
+    let iss = a.issuer();
+    a.write_logging_out(|realm, caller| {
         require(caller.manage_users())?;
         let sid = a.param("sid");
         realm
-            .end_session(sid)
+            .log_out_session(sid, &iss)
             .ok_or_else(|| not_found("Sesssion not found"))?;
         realm.admin_event(
             &caller.auth,
@@ -136,6 +139,7 @@ async fn delete_session(a: Admin) -> Response {
         );
         Ok(no_content())
     })
+    .await
 }
 
 async fn logout_all(a: Admin) -> Response {
