@@ -17,6 +17,9 @@ use crate::error::Error;
 use crate::keycloak::KeycloakClient;
 use crate::secrets::Secret;
 
+/// The `events` member of a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
 /// An unknown `kid` re-fetches the JWKS at most this often.
@@ -177,28 +180,9 @@ impl BearerValidator {
     }
 
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
-        }
-        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
-        let key = match self.cached_key(&kid).await {
-            Some(k) => k,
-            None => self
-                .refetch(Some(&kid))
-                .await?
-                .ok_or(AuthError::UnknownKey)?,
-        };
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.algorithms = vec![Algorithm::RS256];
-        validation.set_issuer(&[&self.issuer]);
-        validation.validate_aud = false; // checked below: Keycloak may put the client in azp only
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))?;
-        let claims = data.claims;
+        let claims = self
+            .verified_claims(token, None, &["exp", "iss", "sub"])
+            .await?;
         if claims.get("typ").and_then(Value::as_str) != Some("Bearer") {
             return Err(AuthError::NotAccessToken);
         }
@@ -218,6 +202,99 @@ impl BearerValidator {
             return Err(AuthError::Audience);
         }
         Principal::from_claims(claims, token)
+    }
+
+    /// The claims of an OIDC Back-Channel Logout token (§2.6 of the spec, contract §12): header
+    /// `typ` `logout+jwt`, RS256 by a realm key, `iss` the realm, `aud` one of `audiences`,
+    /// `exp` and `iat` (not in the future) within the leeway, `jti`, the back-channel-logout
+    /// event, `sub` (Keycloak always sends it; this service finds sessions by user), and no
+    /// `nonce`. Whether the `jti` was seen before is the caller's check.
+    pub async fn logout_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<Value, AuthError> {
+        let claims = self
+            .verified_claims(
+                token,
+                Some("logout+jwt"),
+                &["exp", "iss", "aud", "iat", "jti", "sub"],
+            )
+            .await?;
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => audiences.contains(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(AuthError::Audience);
+        }
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MAX);
+        if iat > now + LEEWAY_SECS as i64 {
+            return Err(AuthError::Invalid("issued in the future".into()));
+        }
+        let event = claims
+            .pointer("/events")
+            .and_then(Value::as_object)
+            .is_some_and(|e| e.contains_key(BACKCHANNEL_LOGOUT_EVENT));
+        if !event {
+            return Err(AuthError::Invalid("no back-channel logout event".into()));
+        }
+        if claims.get("jti").and_then(Value::as_str).is_none() {
+            return Err(AuthError::Invalid("no jti".into()));
+        }
+        if claims.get("nonce").is_some() {
+            return Err(AuthError::Invalid("a logout token carries no nonce".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Signature (RS256, a realm key by `kid`), issuer, expiry and `nbf` with the leeway, the
+    /// `required` claims, and the header's `typ` where one is asked for.
+    async fn verified_claims(
+        &self,
+        token: &str,
+        typ: Option<&str>,
+        required: &[&str],
+    ) -> Result<Value, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        if let Some(expected) = typ {
+            if !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(expected))
+            {
+                return Err(AuthError::Invalid(format!("header typ is not {expected}")));
+            }
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        let key = match self.cached_key(&kid).await {
+            Some(k) => k,
+            None => self
+                .refetch(Some(&kid))
+                .await?
+                .ok_or(AuthError::UnknownKey)?,
+        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = vec![Algorithm::RS256];
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false; // each caller checks its own audience
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(required);
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))
     }
 
     /// The reason of a fetch that failed within the negative TTL.

@@ -37,6 +37,11 @@ pub struct Config {
     /// Whether a login may say "account disabled" before Keycloak accepted the password
     /// (`REVEAL_ACCOUNT_STATE`); off, such a login is an ordinary `invalid_credentials`.
     pub reveal_account_state: bool,
+    /// Whether `POST /auth/login` (the password grant) is offered (`PASSWORD_LOGIN_ENABLED`).
+    pub password_login_enabled: bool,
+    /// Clients whose access tokens `POST /auth/sync` takes, by `azp`
+    /// (`TOKEN_SYNC_CLIENT_IDS`); empty, the route is off.
+    pub token_sync_clients: Vec<String>,
 }
 
 /// Abuse limits of the public auth routes, counted in DynamoDB per fixed time window.
@@ -252,16 +257,17 @@ impl Config {
                 86_400,
             )? as i64,
         };
-        let reveal_account_state = match value("REVEAL_ACCOUNT_STATE").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "REVEAL_ACCOUNT_STATE",
-                    reason: format!("expected true or false, got {other:?}"),
-                })
-            }
+        let flag = |name: &'static str, default: bool| match value(name).as_deref() {
+            None => Ok(default),
+            Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError {
+                variable: name,
+                reason: format!("expected true or false, got {other:?}"),
+            }),
         };
+        let reveal_account_state = flag("REVEAL_ACCOUNT_STATE", false)?;
+        let password_login_enabled = flag("PASSWORD_LOGIN_ENABLED", true)?;
         Ok(Config {
             keycloak_url,
             keycloak_realm: required("KEYCLOAK_REALM")?,
@@ -282,9 +288,23 @@ impl Config {
             audit_retention_days: number("AUDIT_RETENTION_DAYS", 400, 1, 3650)? as u32,
             throttle,
             reveal_account_state,
+            password_login_enabled,
+            token_sync_clients: list("TOKEN_SYNC_CLIENT_IDS", ""),
             login_client,
             admin_client,
         })
+    }
+
+    /// The clients whose sessions this service records, so whose back-channel logout tokens it
+    /// takes (their `aud` is the receiving client): the login client and the token-sync ones.
+    pub fn session_clients(&self) -> Vec<String> {
+        let mut clients: Vec<String> = self
+            .login_client
+            .iter()
+            .map(|c| c.client_id.clone())
+            .collect();
+        clients.extend(self.token_sync_clients.iter().cloned());
+        clients
     }
 
     /// The realm's issuer URL, as Keycloak puts it in `iss`.

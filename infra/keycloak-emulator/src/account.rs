@@ -9,8 +9,9 @@ use axum::Router;
 use serde_json::Value;
 
 use crate::emulator::Emulator;
+use crate::endpoint::issuer;
 use crate::http::{empty, forbidden, oauth_error, unauthorized, Call};
-use crate::oidc::{active_access_token, issuer};
+use crate::oidc::active_access_token;
 
 pub fn router() -> Router<Arc<Emulator>> {
     Router::new()

@@ -4,23 +4,23 @@
 //! `backchannel.logout.url` gets one POST with a signed `logout_token`. Not for logout-all, a
 //! user's deletion or disabling, or expiry: those end sessions silently.
 //!
-//! The realm collects the deliveries under its lock (`Realm::log_out_session`); the request that
+//! The realm collects the deliveries, claims built, under its lock (`Realm::log_out_session`:
+//! the data model names no sender); the request that
 //! ended the session sends them (`deliver`) after releasing the lock and before it answers, one
 //! after the other, each with Keycloak's 5 s socket timeout, no retry: the session is gone
 //! whatever the receiver answers.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::jwt::Keys;
-use crate::realm::{new_id, Realm, Session};
 
 /// Keycloak's socket timeout for the POST (`DefaultHttpClientFactory`).
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A logout token's lifetime: `exp` = `iat` + 120 s.
-const LIFETIME_S: i64 = 120;
+pub const LIFETIME_S: i64 = 120;
 
 /// The event member every logout token carries.
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -30,37 +30,6 @@ pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 pub struct Delivery {
     pub url: String,
     pub claims: Value,
-}
-
-/// The deliveries for `session`, just ended: one per client of the session that wants them.
-pub fn deliveries(realm: &Realm, session: &Session, fallback_issuer: &str) -> Vec<Delivery> {
-    let now = realm.now_s();
-    let iss = if session.issuer.is_empty() {
-        fallback_issuer
-    } else {
-        &session.issuer
-    };
-    session
-        .clients
-        .keys()
-        .filter_map(|uuid| realm.client_by_uuid(uuid))
-        .filter(|c| c.enabled && !c.browser.frontchannel_logout)
-        .filter_map(|c| {
-            let url = c.browser.backchannel_logout_url.clone()?;
-            let mut events = json!({ EVENT: {} });
-            if c.browser.backchannel_logout_revoke_offline {
-                events["revoke_offline_access"] = json!(true);
-            }
-            let mut claims = json!({
-                "iat": now, "exp": now + LIFETIME_S, "jti": new_id(), "iss": iss,
-                "aud": c.client_id, "sub": session.user_id, "typ": "Logout", "events": events,
-            });
-            if c.browser.backchannel_logout_session_required {
-                claims["sid"] = json!(session.id);
-            }
-            Some(Delivery { url, claims })
-        })
-        .collect()
 }
 
 /// Send each delivery in turn; failures are only logged, as Keycloak does.

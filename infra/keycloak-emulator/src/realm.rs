@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::backchannel::Delivery;
 use crate::jwt::Keys;
 use crate::profile::{PasswordPolicy, UserProfile};
 
@@ -189,10 +190,10 @@ pub struct Realm {
     /// Webhook subscriptions of the events extension (`admin::webhooks`).
     pub webhooks: Vec<crate::webhook_sender::Webhook>,
     /// Browser logins in progress and issued authorization codes (`standard_flow`).
-    pub logins: crate::standard_flow::Logins,
+    pub logins: crate::logins::Logins,
     /// Back-channel logout tokens to send once the realm's lock is released, before the
     /// triggering request answers (`backchannel`).
-    pub backchannel_outbox: Vec<crate::backchannel::Delivery>,
+    pub backchannel_outbox: Vec<Delivery>,
     pub profile: UserProfile,
     /// Login failures by user id (brute-force detection).
     pub login_failures: HashMap<String, crate::brute_force::Failures>,
@@ -864,9 +865,40 @@ impl Realm {
     /// session delete): its clients' back-channel logout tokens go to the outbox.
     pub fn log_out_session(&mut self, sid: &str, fallback_issuer: &str) -> Option<Session> {
         let session = self.end_session(sid)?;
-        let deliveries = crate::backchannel::deliveries(self, &session, fallback_issuer);
+        let deliveries = self.logout_deliveries(&session, fallback_issuer);
         self.backchannel_outbox.extend(deliveries);
         Some(session)
+    }
+
+    /// The deliveries for `session`, just ended: one per client of the session that wants them.
+    fn logout_deliveries(&self, session: &Session, fallback_issuer: &str) -> Vec<Delivery> {
+        let now = self.now_s();
+        let iss = if session.issuer.is_empty() {
+            fallback_issuer
+        } else {
+            &session.issuer
+        };
+        session
+            .clients
+            .keys()
+            .filter_map(|uuid| self.client_by_uuid(uuid))
+            .filter(|c| c.enabled && !c.browser.frontchannel_logout)
+            .filter_map(|c| {
+                let url = c.browser.backchannel_logout_url.clone()?;
+                let mut events = json!({ crate::backchannel::EVENT: {} });
+                if c.browser.backchannel_logout_revoke_offline {
+                    events["revoke_offline_access"] = json!(true);
+                }
+                let mut claims = json!({
+                    "iat": now, "exp": now + crate::backchannel::LIFETIME_S, "jti": new_id(), "iss": iss,
+                    "aud": c.client_id, "sub": session.user_id, "typ": "Logout", "events": events,
+                });
+                if c.browser.backchannel_logout_session_required {
+                    claims["sid"] = json!(session.id);
+                }
+                Some(Delivery { url, claims })
+            })
+            .collect()
     }
 
     /// An admin's "log the user out": every session, each with its back-channel logout.

@@ -1,6 +1,6 @@
-//! Webhook events taken by the hook: one item per event (keyed by the digest of its id), kept
-//! until no delivery of it could still be fresh (TTL), so a replay of a captured delivery inside
-//! that window is acknowledged and dropped.
+//! Keycloak's events taken once: webhook events taken by the hook, and back-channel logout
+//! tokens: one item per event (keyed by the digest of its id), kept until no delivery of it
+//! could still be fresh (TTL), so a replay of a captured delivery inside that window is known.
 
 use crate::deadline::Bounded;
 
@@ -10,14 +10,32 @@ fn event_pk(digest: &str) -> String {
     format!("HOOK_EVENT#{digest}")
 }
 
+fn logout_token_pk(digest: &str) -> String {
+    format!("LOGOUT_TOKEN#{digest}")
+}
+
 impl Store {
     /// Take an event: `true` the first time, `false` when it was taken before.
     pub async fn take_event(&self, digest: &str, keep_until_s: i64) -> Result<bool, StoreError> {
+        self.take_once(event_pk(digest), keep_until_s).await
+    }
+
+    /// Take a back-channel logout token (by the digest of its issuer and `jti`): `true` the
+    /// first time, `false` for a replay.
+    pub async fn take_logout_token(
+        &self,
+        digest: &str,
+        keep_until_s: i64,
+    ) -> Result<bool, StoreError> {
+        self.take_once(logout_token_pk(digest), keep_until_s).await
+    }
+
+    async fn take_once(&self, pk: String, keep_until_s: i64) -> Result<bool, StoreError> {
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(event_pk(digest)))
+            .item("pk", s(pk))
             .item("sk", s("EVENT"))
             .item("expires_at", n(keep_until_s))
             .condition_expression("attribute_not_exists(pk)");

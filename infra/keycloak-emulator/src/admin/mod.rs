@@ -21,9 +21,10 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use crate::emulator::Emulator;
+use crate::endpoint::issuer;
 use crate::http::{forbidden, not_found, ok_json, unauthorized, Call, Req};
 use crate::http::{method_not_allowed, no_such_resource};
-use crate::oidc::{active_access_token, issuer};
+use crate::oidc::active_access_token;
 use crate::realm::{strings, AuthDetails, Realm, User};
 
 pub fn router() -> Router<Arc<Emulator>> {
