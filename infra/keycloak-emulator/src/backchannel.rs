@@ -10,9 +10,11 @@
 //! after the other, each with Keycloak's 5 s socket timeout, no retry: the session is gone
 //! whatever the receiver answers.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde_json::Value;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
 
 use crate::jwt::Keys;
 
@@ -32,8 +34,33 @@ pub struct Delivery {
     pub claims: Value,
 }
 
+/// The logout tokens sent lately, for tests (`GET /_emulator/backchannel-logouts`): URL, token
+/// and the receiver's status (0: no answer), oldest first, the last `SENT_KEPT`.
+#[derive(Default)]
+pub struct Sent(Mutex<VecDeque<Value>>);
+
+const SENT_KEPT: usize = 200;
+
+impl Sent {
+    fn push(&self, url: &str, token: &str, status: u16) {
+        let mut sent = self.0.lock();
+        if sent.len() == SENT_KEPT {
+            sent.pop_front();
+        }
+        sent.push_back(json!({"url": url, "logoutToken": token, "status": status}));
+    }
+
+    pub fn list(&self) -> Vec<Value> {
+        self.0.lock().iter().cloned().collect()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().clear();
+    }
+}
+
 /// Send each delivery in turn; failures are only logged, as Keycloak does.
-pub async fn deliver(keys: &Keys, deliveries: Vec<Delivery>) {
+pub async fn deliver(keys: &Keys, sent: &Sent, deliveries: Vec<Delivery>) {
     if deliveries.is_empty() {
         return;
     }
@@ -45,7 +72,7 @@ pub async fn deliver(keys: &Keys, deliveries: Vec<Delivery>) {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("logout_token", &token)
             .finish();
-        let sent = client
+        let answer = client
             .post(&d.url)
             .header(
                 "content-type",
@@ -54,7 +81,8 @@ pub async fn deliver(keys: &Keys, deliveries: Vec<Delivery>) {
             .body(body)
             .send()
             .await;
-        match sent {
+        sent_log(sent, &d.url, &token, &answer);
+        match answer {
             Ok(r) if matches!(r.status().as_u16(), 200 | 204) => {}
             Ok(r) => eprintln!(
                 "keycloak-emulator: back-channel logout to {} answered {}",
@@ -67,4 +95,9 @@ pub async fn deliver(keys: &Keys, deliveries: Vec<Delivery>) {
             ),
         }
     }
+}
+
+fn sent_log(sent: &Sent, url: &str, token: &str, answer: &Result<reqwest::Response, reqwest::Error>) {
+    let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
+    sent.push(url, token, status);
 }

@@ -98,6 +98,10 @@ pub fn router() -> Router<Arc<Emulator>> {
         )
         .route("/faults/{id}", delete(remove_fault))
         .route("/stats", get(stats).delete(clear_stats))
+        .route(
+            "/backchannel-logouts",
+            get(logouts_sent).delete(clear_logouts_sent),
+        )
         .method_not_allowed_fallback(|| async { method_not_allowed() })
 }
 
@@ -251,6 +255,15 @@ async fn remove_fault(c: Call) -> Response {
 
 async fn stats(c: Call) -> Response {
     ok_json(&json!(c.emu.stats()))
+}
+
+async fn logouts_sent(c: Call) -> Response {
+    ok_json(&json!(c.emu.logouts_sent.list()))
+}
+
+async fn clear_logouts_sent(c: Call) -> Response {
+    c.emu.logouts_sent.clear();
+    no_content()
 }
 
 async fn clear_stats(c: Call) -> Response {

@@ -24,6 +24,8 @@ pub struct Emulator {
     realms: RwLock<HashMap<String, Arc<RealmEntry>>>,
     pub faults: Mutex<Vec<FaultRule>>,
     stats: Mutex<BTreeMap<String, u64>>,
+    /// Back-channel logout tokens sent lately (tests read them).
+    pub logouts_sent: crate::backchannel::Sent,
 }
 
 impl Emulator {
@@ -34,6 +36,7 @@ impl Emulator {
             realms: RwLock::new(HashMap::new()),
             faults: Mutex::new(Vec::new()),
             stats: Mutex::new(BTreeMap::new()),
+            logouts_sent: Default::default(),
         };
         for export in exports {
             emu.add_realm(Arc::new(export), None, true)?;
@@ -97,6 +100,7 @@ impl Emulator {
         }
         self.faults.lock().clear();
         self.stats.lock().clear();
+        self.logouts_sent.clear();
         Ok(())
     }
 

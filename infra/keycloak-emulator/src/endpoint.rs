@@ -27,7 +27,7 @@ pub(crate) async fn on_realm_logging_out(
     endpoint: impl FnOnce(&Emulator, &mut Realm, &Req, &str) -> Response,
 ) -> Response {
     let (resp, outbox) = on_realm_collecting(c, endpoint);
-    crate::backchannel::deliver(&c.emu.keys, outbox).await;
+    crate::backchannel::deliver(&c.emu.keys, &c.emu.logouts_sent, outbox).await;
     resp
 }
 

@@ -789,3 +789,26 @@ async fn a_client_without_session_required_sends_tokens_without_sid() {
     assert!(c.get("sid").is_none());
     assert_eq!(c["sub"], json!(id));
 }
+
+#[tokio::test]
+async fn the_control_api_lists_the_logout_tokens_sent_with_the_receivers_status() {
+    let (url, _) = receiver().await;
+    let kc = realm_logging_out_to(&url).await;
+    let (name, id) = new_signed_up_user(&kc).await;
+    kc.tokens(&name, "a-good-password").await;
+    kc.admin(Method::POST, &format!("/users/{id}/logout"), None)
+        .await;
+    let sent = kc
+        .raw(Method::GET, "/_emulator/backchannel-logouts", None)
+        .await
+        .json();
+    let ours: Vec<&Value> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["url"] == json!(url))
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0]["status"], json!(200));
+    assert_eq!(claims(ours[0]["logoutToken"].as_str().unwrap())["sub"], json!(id));
+}

@@ -102,7 +102,7 @@ impl Admin {
         f: impl FnOnce(&mut Realm, &Caller) -> Result<Response, Response>,
     ) -> Response {
         let (resp, outbox) = self.write_collecting(f);
-        crate::backchannel::deliver(&self.emu.keys, outbox).await;
+        crate::backchannel::deliver(&self.emu.keys, &self.emu.logouts_sent, outbox).await;
         resp
     }
 
