@@ -348,6 +348,9 @@ def function_env():
         "KEYCLOAK_REALM": realm_name(),
         "TABLE_NAME": TABLE_NAME,
         "JWT_AUDIENCE": login_client_id(),
+        # The demo realm's browser app (keycloak-js): POST /auth/sync takes its tokens.
+        "TOKEN_SYNC_CLIENT_IDS": os.environ.get("TOKEN_SYNC_CLIENT_IDS", "user-sync-web"),
+        "PASSWORD_LOGIN_ENABLED": os.environ.get("PASSWORD_LOGIN_ENABLED", "true"),
         # POST /admin/sync and the hand-over invoke bulk-sync asynchronously: through
         # lambda_async.py (retries, failure queue), which runs it on cargo lambda watch.
         "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_ASYNC_PORT}",

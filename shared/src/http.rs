@@ -125,6 +125,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// A form-encoded request body (`application/x-www-form-urlencoded`, as OIDC's back-channel
+/// logout sends it), by axum's own `Form`; a refusal is a problem+json answer.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|c| c.split(';').next())
+            .is_some_and(|c| {
+                c.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(Error::UnsupportedMediaType);
+        }
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return Err(Error::PayloadTooLarge { limit: MAX_BODY });
+        };
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Form(value)),
+            Err(rejection) => Err(Error::BadRequest {
+                code: "invalid_form",
+                detail: format!("the form body cannot be read: {}", rejection.body_text()),
+            }),
+        }
+    }
+}
+
 /// A JSON body read by the same rules as `Json`, with a refusal handed to the handler instead
 /// of answered at once (the admin routes audit what they refuse), and the names of the fields
 /// the body carried, for that record: top-level keys and the keys of objects beneath them,

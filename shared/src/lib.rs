@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod auth;
 pub mod aws_calls;
+pub mod backchannel;
 pub mod clock;
 pub mod config;
 pub mod deadline;

@@ -184,6 +184,10 @@ pub async fn login(
     req: &LoginRequest,
     origin: &Origin,
 ) -> Result<LoginView, Error> {
+    // Switched off (`PASSWORD_LOGIN_ENABLED=false`): sign-in is the standard flow's alone.
+    if !services.config.password_login_enabled {
+        return Err(Error::NotFound);
+    }
     required("username", &req.username)?;
     required("password", &req.password)?;
     let username = req.username.trim();

@@ -97,7 +97,12 @@ pub async fn deliver(keys: &Keys, sent: &Sent, deliveries: Vec<Delivery>) {
     }
 }
 
-fn sent_log(sent: &Sent, url: &str, token: &str, answer: &Result<reqwest::Response, reqwest::Error>) {
+fn sent_log(
+    sent: &Sent,
+    url: &str,
+    token: &str,
+    answer: &Result<reqwest::Response, reqwest::Error>,
+) {
     let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
     sent.push(url, token, status);
 }

@@ -810,5 +810,8 @@ async fn the_control_api_lists_the_logout_tokens_sent_with_the_receivers_status(
         .collect();
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0]["status"], json!(200));
-    assert_eq!(claims(ours[0]["logoutToken"].as_str().unwrap())["sub"], json!(id));
+    assert_eq!(
+        claims(ours[0]["logoutToken"].as_str().unwrap())["sub"],
+        json!(id)
+    );
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod auth;
+mod backchannel;
 mod keycloak;
 mod profiles;
 mod secrets;

@@ -7,4 +7,5 @@ mod abuse;
 mod admin;
 mod auth_flows;
 mod authorization;
+mod backchannel;
 mod webhooks;
