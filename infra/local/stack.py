@@ -46,6 +46,8 @@ DYNAMODB_PORT = int(os.environ.get("DYNAMODB_PORT", "8000"))
 LAMBDA_PORT = int(os.environ.get("LAMBDA_PORT", "9000"))
 LAMBDA_ASYNC_PORT = int(os.environ.get("LAMBDA_ASYNC_PORT", "9001"))
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "3000"))
+# The demo app (infra/demo): a page that signs in on Keycloak's page, served here.
+DEMO_PORT = int(os.environ.get("DEMO_PORT", "3001"))
 TABLE_NAME = os.environ.get("TABLE_NAME", "keycloak-user-sync")
 REALM_FILE = ROOT / "infra" / "keycloak" / "realm.json"
 TABLE_FILE = ROOT / "infra" / "local" / "table.json"
@@ -79,17 +81,22 @@ def realm_export():
 
 
 # The demo realm names the gateway's own URLs (the standard flow's redirect URI, the back-channel
-# logout URL) at the default port; a stack on other ports gets a copy naming its own.
-DEFAULT_GATEWAY = "http://127.0.0.1:3000"
+# logout URL) and the demo app's at the default ports; a stack on other ports gets a copy naming
+# its own.
+DEFAULT_URLS = {"http://127.0.0.1:3000": "GATEWAY_PORT", "http://127.0.0.1:3001": "DEMO_PORT"}
 
 
 def realm_file():
-    gateway = f"http://{HOST}:{GATEWAY_PORT}"
-    if gateway == DEFAULT_GATEWAY:
+    ports = {"GATEWAY_PORT": GATEWAY_PORT, "DEMO_PORT": DEMO_PORT}
+    moved = {url: f"http://{HOST}:{ports[name]}" for url, name in DEFAULT_URLS.items()}
+    if all(old == new for old, new in moved.items()):
         return REALM_FILE
     DEV.mkdir(parents=True, exist_ok=True)
     copy = DEV / "realm.json"
-    copy.write_text(REALM_FILE.read_text().replace(DEFAULT_GATEWAY, gateway))
+    text = REALM_FILE.read_text()
+    for old, new in moved.items():
+        text = text.replace(old, new)
+    copy.write_text(text)
     return copy
 
 
@@ -351,6 +358,11 @@ def function_env():
         # The demo realm's browser app (keycloak-js): POST /auth/sync takes its tokens.
         "TOKEN_SYNC_CLIENT_IDS": os.environ.get("TOKEN_SYNC_CLIENT_IDS", "user-sync-web"),
         "PASSWORD_LOGIN_ENABLED": os.environ.get("PASSWORD_LOGIN_ENABLED", "true"),
+        # The standard flow (login-sync): this gateway's callback, and the demo app as the one
+        # place a signed-in browser may be sent back to.
+        "CALLBACK_URL": f"http://{HOST}:{GATEWAY_PORT}/auth/callback",
+        "SIGN_IN_REDIRECT_URIS": os.environ.get(
+            "SIGN_IN_REDIRECT_URIS", f"http://{HOST}:{DEMO_PORT}/signed-in"),
         # POST /admin/sync and the hand-over invoke bulk-sync asynchronously: through
         # lambda_async.py (retries, failure queue), which runs it on cargo lambda watch.
         "AWS_ENDPOINT_URL_LAMBDA": f"http://{HOST}:{LAMBDA_ASYNC_PORT}",

@@ -256,6 +256,39 @@ impl BearerValidator {
         Ok(claims)
     }
 
+    /// The claims of an ID token of the standard flow (OIDC Core §3.1.3.7): RS256 by a realm key,
+    /// `iss` the realm, `typ` `ID`, `aud` the client (with `azp` the client when `aud` names
+    /// several), current, and the sign-in's `nonce`.
+    pub async fn id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Value, AuthError> {
+        let claims = self
+            .verified_claims(token, None, &["exp", "iss", "aud", "sub"])
+            .await?;
+        if claims.get("typ").and_then(Value::as_str) != Some("ID") {
+            return Err(AuthError::Invalid("not an ID token".into()));
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => a == client_id,
+            Some(Value::Array(list)) => {
+                list.iter().any(|a| a.as_str() == Some(client_id))
+                    && (list.len() == 1
+                        || claims.get("azp").and_then(Value::as_str) == Some(client_id))
+            }
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(AuthError::Audience);
+        }
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err(AuthError::Invalid("the nonce is not this sign-in's".into()));
+        }
+        Ok(claims)
+    }
+
     /// Signature (RS256, a realm key by `kid`), issuer, expiry and `nbf` with the leeway, the
     /// `required` claims, and the header's `typ` where one is asked for.
     async fn verified_claims(

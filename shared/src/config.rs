@@ -42,6 +42,12 @@ pub struct Config {
     /// Clients whose access tokens `POST /auth/sync` takes, by `azp`
     /// (`TOKEN_SYNC_CLIENT_IDS`); empty, the route is off.
     pub token_sync_clients: Vec<String>,
+    /// This API's `/auth/callback` URL, the login client's registered redirect URI
+    /// (`CALLBACK_URL`); unset, the standard flow's routes are off.
+    pub callback_url: Option<String>,
+    /// Where a signed-in browser may be sent back to: app URLs, matched exactly
+    /// (`SIGN_IN_REDIRECT_URIS`, comma list).
+    pub sign_in_redirects: Vec<String>,
 }
 
 /// Abuse limits of the public auth routes, counted in DynamoDB per fixed time window.
@@ -268,6 +274,27 @@ impl Config {
         };
         let reveal_account_state = flag("REVEAL_ACCOUNT_STATE", false)?;
         let password_login_enabled = flag("PASSWORD_LOGIN_ENABLED", true)?;
+        let http_url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match value(name) {
+                None => Ok(None),
+                Some(v) if v.starts_with("https://") || v.starts_with("http://") => Ok(Some(v)),
+                Some(v) => Err(ConfigError {
+                    variable: name,
+                    reason: format!("expected an http(s) URL, got {v:?}"),
+                }),
+            }
+        };
+        let callback_url = http_url("CALLBACK_URL")?;
+        let sign_in_redirects = list("SIGN_IN_REDIRECT_URIS", "");
+        if let Some(bad) = sign_in_redirects
+            .iter()
+            .find(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+        {
+            return Err(ConfigError {
+                variable: "SIGN_IN_REDIRECT_URIS",
+                reason: format!("expected http(s) URLs, got {bad:?}"),
+            });
+        }
         Ok(Config {
             keycloak_url,
             keycloak_realm: required("KEYCLOAK_REALM")?,
@@ -290,6 +317,8 @@ impl Config {
             reveal_account_state,
             password_login_enabled,
             token_sync_clients: list("TOKEN_SYNC_CLIENT_IDS", ""),
+            callback_url,
+            sign_in_redirects,
             login_client,
             admin_client,
         })

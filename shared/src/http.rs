@@ -125,6 +125,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// Query parameters read into `T` by axum's own `Query`; a refusal is a problem+json answer.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(Error::BadRequest {
+                code: "invalid_query",
+                detail: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+/// A `302 Found` to `location`.
+pub fn found(location: &str) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(axum::body::Body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 /// A form-encoded request body (`application/x-www-form-urlencoded`, as OIDC's back-channel
 /// logout sends it), by axum's own `Form`; a refusal is a problem+json answer.
 pub struct Form<T>(pub T);

@@ -29,6 +29,7 @@ pub mod request;
 pub mod secrets;
 pub mod services;
 pub mod sessions;
+pub mod sign_in;
 pub mod store;
 pub mod sync;
 pub mod sync_control;

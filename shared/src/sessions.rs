@@ -222,10 +222,28 @@ pub async fn login(
             return Err(e.into());
         }
     };
-    let principal = match verified(services, &tokens).await {
+    let (signed_in, ()) = tokio::join!(
+        record_sign_in(services, &tokens, origin, username, started),
+        attempt.succeeded()
+    );
+    signed_in
+}
+
+/// A user Keycloak has signed in (by the password grant or the standard flow): the user and
+/// the session recorded in one transaction (login count, last login), and the answer. A token
+/// that does not verify, or a store that cannot record it, ends the new Keycloak session again
+/// (a repair names `username` if that fails too).
+pub(crate) async fn record_sign_in(
+    services: &Services,
+    tokens: &TokenSet,
+    origin: &Origin,
+    username: &str,
+    started: i64,
+) -> Result<LoginView, Error> {
+    let principal = match verified(services, tokens).await {
         Ok(p) => p,
         Err(e) => {
-            end_issued_session(services, &tokens, username, None, started).await;
+            end_issued_session(services, tokens, username, None, started).await;
             return Err(e);
         }
     };
@@ -242,14 +260,10 @@ pub async fn login(
         attributes: attributes.clone(),
         at: now,
     };
-    let session = session_record(&principal.user_id, &sid, &tokens, origin, now);
-    let (recorded, ()) = tokio::join!(
-        services.store.record_login(&record, &session),
-        attempt.succeeded()
-    );
-    if let Err(e) = recorded {
+    let session = session_record(&principal.user_id, &sid, tokens, origin, now);
+    if let Err(e) = services.store.record_login(&record, &session).await {
         // No Keycloak session the application does not know of.
-        end_issued_session(services, &tokens, username, Some(&sid), started).await;
+        end_issued_session(services, tokens, username, Some(&sid), started).await;
         return Err(e.into());
     }
     let user = UserView {
@@ -272,7 +286,7 @@ pub async fn login(
     };
     Ok(LoginView {
         user,
-        tokens: TokensView::from(&tokens),
+        tokens: TokensView::from(tokens),
         session_id: sid,
     })
 }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -432,6 +433,68 @@ impl KeycloakClient {
                     ("grant_type", "password"),
                     ("username", username),
                     ("password", password),
+                ],
+            )
+            .await?;
+        json(&reply.body)
+    }
+
+    /// Where the browser goes to sign in with the login client's standard flow: `response_type`
+    /// `code`, scope `openid`, PKCE S256 (`challenge`), `state` and `nonce` (contract §9).
+    pub fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        challenge: &str,
+    ) -> Result<String, KeycloakError> {
+        let client = self.login_client()?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &client.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair("state", state)
+            .append_pair("nonce", nonce)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        Ok(format!("{}?{query}", self.oidc_url("auth")))
+    }
+
+    /// The PKCE verifier and the nonce of a sign-in, bound to its `state`: HMAC-SHA256 of the
+    /// state under the login client's secret, so that neither is ever stored (a secret rotated
+    /// between the two legs of a sign-in fails that sign-in).
+    pub async fn sign_in_binding(&self, state: &str) -> Result<(String, String), KeycloakError> {
+        let secret = self.login_client()?.secret.get().await?;
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.expose().as_bytes());
+        let derive = |purpose: &str| {
+            let tag = aws_lc_rs::hmac::sign(&key, format!("{purpose}\n{state}").as_bytes());
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+        };
+        Ok((derive("pkce-verifier"), derive("nonce")))
+    }
+
+    /// The `authorization_code` grant (contract §10). The code is single use, so the grant is
+    /// never retried on an unknown outcome.
+    pub async fn code_grant(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, KeycloakError> {
+        let reply = self
+            .client_form(
+                self.login_client()?,
+                "token",
+                Endpoint::CodeGrant,
+                Safety::NotIdempotent,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("code_verifier", verifier),
+                    ("redirect_uri", redirect_uri),
                 ],
             )
             .await?;

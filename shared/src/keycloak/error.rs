@@ -60,6 +60,7 @@ pub enum KeycloakError {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Endpoint {
     PasswordGrant,
+    CodeGrant,
     RefreshGrant,
     ClientCredentials,
     Logout,

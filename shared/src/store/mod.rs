@@ -23,6 +23,7 @@ mod events;
 mod idempotency;
 mod repairs;
 mod sessions;
+mod sign_in;
 mod sync;
 mod throttle;
 mod users;

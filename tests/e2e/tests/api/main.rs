@@ -8,4 +8,5 @@ mod admin;
 mod auth_flows;
 mod authorization;
 mod backchannel;
+mod sign_in;
 mod webhooks;
