@@ -55,6 +55,9 @@ pub enum Error {
     /// A part of the service that cannot answer now (503).
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
+    /// A token of a Keycloak client this route does not take (`POST /auth/sync`).
+    #[error("client not allowed")]
+    ClientNotAllowed,
     /// A change made in Keycloak (past the point of no return) whose remaining steps here
     /// could not be written because the store did not answer: `done` says what is applied.
     /// Repeating the same request finishes it (503, with `Retry-After`).
@@ -183,6 +186,12 @@ impl Error {
                 "forbidden",
                 "Forbidden",
                 "your roles do not allow this",
+            ),
+            Error::ClientNotAllowed => Problem::new(
+                403,
+                "client_not_allowed",
+                "Forbidden",
+                "tokens of this Keycloak client are not taken here",
             ),
             Error::ForbiddenTarget { detail } => {
                 Problem::new(403, "forbidden_target", "Forbidden", detail.clone())

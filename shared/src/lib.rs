@@ -34,6 +34,7 @@ pub mod store;
 pub mod sync;
 pub mod sync_control;
 pub mod throttle;
+pub mod token_sync;
 pub mod user_admin;
 pub mod users;
 

@@ -105,7 +105,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// The identity an access token states (mapped attributes travel as claims: no admin call).
-fn identity(p: &Principal, attribute_names: &[String]) -> (KeycloakFields, Attributes) {
+pub(crate) fn identity(p: &Principal, attribute_names: &[String]) -> (KeycloakFields, Attributes) {
     let c = &p.claims;
     let fields = KeycloakFields {
         username: claim(c, "preferred_username")
@@ -162,6 +162,8 @@ fn session_record(
         expires_at: now / 1000 + tokens.refresh_expires_in.max(tokens.expires_in) as i64,
         ended_at: None,
         end_reason: None,
+        client_id: None,
+        last_seen_at: None,
     }
 }
 
@@ -327,7 +329,12 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
     let Some(session) = session.filter(|s| s.ended_at.is_none()) else {
         // No live session here: nothing to refresh. If the token is genuine, Keycloak ends its
         // session too (logout checks the token itself, so a forged one changes nothing).
-        if let Err(e) = services.keycloak.logout(&req.refresh_token).await {
+        let client = app_client(services, None, &req.refresh_token);
+        if let Err(e) = services
+            .keycloak
+            .logout_as(&req.refresh_token, client.as_deref())
+            .await
+        {
             tracing::debug!(error = %e, "logout of an unknown session's token");
         }
         return Err(invalid_grant("no live session for this token"));
@@ -336,7 +343,11 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
         return Err(reused(services, &session, &req.refresh_token).await);
     }
     let is_current = session.refresh_token_sha256 == presented;
-    let tokens = match services.keycloak.refresh(&req.refresh_token).await {
+    let tokens = match services
+        .keycloak
+        .refresh(&req.refresh_token, session.client_id.as_deref())
+        .await
+    {
         Ok(t) => t,
         Err(KeycloakError::InvalidGrant { description }) => {
             // Keycloak no longer honours the session; the token proves which session it is only
@@ -408,11 +419,14 @@ fn invalid_grant(reason: &str) -> Error {
 
 /// A replaced refresh token came back: end the session in Keycloak (so every token of it dies)
 /// and here. The presented token is genuine (its hash is on record, or Keycloak just honoured it)
-/// and Keycloak's logout accepts any genuine token of the session, so the login client suffices:
-/// the refresh function holds no admin credentials.
+/// and Keycloak's logout accepts any genuine token of the session, so the session's own client
+/// suffices: the refresh function holds no admin credentials.
 async fn reused(services: &Services, session: &Session, presented: &str) -> Error {
     tracing::warn!(user_id = %session.user_id, sid = %session.sid, "refresh token reused: ending the session");
-    let ended_in_keycloak = services.keycloak.logout(presented).await;
+    let ended_in_keycloak = services
+        .keycloak
+        .logout_as(presented, session.client_id.as_deref())
+        .await;
     if let Err(e) = services
         .store
         .end_session(
@@ -473,6 +487,23 @@ async fn note_session_repair(services: &Services, session: &Session) {
     .await;
 }
 
+/// The public app client a refresh token is Keycloak's business with, if not the login client:
+/// the session's own record says it, else the token's `azp` when that is a token-sync client
+/// (read unverified: Keycloak checks the token itself, and a wrong client only fails the call).
+fn app_client(services: &Services, session: Option<&Session>, token: &str) -> Option<String> {
+    if let Some(session) = session {
+        return session.client_id.clone();
+    }
+    let claims = crate::keycloak::unverified_claims(token)?;
+    let azp = claim(&claims, "azp")?;
+    services
+        .config
+        .token_sync_clients
+        .iter()
+        .any(|c| c == azp)
+        .then(|| azp.to_owned())
+}
+
 /// Always 204 for a token Keycloak refuses (already ended, forged): nothing to tell.
 pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Error> {
     required("refreshToken", &req.refresh_token)?;
@@ -492,7 +523,12 @@ pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Err
             .end_session(&session.user_id, &session.sid, SessionEnd::Logout, now_ms())
             .await?;
     }
-    match services.keycloak.logout(&req.refresh_token).await {
+    let client = app_client(services, held.as_ref(), &req.refresh_token);
+    match services
+        .keycloak
+        .logout_as(&req.refresh_token, client.as_deref())
+        .await
+    {
         Ok(()) => {
             // Keycloak accepted the token, so its `sub` and `sid` are genuine.
             if let (None, Some((user_id, sid))) = (&held, &subject) {

@@ -1,15 +1,17 @@
 //! `POST /auth/login`: password grant, then the user and the session recorded in one round trip.
 //! `GET /auth/authorize`, `GET /auth/callback`, `POST /auth/callback/redeem`: sign-in on
 //! Keycloak's page (the standard flow), recorded the same way (`user_sync::sign_in`).
+//! `POST /auth/sync`: an app's own Keycloak token signs the user in (`user_sync::token_sync`).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use user_sync::http::{found, json, AppState, Json, Origin, Query};
+use user_sync::http::{found, header, json, parse_json, AppState, Json, Origin, Query};
 use user_sync::sessions::{self, LoginRequest};
 use user_sync::sign_in::{self, AuthorizeQuery, CallbackQuery, RedeemRequest};
+use user_sync::token_sync::{self, SyncRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {
@@ -18,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/authorize", get(authorize))
         .route("/auth/callback", get(callback))
         .route("/auth/callback/redeem", post(redeem))
+        .route("/auth/sync", post(sync))
 }
 
 async fn login(
@@ -51,4 +54,23 @@ async fn redeem(
     Json(input): Json<RedeemRequest>,
 ) -> Result<Response, Error> {
     Ok(json(StatusCode::OK, &sign_in::redeem(&s, &input).await?))
+}
+
+/// The body is optional: an app that keeps its refresh token to itself sends none.
+async fn sync(
+    State(s): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
+    let input = if body.is_empty() {
+        SyncRequest::default()
+    } else {
+        parse_json(header(&headers, "content-type"), &body)?
+    };
+    let authorization = header(&headers, "authorization");
+    Ok(json(
+        StatusCode::OK,
+        &token_sync::sync(&s, authorization, &input, &origin).await?,
+    ))
 }

@@ -501,20 +501,72 @@ impl KeycloakClient {
         json(&reply.body)
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, KeycloakError> {
-        let reply = self
-            .client_form(
-                self.login_client()?,
-                "token",
-                Endpoint::RefreshGrant,
-                Safety::Idempotent,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token),
-                ],
-            )
-            .await?;
+    /// Refresh a session's tokens: as the login client, or (`public`) as the public app client
+    /// the session belongs to, which has no secret.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        public: Option<&str>,
+    ) -> Result<TokenSet, KeycloakError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        let reply = match public {
+            Some(client_id) => {
+                self.public_form(client_id, "token", Endpoint::RefreshGrant, &form)
+                    .await?
+            }
+            None => {
+                self.client_form(
+                    self.login_client()?,
+                    "token",
+                    Endpoint::RefreshGrant,
+                    Safety::Idempotent,
+                    &form,
+                )
+                .await?
+            }
+        };
         json(&reply.body)
+    }
+
+    /// A form POST as a public client (`client_id` only), retried like any idempotent call.
+    async fn public_form(
+        &self,
+        client_id: &str,
+        endpoint_path: &str,
+        endpoint: Endpoint,
+        form: &[(&str, &str)],
+    ) -> Result<Reply, KeycloakError> {
+        let url = self.oidc_url(endpoint_path);
+        let reply = self
+            .send(Safety::Idempotent, || {
+                let mut fields: Vec<(&str, &str)> = form.to_vec();
+                fields.push(("client_id", client_id));
+                self.http.post(&url).form(&fields)
+            })
+            .await?;
+        if reply.status.is_success() {
+            return Ok(reply);
+        }
+        Err(classify(endpoint, reply.status.as_u16(), &reply.body))
+    }
+
+    /// The user an access token speaks for, as Keycloak sees them now (`userinfo`): a session
+    /// Keycloak has ended, or a disabled user, is `Unauthorized`.
+    pub async fn userinfo(&self, access_token: &Secret) -> Result<Value, KeycloakError> {
+        let url = self.oidc_url("userinfo");
+        let reply = self
+            .send(Safety::Idempotent, || {
+                self.http.get(&url).bearer_auth(access_token.expose())
+            })
+            .await?;
+        match reply.status.as_u16() {
+            200 => json(&reply.body),
+            401 | 403 => Err(KeycloakError::Unauthorized),
+            status => Err(classify(Endpoint::Admin, status, &reply.body)),
+        }
     }
 
     pub async fn client_credentials(&self) -> Result<TokenSet, KeycloakError> {
@@ -533,14 +585,32 @@ impl KeycloakClient {
     /// End the session of a refresh token. Always sends `refresh_token` (without it Keycloak
     /// answers an HTML page). An already-ended session is a success.
     pub async fn logout(&self, refresh_token: &str) -> Result<(), KeycloakError> {
-        self.client_form(
-            self.login_client()?,
-            "logout",
-            Endpoint::Logout,
-            Safety::Idempotent,
-            &[("refresh_token", refresh_token)],
-        )
-        .await
+        self.logout_as(refresh_token, None).await
+    }
+
+    /// `logout`, as the public app client the session belongs to when there is one.
+    pub async fn logout_as(
+        &self,
+        refresh_token: &str,
+        public: Option<&str>,
+    ) -> Result<(), KeycloakError> {
+        let form = [("refresh_token", refresh_token)];
+        match public {
+            Some(client_id) => {
+                self.public_form(client_id, "logout", Endpoint::Logout, &form)
+                    .await
+            }
+            None => {
+                self.client_form(
+                    self.login_client()?,
+                    "logout",
+                    Endpoint::Logout,
+                    Safety::Idempotent,
+                    &form,
+                )
+                .await
+            }
+        }
         .map(|_| ())
     }
 

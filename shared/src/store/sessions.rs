@@ -34,6 +34,13 @@ pub struct Session {
     pub ended_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<SessionEnd>,
+    /// The Keycloak client the session's tokens belong to, when it is not the login client: a
+    /// public app whose tokens `POST /auth/sync` took (its refresh and logout go as that client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// When the app last told this service of the session (`POST /auth/sync` again), epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<i64>,
 }
 
 /// Why a session ended (stored and shown in snake_case: `ended_in_keycloak`, …).
@@ -212,6 +219,22 @@ impl Store {
         let mut u = Update::default();
         u.set("ended_at", n(now));
         u.set("end_reason", s(reason.as_str()));
+        let ended = u.name("ended_at");
+        let condition = format!("attribute_exists(pk) AND attribute_not_exists({ended})");
+        self.update_if(self.session_key(user_id, sid), u, condition)
+            .await
+    }
+
+    /// The app says the session is still in use (`POST /auth/sync` again): `last_seen_at`, only
+    /// while it is live here. Returns false when it is unknown or ended (nothing written).
+    pub async fn touch_session(
+        &self,
+        user_id: &str,
+        sid: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut u = Update::default();
+        u.set("last_seen_at", n(now));
         let ended = u.name("ended_at");
         let condition = format!("attribute_exists(pk) AND attribute_not_exists({ended})");
         self.update_if(self.session_key(user_id, sid), u, condition)

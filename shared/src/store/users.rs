@@ -770,6 +770,25 @@ impl Store {
         login: &LoginRecord,
         session: &Session,
     ) -> Result<(), StoreError> {
+        self.write_login(login, session, false).await
+    }
+
+    /// `record_login` for a session that must not be on record yet (an app's sync of a Keycloak
+    /// session): `AlreadyExists` when another call recorded it first, and nothing is written.
+    pub async fn record_login_of_new_session(
+        &self,
+        login: &LoginRecord,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        self.write_login(login, session, true).await
+    }
+
+    async fn write_login(
+        &self,
+        login: &LoginRecord,
+        session: &Session,
+        new_session_only: bool,
+    ) -> Result<(), StoreError> {
         let fields = login.fields.clone().normalized();
         let hash = fields.content_hash();
         let mut u = Update::default();
@@ -809,6 +828,9 @@ impl Store {
         let session_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(session.to_item()?))
+            .set_condition_expression(
+                new_session_only.then(|| "attribute_not_exists(pk)".to_owned()),
+            )
             .build()
             .map_err(|e| StoreError::Other(e.to_string()))?;
         let result = self
@@ -822,12 +844,17 @@ impl Store {
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
-                let cancelled_by_condition = e.as_service_error().is_some_and(|se| {
-                    matches!(se, aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)
-                        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
-                });
-                if cancelled_by_condition {
+                // Which write's condition refused it: the user's (deleted here) or the session's.
+                let refused = |index: usize| {
+                    e.as_service_error().is_some_and(|se| {
+                        matches!(se, aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)
+                            if t.cancellation_reasons().get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
+                    })
+                };
+                if refused(0) {
                     Err(StoreError::UserDeleted)
+                } else if refused(1) {
+                    Err(StoreError::AlreadyExists)
                 } else {
                     Err(sdk_error(e))
                 }

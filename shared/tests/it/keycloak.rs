@@ -85,12 +85,12 @@ async fn refresh_and_logout_follow_the_session() {
         .await
         .unwrap();
     let rt = t.refresh_token.unwrap();
-    let n = kc.refresh(&rt).await.unwrap();
+    let n = kc.refresh(&rt, None).await.unwrap();
     assert_eq!(n.session_state, t.session_state);
     kc.logout(&rt).await.unwrap();
     kc.logout(&rt).await.unwrap(); // an ended session still logs out fine
     assert_eq!(
-        kc.refresh(&rt).await.unwrap_err(),
+        kc.refresh(&rt, None).await.unwrap_err(),
         KeycloakError::InvalidGrant {
             description: "Session not active".into()
         }
@@ -455,7 +455,7 @@ async fn no_password_token_or_secret_reaches_the_logs() {
         .unwrap();
     kc.count_users().await.unwrap();
     let rt = t.refresh_token.clone().unwrap();
-    kc.refresh(&rt).await.unwrap();
+    kc.refresh(&rt, None).await.unwrap();
     let _ = kc.password_grant("carol", "wrong-password-xyz").await;
     tracing::info!(tokens = ?t, "a token set logged by mistake stays opaque");
 

@@ -74,6 +74,8 @@ fn session(user_id: &str, sid: &str, expires_at: i64) -> Session {
         expires_at,
         ended_at: None,
         end_reason: None,
+        client_id: None,
+        last_seen_at: None,
     }
 }
 

@@ -183,6 +183,8 @@ fn session(user_id: &str, sid: &str) -> Session {
         expires_at: 9_999_999_999,
         ended_at: None,
         end_reason: None,
+        client_id: None,
+        last_seen_at: None,
     }
 }
 

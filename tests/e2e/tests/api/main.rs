@@ -9,4 +9,5 @@ mod auth_flows;
 mod authorization;
 mod backchannel;
 mod sign_in;
+mod token_sync;
 mod webhooks;
