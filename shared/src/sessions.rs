@@ -627,6 +627,11 @@ pub struct SessionView {
     pub ended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<SessionEnd>,
+    /// The app's Keycloak client, for a session an app synced (`POST /auth/sync`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<String>,
 }
 
 /// `GET /auth/sessions`.
@@ -651,6 +656,8 @@ pub async fn my_sessions(services: &Services, principal: &Principal) -> Result<S
             expires_at: iso8601(s.expires_at * 1000),
             ended_at: s.ended_at.map(iso8601),
             end_reason: s.end_reason,
+            last_seen_at: s.last_seen_at.map(iso8601),
+            client: s.client_id,
             ip: s.ip,
             user_agent: s.user_agent,
             id: s.sid,
