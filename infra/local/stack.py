@@ -190,14 +190,28 @@ def services(with_functions=False):
                     "--port", str(GATEWAY_PORT), "--lambda-url", f"http://{HOST}:{LAMBDA_PORT}",
                     "--parameter", f"KeycloakUrl={keycloak_url()}",
                     "--parameter", f"KeycloakRealm={realm_name()}",
-                    "--parameter", f"JwtAudience={login_client_id()}"]
+                    "--parameter", f"JwtAudience={login_client_id()}",
+                    # The demo app calls the API from its own origin.
+                    "--parameter", f"CorsAllowedOrigins={demo_url()}"]
                    + [arg for p in os.environ.get("GATEWAY_PARAMETERS", "").split()
                       for arg in ("--parameter", p)],
             "port": GATEWAY_PORT,
             "ready": f"http://{HOST}:{GATEWAY_PORT}/",
             "hint": "GATEWAY_PORT",
         }
+        out["demo"] = {
+            "cmd": [sys.executable, str(ROOT / "infra" / "demo" / "serve.py"), "--host", HOST,
+                    "--port", str(DEMO_PORT), "--api", f"http://{HOST}:{GATEWAY_PORT}",
+                    "--keycloak", keycloak_url(), "--realm", realm_name(), "--client", "user-sync-web"],
+            "port": DEMO_PORT,
+            "ready": f"{demo_url()}/health",
+            "hint": "DEMO_PORT",
+        }
     return out
+
+
+def demo_url():
+    return f"http://{HOST}:{DEMO_PORT}"
 
 
 def say(msg):
@@ -395,7 +409,7 @@ def up(with_functions=False):
             start(name, all_services[name])
     provision()
     (DEV / "functions.env").write_text("".join(f"{k}={v}\n" for k, v in function_env().items()))
-    for name in ("functions", "lambda-async", "sqs-poller", "gateway"):
+    for name in ("functions", "lambda-async", "sqs-poller", "gateway", "demo"):
         if name in all_services:
             start(name, all_services[name])
     if with_functions:
@@ -497,6 +511,7 @@ def dev():
     print(f"""
 keycloak-user-sync is running: API {base}
   (Keycloak {keycloak_url()}, DynamoDB Local {DYNAMODB_URL}, moto {MOTO_URL})
+  The demo app, which signs in on Keycloak's page: {demo_url()} (carol / carol-dev-password)
 The first call to each function compiles it if needed (cargo lambda watch); later edits reload it.
 
   curl -s -X POST {base}/auth/register -H 'content-type: application/json' \\
@@ -535,6 +550,7 @@ def serve_for_tests():
         down()  # nothing left running when the set-up fails half-way
         raise
     print(json.dumps({"gateway": f"http://{HOST}:{GATEWAY_PORT}", "keycloak": keycloak_url(),
+                      "demo": demo_url(),
                       "moto": MOTO_URL, "dynamodb": DYNAMODB_URL, "lambda": f"http://{HOST}:{LAMBDA_PORT}",
                       "table": TABLE_NAME, "realm": realm_name()}), flush=True)
     try:
@@ -568,7 +584,7 @@ def stop(name):
 
 
 def down():
-    stopped = [stop(name) for name in ("gateway", "sqs-poller", "lambda-async", "functions",
+    stopped = [stop(name) for name in ("demo", "gateway", "sqs-poller", "lambda-async", "functions",
                                        "keycloak", "moto", "dynamodb")]
     if not any(stopped):
         say("nothing was running")

@@ -7,6 +7,7 @@
 //! `503 {"message":"Service Unavailable"}` when the integration times out.
 
 pub mod authorizer;
+pub mod cors;
 pub mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -123,6 +124,18 @@ fn clf_time(epoch_ms: i64) -> String {
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let Some(cors) = gw.api.cors.clone() else {
+        return route(gw, request).await;
+    };
+    let method = request.method().as_str().to_owned();
+    if let Some(answer) = cors.preflight(&method, request.headers()) {
+        return answer;
+    }
+    let headers = request.headers().clone();
+    cors.decorate(&headers, route(gw, request).await)
+}
+
+async fn route(gw: Arc<Gateway>, request: Request) -> Response {
     let source_ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -45,6 +45,8 @@ pub struct Api {
     pub default_throttle: Option<Throttle>,
     /// `RouteSettings` throttling by route key (`POST /auth/login`).
     pub route_throttles: HashMap<String, Throttle>,
+    /// `CorsConfiguration`, when it names an origin.
+    pub cors: Option<crate::cors::Cors>,
 }
 
 impl Api {
@@ -63,6 +65,23 @@ fn throttle_of(settings: &Value) -> Option<Throttle> {
         rate: number("ThrottlingRateLimit")?,
         burst: number("ThrottlingBurstLimit")?,
     })
+}
+
+fn cors_of(c: &Value) -> Option<crate::cors::Cors> {
+    let list = |k: &str| -> Vec<String> {
+        match get(c, k) {
+            Some(Value::Sequence(s)) => s.iter().map(text).filter(|v| !v.is_empty()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let cors = crate::cors::Cors {
+        allow_origins: list("AllowOrigins"),
+        allow_methods: list("AllowMethods"),
+        allow_headers: list("AllowHeaders"),
+        expose_headers: list("ExposeHeaders"),
+        max_age: get(c, "MaxAge").and_then(|v| text(v).parse().ok()),
+    };
+    (!cors.allow_origins.is_empty()).then_some(cors)
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -171,6 +190,19 @@ fn intrinsic(name: &str, arg: &Value, params: &HashMap<String, String>) -> Value
             }
             _ => Value::Null,
         },
+        "Split" => match arg {
+            Value::Sequence(s) if s.len() == 2 => {
+                let sep = text(&s[0]);
+                let whole = text(&resolve(&s[1], params));
+                Value::Sequence(
+                    whole
+                        .split(sep.as_str())
+                        .map(|p| Value::String(p.to_owned()))
+                        .collect(),
+                )
+            }
+            _ => Value::Null,
+        },
         "If" => match arg {
             // Conditions are not evaluated locally: the "true" branch is taken.
             Value::Sequence(s) if s.len() == 3 => resolve(&s[1], params),
@@ -223,6 +255,7 @@ pub fn load(yaml: &str, overrides: &HashMap<String, String>) -> Result<Api, Stri
                 }
             }
         }
+        api.cors = get(&props, "CorsConfiguration").and_then(cors_of);
         let auth = get(&props, "Auth");
         default_authorizer = auth.and_then(|a| get(a, "DefaultAuthorizer")).map(text);
         if let Some(Value::Mapping(auths)) = auth.and_then(|a| get(a, "Authorizers")) {

@@ -24,6 +24,8 @@ pub const ADMIN_SECRET: &str = "dev-only-user-sync-admin-secret-not-for-producti
 
 pub struct Stack {
     pub gateway: String,
+    /// The demo app (`infra/demo`): keycloak-js, and the back end of the server-side flow.
+    pub demo: String,
     pub keycloak: String,
     pub moto: String,
     pub dynamodb: String,
@@ -79,6 +81,7 @@ pub fn stack() -> &'static Stack {
             .env("LAMBDA_PORT", free_port().to_string())
             .env("LAMBDA_ASYNC_PORT", free_port().to_string())
             .env("GATEWAY_PORT", free_port().to_string())
+            .env("DEMO_PORT", free_port().to_string())
             .env("TABLE_NAME", format!("e2e-{}", std::process::id()))
             .env("STACK_NO_RELOAD", "1")
             .env(
@@ -111,6 +114,7 @@ pub fn stack() -> &'static Stack {
         let text = |k: &str| info[k].as_str().unwrap().to_owned();
         Stack {
             gateway: text("gateway"),
+            demo: text("demo"),
             keycloak: text("keycloak"),
             moto: text("moto"),
             dynamodb: text("dynamodb"),

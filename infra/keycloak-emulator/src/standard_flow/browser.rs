@@ -42,7 +42,9 @@ pub fn cookie<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
 
 pub(super) fn set_cookie(resp: Response, realm: &str, name: &str, value: &str) -> Response {
     let mut resp = resp;
-    let header = format!("{name}={value}; Path=/realms/{realm}/; HttpOnly; SameSite=None");
+    // Over plain HTTP a browser refuses `SameSite=None` without `Secure`: like Keycloak on an
+    // insecure context, no SameSite attribute (the browser's Lax serves top-level redirects).
+    let header = format!("{name}={value}; Path=/realms/{realm}/; HttpOnly");
     if let Ok(v) = axum::http::HeaderValue::from_str(&header) {
         resp.headers_mut().append("set-cookie", v);
     }

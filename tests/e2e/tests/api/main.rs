@@ -8,6 +8,7 @@ mod admin;
 mod auth_flows;
 mod authorization;
 mod backchannel;
+mod browser;
 mod sign_in;
 mod token_sync;
 mod webhooks;

@@ -9,7 +9,10 @@ use e2e::*;
 use reqwest::Method;
 use serde_json::json;
 
-const TARGET: &str = "http://127.0.0.1:3001/signed-in";
+/// The one place a signed-in browser may go back to: the demo app's back end.
+fn target() -> String {
+    format!("{}/signed-in", stack().demo)
+}
 
 /// A browser: cookies kept by hand, redirects not followed.
 struct Browser {
@@ -84,7 +87,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 
 /// `/auth/authorize` → Keycloak's URL.
 async fn begin(b: &mut Browser) -> String {
-    let r = b.get(&authorize_url(TARGET)).await;
+    let r = b.get(&authorize_url(&target())).await;
     assert_eq!(r.status, 302, "{}", r.text);
     let to = r.header("location").unwrap();
     assert!(to.starts_with(&format!(
@@ -127,7 +130,7 @@ async fn a_sign_in_on_keycloaks_page_is_recorded_and_its_app_redeems_the_answer_
     let r = b.get(&callback).await;
     assert_eq!(r.status, 302, "{}", r.text);
     let back = r.header("location").unwrap();
-    assert!(back.starts_with(&format!("{TARGET}?handle=")), "{back}");
+    assert!(back.starts_with(&format!("{}?handle=", target())), "{back}");
     assert!(!back.contains("token"), "no token in the URL: {back}");
     let handle = query_param(&back, "handle").unwrap();
     let answer = redeem(&handle).await;
@@ -239,7 +242,7 @@ async fn a_code_of_another_sign_in_fails_its_pkce_check_and_records_nothing() {
     assert_eq!(r.status, 302, "{}", r.text);
     assert_eq!(
         r.header("location").unwrap(),
-        format!("{TARGET}?error=sign_in_failed")
+        format!("{}?error=sign_in_failed", target())
     );
     assert!(store().list_sessions(&id).await.unwrap().is_empty());
     assert_eq!(local_user(&id).await.unwrap().login_count, 0);
@@ -258,7 +261,7 @@ async fn an_error_keycloak_sends_back_reaches_the_app_and_records_nothing() {
         .await;
     assert_eq!(
         r.header("location").unwrap(),
-        format!("{TARGET}?error=access_denied")
+        format!("{}?error=access_denied", target())
     );
 }
 

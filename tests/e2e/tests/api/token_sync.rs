@@ -12,13 +12,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const WEB: &str = "user-sync-web";
-const APP: &str = "http://127.0.0.1:3001/app/";
 const VERIFIER: &str = "an-app-code-verifier-of-the-right-shape-0123456789-abcdefghij";
 
 /// Sign `username` in as the web app does: Keycloak's page, then the code exchanged by the
 /// browser (public client, PKCE). Returns Keycloak's token answer.
 async fn app_tokens(username: &str) -> Value {
     let s = stack();
+    let app = format!("{}/app/", s.demo);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -32,7 +32,7 @@ async fn app_tokens(username: &str) -> Value {
         ),
         &[
             ("client_id", WEB),
-            ("redirect_uri", APP),
+            ("redirect_uri", app.as_str()),
             ("response_type", "code"),
             ("response_mode", "fragment"),
             ("scope", "openid"),
@@ -78,7 +78,7 @@ async fn app_tokens(username: &str) -> Value {
         ("client_id", WEB),
         ("code", code.as_str()),
         ("code_verifier", VERIFIER),
-        ("redirect_uri", APP),
+        ("redirect_uri", app.as_str()),
     ])
     .send()
     .await
