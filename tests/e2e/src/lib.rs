@@ -633,3 +633,66 @@ pub async fn set_hook_queue_max_message_size(bytes: u32) {
         .await
         .unwrap();
 }
+
+/// A browser for Keycloak's pages and the standard flow: cookies kept by hand, redirects not
+/// followed (each one is looked at).
+pub struct Browser {
+    pub http: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> Resp {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let r = req.header("cookie", cookie).send().await.unwrap();
+        for v in r.headers().get_all("set-cookie") {
+            let first = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = first.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            self.cookies.push((k.to_owned(), v.to_owned()));
+        }
+        read(r).await
+    }
+
+    pub async fn get(&mut self, url: &str) -> Resp {
+        let req = self.http.get(url);
+        self.send(req).await
+    }
+
+    /// Keycloak's login page at `url`, filled in and sent: Keycloak's redirect.
+    pub async fn sign_in_at(&mut self, url: &str, username: &str, password: &str) -> String {
+        let page = self.get(url).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let form = &page.text[page.text.find("id=\"kc-form-login\"").unwrap()..];
+        let start = form.find("action=\"").unwrap() + 8;
+        let action = form[start..start + form[start..].find('"').unwrap()].replace("&amp;", "&");
+        let req = self
+            .http
+            .post(action)
+            .form(&[("username", username), ("password", password)]);
+        let r = self.send(req).await;
+        assert_eq!(r.status, 302, "{}", r.text);
+        r.header("location").unwrap()
+    }
+}

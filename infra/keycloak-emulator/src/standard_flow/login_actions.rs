@@ -165,11 +165,7 @@ pub(super) fn authenticate(emu: &Emulator, realm: &mut Realm, req: &Req, iss: &s
         );
         return found(&url);
     }
-    realm.logins.pending.remove(&key);
-    let Some(client) = realm.client_by_uuid(&login.client_uuid).cloned() else {
-        return error_page(400, "Client not found.");
-    };
-    finish_login(emu, realm, req, iss, &client, login, &user, None)
+    complete(emu, realm, req, iss, &key, login, &user)
 }
 
 pub(super) fn next_required_action(realm: &Realm, user: &User) -> Option<String> {
@@ -201,11 +197,7 @@ pub(super) fn required_action(emu: &Emulator, realm: &mut Realm, req: &Req, iss:
     };
     let tab_id = req.param("tab_id").unwrap_or("").to_owned();
     let Some(action) = next_required_action(realm, &user) else {
-        realm.logins.pending.remove(&key);
-        let Some(client) = realm.client_by_uuid(&login.client_uuid).cloned() else {
-            return error_page(400, "Client not found.");
-        };
-        return finish_login(emu, realm, req, iss, &client, login, &user, None);
+        return complete(emu, realm, req, iss, &key, login, &user);
     };
     let form_action = action_url(
         req,
@@ -272,11 +264,24 @@ pub(super) fn required_action(emu: &Emulator, realm: &mut Realm, req: &Req, iss:
         let url = action_url(req, realm, "required-action", &login, &tab_id, Some(&next));
         return found(&url);
     }
-    realm.logins.pending.remove(&key);
+    complete(emu, realm, req, iss, &key, login, &user)
+}
+
+/// Nothing left to do on the pages: the login in progress is done, and the browser goes back.
+fn complete(
+    emu: &Emulator,
+    realm: &mut Realm,
+    req: &Req,
+    iss: &str,
+    key: &str,
+    login: Login,
+    user: &User,
+) -> Response {
+    realm.logins.pending.remove(key);
     let Some(client) = realm.client_by_uuid(&login.client_uuid).cloned() else {
         return error_page(400, "Client not found.");
     };
-    finish_login(emu, realm, req, iss, &client, login, &user, None)
+    finish_login(emu, realm, req, iss, &client, login, user, None)
 }
 
 /// The user is authenticated: open the session (or join the SSO one), issue the code and send

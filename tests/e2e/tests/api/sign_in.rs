@@ -14,62 +14,6 @@ fn target() -> String {
     format!("{}/signed-in", stack().demo)
 }
 
-/// A browser: cookies kept by hand, redirects not followed.
-struct Browser {
-    http: reqwest::Client,
-    cookies: Vec<(String, String)>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Resp {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let r = req.header("cookie", cookie).send().await.unwrap();
-        for v in r.headers().get_all("set-cookie") {
-            let first = v.to_str().unwrap().split(';').next().unwrap();
-            let (k, v) = first.split_once('=').unwrap();
-            self.cookies.retain(|(n, _)| n != k);
-            self.cookies.push((k.to_owned(), v.to_owned()));
-        }
-        read(r).await
-    }
-
-    async fn get(&mut self, url: &str) -> Resp {
-        let req = self.http.get(url);
-        self.send(req).await
-    }
-
-    /// Keycloak's login page at `url`, filled in and sent: Keycloak's redirect.
-    async fn sign_in_at(&mut self, url: &str, username: &str, password: &str) -> String {
-        let page = self.get(url).await;
-        assert_eq!(page.status, 200, "{}", page.text);
-        let form = &page.text[page.text.find("id=\"kc-form-login\"").unwrap()..];
-        let start = form.find("action=\"").unwrap() + 8;
-        let action = form[start..start + form[start..].find('"').unwrap()].replace("&amp;", "&");
-        let req = self
-            .http
-            .post(action)
-            .form(&[("username", username), ("password", password)]);
-        let r = self.send(req).await;
-        assert_eq!(r.status, 302, "{}", r.text);
-        r.header("location").unwrap()
-    }
-}
-
 fn authorize_url(target: &str) -> String {
     let base = format!("{}/auth/authorize", stack().gateway);
     reqwest::Url::parse_with_params(&base, &[("redirect", target)])

@@ -19,10 +19,6 @@ const VERIFIER: &str = "an-app-code-verifier-of-the-right-shape-0123456789-abcde
 async fn app_tokens(username: &str) -> Value {
     let s = stack();
     let app = format!("{}/app/", s.demo);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, VERIFIER.as_bytes());
     let challenge = URL_SAFE_NO_PAD.encode(digest.as_ref());
     let auth = reqwest::Url::parse_with_params(
@@ -43,49 +39,35 @@ async fn app_tokens(username: &str) -> Value {
         ],
     )
     .unwrap();
-    let page = http.get(auth).send().await.unwrap();
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let text = page.text().await.unwrap();
-    let form = &text[text.find("id=\"kc-form-login\"").unwrap()..];
-    let start = form.find("action=\"").unwrap() + 8;
-    let action = form[start..start + form[start..].find('"').unwrap()].replace("&amp;", "&");
-    let r = http
-        .post(action)
-        .header("cookie", cookie)
-        .form(&[("username", username), ("password", "a-good-password")])
-        .send()
-        .await
-        .unwrap();
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let mut browser = Browser::new();
+    let location = browser
+        .sign_in_at(auth.as_str(), username, "a-good-password")
+        .await;
     let fragment = location.split_once('#').unwrap().1;
     let code = form_pairs(fragment)
         .into_iter()
         .find(|(k, _)| k == "code")
         .unwrap()
         .1;
-    http.post(format!(
-        "{}/realms/{}/protocol/openid-connect/token",
-        s.keycloak, s.realm
-    ))
-    .form(&[
-        ("grant_type", "authorization_code"),
-        ("client_id", WEB),
-        ("code", code.as_str()),
-        ("code_verifier", VERIFIER),
-        ("redirect_uri", app.as_str()),
-    ])
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap()
+    browser
+        .http
+        .post(format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            s.keycloak, s.realm
+        ))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", WEB),
+            ("code", code.as_str()),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", app.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn form_pairs(text: &str) -> Vec<(String, String)> {
