@@ -145,14 +145,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A `302 Found` to `location`.
-pub fn found(location: &str) -> axum::response::Response {
+/// A `302 Found` to `location`, setting a cookie.
+pub fn found(location: &str, set_cookie: &str) -> axum::response::Response {
     let mut resp = axum::response::Response::new(axum::body::Body::empty());
     *resp.status_mut() = StatusCode::FOUND;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
+    for (name, value) in [
+        (header::LOCATION, location),
+        (header::SET_COOKIE, set_cookie),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().insert(name, v);
+        }
     }
     resp
+}
+
+/// The value of the request's cookie `name`.
+pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// A form-encoded request body (`application/x-www-form-urlencoded`, as OIDC's back-channel

@@ -5,9 +5,12 @@
 //! 1. `GET /auth/authorize?redirect=<app URL>`: the target must be in `SIGN_IN_REDIRECT_URIS`
 //!    (exact match). A random `state` is kept (its hash, the target, 10 minutes, single use);
 //!    the PKCE verifier and the nonce are derived from it under the login client's secret, so no
-//!    secret is stored. The answer sends the browser to Keycloak's authorization endpoint.
+//!    secret is stored. The browser gets a cookie that binds the sign-in to it (its hash is kept
+//!    with the state) and goes to Keycloak's authorization endpoint.
 //! 2. `GET /auth/callback?code&state&iss`: the state is taken (a replayed or forged one is
-//!    `400` and changes nothing), `iss` must be the realm (RFC 9207), the code is exchanged with
+//!    `400` and changes nothing); the browser must hold the sign-in's cookie, so a callback URL
+//!    an attacker completed and sent to someone else signs nobody in (login CSRF, RFC 9700
+//!    §4.7); `iss` must be the realm (RFC 9207), the code is exchanged with
 //!    the verifier, the ID token verified (signature, issuer, audience, nonce), and the user and
 //!    the session are recorded exactly as a password login records them. The answer sends the
 //!    browser to the target with `?handle=…`: a random key that seals the sign-in's answer,
@@ -37,6 +40,8 @@ use crate::store::token_hash;
 pub const SIGN_IN_TTL_S: i64 = 600;
 /// How long a signed-in answer waits for its app.
 pub const HANDLE_TTL_S: i64 = 60;
+/// The cookie that binds a sign-in to the browser that began it (sent only to the callback).
+pub const BINDING_COOKIE: &str = "kus_sign_in";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,7 +86,30 @@ fn callback_url(services: &Services) -> Result<&str, Error> {
 }
 
 /// Step 1: where the browser goes to sign in.
-pub async fn authorize(services: &Services, q: &AuthorizeQuery) -> Result<String, Error> {
+/// Where a browser is sent, and the cookie it gets there.
+pub struct Redirect {
+    pub location: String,
+    pub set_cookie: String,
+}
+
+/// The `Set-Cookie` of the binding cookie on the callback's path (`value` empty: its removal).
+fn binding_cookie(callback: &str, value: &str) -> String {
+    let secure = if callback.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let max_age = if value.is_empty() { 0 } else { SIGN_IN_TTL_S };
+    let path = callback
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/auth/callback");
+    format!(
+        "{BINDING_COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    )
+}
+
+pub async fn authorize(services: &Services, q: &AuthorizeQuery) -> Result<Redirect, Error> {
     let callback = callback_url(services)?;
     if !services.config.sign_in_redirects.contains(&q.redirect) {
         return Err(Error::BadRequest {
@@ -90,15 +118,27 @@ pub async fn authorize(services: &Services, q: &AuthorizeQuery) -> Result<String
         });
     }
     let state = URL_SAFE_NO_PAD.encode(random_token()?);
+    let browser = URL_SAFE_NO_PAD.encode(random_token()?);
     let (verifier, nonce) = services.keycloak.sign_in_binding(&state).await?;
     let expires_at = now_ms() / 1000 + SIGN_IN_TTL_S;
     services
         .store
-        .put_sign_in(&token_hash(&state), &q.redirect, expires_at)
+        .put_sign_in(
+            &token_hash(&state),
+            &q.redirect,
+            &token_hash(&browser),
+            expires_at,
+        )
         .await?;
-    Ok(services
-        .keycloak
-        .authorization_url(callback, &state, &nonce, &s256(&verifier))?)
+    Ok(Redirect {
+        location: services.keycloak.authorization_url(
+            callback,
+            &state,
+            &nonce,
+            &s256(&verifier),
+        )?,
+        set_cookie: binding_cookie(callback, &browser),
+    })
 }
 
 /// `target` with one more query parameter.
@@ -124,12 +164,28 @@ fn error_code(raw: &str) -> &str {
 }
 
 /// Step 2: where the browser goes back to, with the handle (or the error).
+/// `binding` is the value of the browser's binding cookie; the answer removes it.
 pub async fn callback(
     services: &Services,
     q: &CallbackQuery,
+    binding: Option<&str>,
     origin: &Origin,
-) -> Result<String, Error> {
+) -> Result<Redirect, Error> {
     let callback = callback_url(services)?;
+    let location = back_to(services, q, binding, origin, callback).await?;
+    Ok(Redirect {
+        location,
+        set_cookie: binding_cookie(callback, ""),
+    })
+}
+
+async fn back_to(
+    services: &Services,
+    q: &CallbackQuery,
+    binding: Option<&str>,
+    origin: &Origin,
+    callback: &str,
+) -> Result<String, Error> {
     let invalid_state = || Error::BadRequest {
         code: "invalid_state",
         detail: "this sign-in is unknown, was completed already or has expired; start again".into(),
@@ -140,11 +196,19 @@ pub async fn callback(
         .filter(|s| !s.is_empty())
         .ok_or_else(invalid_state)?;
     let now_s = now_ms() / 1000;
-    let target = services
+    let (target, binding_hash) = services
         .store
         .take_sign_in(&token_hash(state), now_s)
         .await?
         .ok_or_else(invalid_state)?;
+    // Taken first: a state that reached the wrong browser is spent, not left for another try.
+    if binding.map(token_hash).as_deref() != Some(binding_hash.as_str()) {
+        tracing::warn!("a sign-in came back in a browser that did not begin it");
+        return Err(Error::BadRequest {
+            code: "invalid_state",
+            detail: "this sign-in was not begun in this browser; start again".into(),
+        });
+    }
     let fail = |code: &str| Ok(with_param(&target, "error", error_code(code)));
     if let Some(e) = &q.error {
         tracing::info!(error = %error_code(e), "Keycloak sent the sign-in back with an error");

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use user_sync::http::{found, header, json, parse_json, AppState, Json, Origin, Query};
+use user_sync::http::{cookie, found, header, json, parse_json, AppState, Json, Origin, Query};
 use user_sync::sessions::{self, LoginRequest};
 use user_sync::sign_in::{self, AuthorizeQuery, CallbackQuery, RedeemRequest};
 use user_sync::token_sync::{self, SyncRequest};
@@ -38,15 +38,19 @@ async fn authorize(
     State(s): State<AppState>,
     Query(q): Query<AuthorizeQuery>,
 ) -> Result<Response, Error> {
-    Ok(found(&sign_in::authorize(&s, &q).await?))
+    let to = sign_in::authorize(&s, &q).await?;
+    Ok(found(&to.location, &to.set_cookie))
 }
 
 async fn callback(
     State(s): State<AppState>,
     origin: Origin,
+    headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, Error> {
-    Ok(found(&sign_in::callback(&s, &q, &origin).await?))
+    let binding = cookie(&headers, sign_in::BINDING_COOKIE);
+    let to = sign_in::callback(&s, &q, binding, &origin).await?;
+    Ok(found(&to.location, &to.set_cookie))
 }
 
 async fn redeem(

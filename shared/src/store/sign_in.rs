@@ -1,5 +1,6 @@
 //! The standard flow's short-lived items, each taken once: a sign-in in progress (by the hash
-//! of its `state`: where the browser goes back to, until when) and a signed-in result waiting
+//! of its `state`: where the browser goes back to, the hash of the cookie that binds it to its
+//! browser, until when) and a signed-in result waiting
 //! for its app (by the hash of its one-time handle: the answer sealed with the handle itself,
 //! so the table never holds a token it could read). Neither holds a secret: the PKCE verifier
 //! and the nonce are derived from the state (`KeycloakClient::sign_in_binding`).
@@ -19,25 +20,33 @@ fn handle_pk(handle_hash: &str) -> String {
 }
 
 impl Store {
-    /// A sign-in begun: its browser goes back to `target`, until `expires_at` (epoch s).
+    /// A sign-in begun in the browser holding the cookie that hashes to `binding_hash`: it goes
+    /// back to `target`, until `expires_at` (epoch s).
     pub async fn put_sign_in(
         &self,
         state_hash: &str,
         target: &str,
+        binding_hash: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.put_once(state_pk(state_hash), "target", s(target), expires_at)
+        let value = AttributeValue::L(vec![s(target), s(binding_hash)]);
+        self.put_once(state_pk(state_hash), "sign_in", value, expires_at)
             .await
     }
 
-    /// Take a sign-in (once): its target, or `None` when it is unknown, taken or expired.
+    /// Take a sign-in (once): its target and its browser's binding hash, or `None` when it is
+    /// unknown, taken or expired.
     pub async fn take_sign_in(
         &self,
         state_hash: &str,
         now_s: i64,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, String)>, StoreError> {
         let item = self.take(state_pk(state_hash), now_s).await?;
-        Ok(item.and_then(|v| v.as_s().ok().cloned()))
+        let pair = item.and_then(|v| v.as_l().ok().cloned()).and_then(|l| {
+            let text = |i: usize| l.get(i).and_then(|v| v.as_s().ok()).cloned();
+            Some((text(0)?, text(1)?))
+        });
+        Ok(pair)
     }
 
     /// A signed-in answer, sealed, waiting for its handle until `expires_at` (epoch s).
@@ -109,6 +118,6 @@ impl Store {
         if !live {
             return Ok(None);
         }
-        Ok(item.remove("target").or_else(|| item.remove("sealed")))
+        Ok(item.remove("sign_in").or_else(|| item.remove("sealed")))
     }
 }

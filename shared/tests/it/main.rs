@@ -7,10 +7,10 @@
 mod common;
 
 mod auth;
-mod backchannel;
 mod keycloak;
 mod profiles;
 mod secrets;
 mod services;
+mod sign_in;
 mod store;
 mod sync;

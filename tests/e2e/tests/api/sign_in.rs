@@ -216,3 +216,32 @@ async fn a_made_up_handle_is_refused() {
     let r = redeem("not base64 at all!").await;
     assert_eq!(r.body["code"], json!("invalid_handle"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_callback_an_attacker_completed_signs_no_one_in_in_another_browser() {
+    // Login CSRF: the attacker signs in as themself and sends the callback URL to a victim.
+    let (attacker_name, attacker_id) = new_user_named("sf-csrf").await;
+    let mut attacker = Browser::new();
+    let to_keycloak = begin(&mut attacker).await;
+    let callback = attacker
+        .sign_in_at(&to_keycloak, &attacker_name, "a-good-password")
+        .await;
+    let mut victim = Browser::new();
+    let r = victim.get(&callback).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("invalid_state")),
+        "{}",
+        r.text
+    );
+    assert!(store()
+        .list_sessions(&attacker_id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        attacker.get(&callback).await.status,
+        400,
+        "the state is spent"
+    );
+}

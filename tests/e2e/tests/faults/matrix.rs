@@ -478,8 +478,16 @@ async fn change(row: &Row) {
         );
         // The late write lands, and the read-back waits until it could have.
         landed(row.fault, started).await;
-        let settle = Duration::from_millis(user_sync::repair::EDIT_SETTLE_MS as u64 + 1_000);
-        tokio::time::sleep(settle.saturating_sub(started.elapsed())).await;
+        // Counted from when the edit is pending (on a loaded host the route may have begun it
+        // well after this test sent it).
+        let since = local_user(&id)
+            .await
+            .unwrap()
+            .pending_keycloak_write
+            .expect("the held edit is pending");
+        let due = since + user_sync::repair::EDIT_SETTLE_MS + 1_000;
+        let wait = (due - user_sync::clock::now_ms()).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     // The next sync run completes what is pending; then both sides agree.
     let run = run_sync("incremental").await;

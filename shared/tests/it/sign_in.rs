@@ -1,6 +1,7 @@
-//! Back-channel logout against DynamoDB Local and the emulator, for what the demo realm's
-//! clients never send: a logout token without `sid` (a client without
-//! `backchannel.logout.session.required`) ends every session of its user.
+//! Sign-in paths the e2e suites cannot reach with the demo realm and the local stack's settings,
+//! against DynamoDB Local and the emulator: a logout token without `sid` (a client without
+//! `backchannel.logout.session.required`) ends every session of its user, and a login with the
+//! password grant switched off.
 
 #![allow(clippy::unwrap_used)]
 
@@ -91,4 +92,25 @@ async fn a_logout_token_without_sid_ends_every_session_of_the_user() {
         let session = services.store.get_session(&id, sid).await.unwrap().unwrap();
         assert!(session.ended_at.is_some(), "{sid} ended");
     }
+}
+
+/// With the password grant switched off (`PASSWORD_LOGIN_ENABLED=false`), `POST /auth/login` is
+/// a 404 and Keycloak is never asked.
+#[tokio::test]
+async fn with_the_password_grant_switched_off_a_login_is_not_found_and_keycloak_is_not_asked() {
+    let realm = common::realm().await;
+    let services = common::services(&realm, &[("PASSWORD_LOGIN_ENABLED", "false")]).await;
+    let counter = realm
+        .fault(
+            json!({"method": "POST", "path": "/realms/{realm}/protocol/openid-connect/token",
+                      "latencyMs": 0}),
+        )
+        .await;
+    let carol = LoginRequest {
+        username: "carol".into(),
+        password: "carol-dev-password".into(),
+    };
+    let refused = sessions::login(&services, &carol, &Origin::default()).await;
+    assert!(matches!(refused, Err(user_sync::Error::NotFound)));
+    assert_eq!(realm.hits(&counter).await, 0);
 }
