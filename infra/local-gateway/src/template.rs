@@ -432,6 +432,28 @@ Resources:
 "#;
 
     #[test]
+    fn cors_is_read_from_the_apis_configuration_with_its_origins_split() {
+        let with_cors = TEMPLATE.replace(
+            "      Auth:\n        DefaultAuthorizer",
+            "      CorsConfiguration: !If\n        - HasCors\n        - AllowOrigins: !Split [\",\", !Ref Origins]\n          AllowMethods: [GET, POST]\n          AllowHeaders: [authorization]\n          MaxAge: 600\n        - !Ref AWS::NoValue\n      Auth:\n        DefaultAuthorizer",
+        );
+        let origins = HashMap::from([(
+            "Origins".to_owned(),
+            "http://a.test,http://b.test".to_owned(),
+        )]);
+        let cors = load(&with_cors, &origins).unwrap().cors.unwrap();
+        assert_eq!(cors.allow_origins, ["http://a.test", "http://b.test"]);
+        assert_eq!(cors.allow_methods, ["GET", "POST"]);
+        assert_eq!(cors.max_age, Some(600));
+        let none = HashMap::from([("Origins".to_owned(), String::new())]);
+        assert!(
+            load(&with_cors, &none).unwrap().cors.is_none(),
+            "no origin, no CORS"
+        );
+        assert!(load(TEMPLATE, &HashMap::new()).unwrap().cors.is_none());
+    }
+
+    #[test]
     fn a_functions_binary_is_its_logical_id_in_kebab_case() {
         assert_eq!(binary_of("LoginSyncFunction"), "login-sync");
         assert_eq!(binary_of("AdminUsersFunction"), "admin-users");
