@@ -101,26 +101,15 @@ pub struct Receipt {
 }
 
 impl Intake {
-    /// From the environment: `HOOK_SECRET_ID`, `HOOK_QUEUE_URL`, `TABLE_NAME`,
-    /// `HOOK_MAX_EVENT_AGE_SECONDS` (default 1200).
+    /// From the environment (`config::HookConfig`): `HOOK_SECRET_ID`, `HOOK_QUEUE_URL`,
+    /// `TABLE_NAME`, `HOOK_MAX_EVENT_AGE_SECONDS`.
     pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let var = |name: &'static str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| crate::config::ConfigError::missing(name))
-        };
-        let (secret_id, queue_url) = (var("HOOK_SECRET_ID")?, var("HOOK_QUEUE_URL")?);
-        let table = var("TABLE_NAME")?;
-        let max_age_s = match std::env::var("HOOK_MAX_EVENT_AGE_SECONDS") {
-            Ok(v) if !v.is_empty() => v
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| crate::config::ConfigError::missing("HOOK_MAX_EVENT_AGE_SECONDS"))?,
-            _ => DEFAULT_MAX_EVENT_AGE_S,
-        };
+        use crate::config::HookConfig;
+        let c = HookConfig::from_env()?;
+        let secret_id = HookConfig::required(&c.secret_id, "HOOK_SECRET_ID")?;
+        let queue_url = HookConfig::required(&c.queue_url, "HOOK_QUEUE_URL")?;
+        let table = HookConfig::required(&c.table_name, "TABLE_NAME")?;
+        let max_age_s = c.max_event_age_s;
         let (aws, recorder) = crate::services::aws_setup().await;
         let dynamodb = crate::services::sdk_client!(aws_sdk_dynamodb, &aws, &recorder);
         Ok(Self::new(
@@ -324,21 +313,19 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// From `HOOK_QUEUE_URL` and `HOOK_RETRY_BASE_SECONDS` (default 10); none without a queue.
-    pub async fn from_env() -> Option<Self> {
-        let queue_url = std::env::var("HOOK_QUEUE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())?;
-        let base_seconds = std::env::var("HOOK_RETRY_BASE_SECONDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10);
+    /// From `HOOK_QUEUE_URL` and `HOOK_RETRY_BASE_SECONDS` (`config::HookConfig`); none
+    /// without a queue.
+    pub async fn from_env() -> Result<Option<Self>, crate::config::ConfigError> {
+        let c = crate::config::HookConfig::from_env()?;
+        let Some(queue_url) = c.queue_url else {
+            return Ok(None);
+        };
         let (aws, recorder) = crate::services::aws_setup().await;
-        Some(Backoff {
+        Ok(Some(Backoff {
             sqs: crate::services::sdk_client!(aws_sdk_sqs, &aws, &recorder),
             queue_url,
-            base_seconds,
-        })
+            base_seconds: c.retry_base_s,
+        }))
     }
 
     pub fn delay_seconds(&self, receive_count: u32) -> i32 {

@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let services = Arc::new(Services::from_env().await?);
     services.warm_up().await;
-    let backoff = Arc::new(Backoff::from_env().await);
+    let backoff = Arc::new(Backoff::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (services, backoff) = (services.clone(), backoff.clone());
         async move {
