@@ -342,6 +342,9 @@ impl Config {
     }
 }
 
+/// How old a webhook delivery may be by default (`HOOK_MAX_EVENT_AGE_SECONDS`).
+pub const DEFAULT_HOOK_MAX_EVENT_AGE_S: i64 = 20 * 60;
+
 /// The webhook functions' environment: they hold no Keycloak client, so `Config` is not theirs.
 /// The intake (`keycloak-hook`) needs the secret, the queue and the table; the consumer's
 /// backoff needs the queue.
@@ -385,7 +388,11 @@ impl HookConfig {
             secret_id: value("HOOK_SECRET_ID"),
             queue_url: value("HOOK_QUEUE_URL"),
             table_name: value("TABLE_NAME"),
-            max_event_age_s: number("HOOK_MAX_EVENT_AGE_SECONDS", 1200, 86_400)? as i64,
+            max_event_age_s: number(
+                "HOOK_MAX_EVENT_AGE_SECONDS",
+                DEFAULT_HOOK_MAX_EVENT_AGE_S as u64,
+                86_400,
+            )? as i64,
             retry_base_s: number("HOOK_RETRY_BASE_SECONDS", 10, 3600)? as u32,
         })
     }

@@ -75,7 +75,7 @@ pub struct Intake {
 const REFRESH_INTERVAL_MS: i64 = 60_000;
 /// How old a delivered event may be by default: Phase Two's extension retries a failed delivery
 /// with backoff for about a quarter of an hour; a margin on top.
-pub const DEFAULT_MAX_EVENT_AGE_S: i64 = 20 * 60;
+pub const DEFAULT_MAX_EVENT_AGE_S: i64 = crate::config::DEFAULT_HOOK_MAX_EVENT_AGE_S;
 /// How far ahead of this clock a sender's event time may be (its clock runs ahead).
 pub const MAX_EVENT_LEAD_MS: i64 = 5 * 60 * 1000;
 

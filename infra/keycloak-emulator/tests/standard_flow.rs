@@ -170,6 +170,12 @@ async fn sign_in(kc: &Kc, b: &mut Browser, user: &str, password: &str) -> Vec<(S
     redirect_params(&r, '?')
 }
 
+/// The code of a fresh browser's sign-in as `name`.
+async fn code_of_a_sign_in(kc: &Kc, name: &str) -> String {
+    let got = sign_in(kc, &mut Browser::new(), name, "a-good-password").await;
+    param(&got, "code").unwrap()
+}
+
 async fn exchange(kc: &Kc, code: &str, verifier: &str, redirect_uri: &str) -> Resp {
     kc.token(&[
         ("grant_type", "authorization_code"),
@@ -390,12 +396,7 @@ async fn a_post_without_the_auth_session_cookie_is_the_cookie_page() {
 async fn a_reused_code_is_refused_and_revokes_what_the_first_exchange_issued() {
     let kc = demo().await;
     let (name, _) = new_signed_up_user(&kc).await;
-    let mut b = Browser::new();
-    let code = param(
-        &sign_in(&kc, &mut b, &name, "a-good-password").await,
-        "code",
-    )
-    .unwrap();
+    let code = code_of_a_sign_in(&kc, &name).await;
     let first = exchange(&kc, &code, VERIFIER, CALLBACK).await;
     assert_eq!(first.status(), 200);
     let again = exchange(&kc, &code, VERIFIER, CALLBACK).await;
@@ -420,12 +421,7 @@ async fn a_reused_code_is_refused_and_revokes_what_the_first_exchange_issued() {
 async fn a_wrong_verifier_is_a_code_mismatch_and_burns_the_code() {
     let kc = demo().await;
     let (name, _) = new_signed_up_user(&kc).await;
-    let mut b = Browser::new();
-    let code = param(
-        &sign_in(&kc, &mut b, &name, "a-good-password").await,
-        "code",
-    )
-    .unwrap();
+    let code = code_of_a_sign_in(&kc, &name).await;
     let other = "another-code-verifier-of-the-right-shape-0123456789-abcdef";
     let r = exchange(&kc, &code, other, CALLBACK).await;
     assert_eq!(
@@ -440,12 +436,7 @@ async fn a_wrong_verifier_is_a_code_mismatch_and_burns_the_code() {
 async fn an_exchange_with_another_redirect_uri_is_refused() {
     let kc = demo().await;
     let (name, _) = new_signed_up_user(&kc).await;
-    let mut b = Browser::new();
-    let code = param(
-        &sign_in(&kc, &mut b, &name, "a-good-password").await,
-        "code",
-    )
-    .unwrap();
+    let code = code_of_a_sign_in(&kc, &name).await;
     let r = exchange(&kc, &code, VERIFIER, "http://127.0.0.1:3000/elsewhere").await;
     assert_eq!(
         r.json(),
@@ -457,12 +448,7 @@ async fn an_exchange_with_another_redirect_uri_is_refused() {
 async fn a_code_past_its_lifespan_is_expired() {
     let kc = demo().await;
     let (name, _) = new_signed_up_user(&kc).await;
-    let mut b = Browser::new();
-    let code = param(
-        &sign_in(&kc, &mut b, &name, "a-good-password").await,
-        "code",
-    )
-    .unwrap();
+    let code = code_of_a_sign_in(&kc, &name).await;
     kc.advance_clock(61).await;
     let r = exchange(&kc, &code, VERIFIER, CALLBACK).await;
     assert_eq!(r.json()["error_description"], json!("Code is expired"));

@@ -696,3 +696,21 @@ impl Browser {
         r.header("location").unwrap()
     }
 }
+
+/// A parameter of a URL's query (or, with the `#` made a `?`, of its fragment).
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A token with its payload replaced and its signature kept (so it no longer matches): what a
+/// forger who altered a captured token sends.
+pub fn with_claims(jwt: &str, claims: &Value) -> String {
+    use base64::Engine;
+    let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+    parts.join(".")
+}

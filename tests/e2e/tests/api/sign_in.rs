@@ -21,14 +21,6 @@ fn authorize_url(target: &str) -> String {
         .to_string()
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
-    reqwest::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 /// `/auth/authorize` → Keycloak's URL.
 async fn begin(b: &mut Browser) -> String {
     let r = b.get(&authorize_url(&target())).await;
