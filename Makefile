@@ -21,7 +21,7 @@ CHROMIUM_VERSION := 148.0.7778.167-1~deb12u1
 CHROMIUM   := /usr/bin/chromium
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools browser-tools build dev up down status test lint unit compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
+.PHONY: help tools browser-tools build dev up down status test lint unit unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
@@ -95,9 +95,27 @@ lint:
 # The e2e suites record every AWS call each function makes; tests/stack/test_iam.py reads them.
 AWS_CALLS := $(CURDIR)/.dev/aws-calls
 
-unit: $(TOOLS) $(DDB_LOCAL) browser-tools
+# The fault suite (tests/e2e/tests/faults) spends nearly all its time waiting out timeouts (its
+# CPU time is a sixth of its run), so it runs beside the other suites once everything is built,
+# each on a stack of its own; make prints each one's output whole when it ends. Every cargo call
+# selects the whole workspace, so all of them build with the same features (a `-p` would rebuild).
+TEST_TARGETS = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; \
+  print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]))')
+OTHER_SUITES = $$(for t in $(TEST_TARGETS); do [ "$$t" = faults ] || echo "--test $$t"; done)
+
+unit: unit-build
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-faults unit-others
+
+unit-build: $(TOOLS) $(DDB_LOCAL) browser-tools
 	rm -rf $(AWS_CALLS)
-	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace
+	cargo test --workspace --no-run
+
+unit-faults:
+	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --test faults
+
+unit-others:
+	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --lib --bins $(OTHER_SUITES)
+	cargo test --workspace --doc
 
 compat: $(NPM_TOOLS) build
 	cd $(COMPAT) && KEYCLOAK_EMULATOR_BIN=$(CURDIR)/$(EMULATOR) node --test --test-concurrency=2
@@ -111,7 +129,20 @@ sam-validate: $(TOOLS)
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
 # stack-test: the template (IAM, routes), openapi.yaml and schemathesis against the local gateway.
 # artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
-test: tools lint build unit compat stack-test sam-validate artifact-test
+# The suites mostly wait (on timeouts, on the stack): while they run, the arm64 compilation of the
+# deployable artifacts runs beside them at the lowest CPU priority, in the cores' idle time. It
+# has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait on
+# it. The checks that read what the suites recorded (stack-test's IAM check) start once both
+# have ended; artifact-test once everything else has.
+test: tools lint build unit-build
+	$(MAKE) --no-print-directory -j3 --output-sync=target checks-after-unit lambda-artifacts-idle
+	$(MAKE) --no-print-directory artifact-test
+
+checks-after-unit: unit-faults unit-others
+	$(MAKE) --no-print-directory -j1 compat stack-test sam-validate
+
+lambda-artifacts-idle:
+	nice -n 19 $(MAKE) --no-print-directory -j1 lambda-artifacts qemu
 
 # The bulk-sync benchmark (release build): 10 000 and 100 000 users; then the functions' cold
 # starts and login overhead (bench-lambda). Results in the README.

@@ -2,16 +2,16 @@
 //! asynchronous invoke of the bulk-sync function, read a run, and the sync status.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::audit::{self, Actor, AuditAction};
 use crate::clock::iso8601;
 use crate::clock::now_ms;
-use crate::deadline::Bounded;
 use crate::error::Error;
 use crate::policy::Action;
 use crate::services::Services;
 use crate::store::{RunCost, SyncCounts, SyncMode, SyncRun, SyncStatus};
+use crate::sync::{start_run, SyncRequest};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -78,24 +78,16 @@ pub async fn start_sync(
 
 async fn invoke_sync(services: &Services, req: &StartSyncRequest) -> Result<String, Error> {
     let run_id = crate::store::SyncRun::new_id(now_ms());
-    let payload =
-        json!({"mode": req.mode, "dryRun": req.dry_run, "force": req.force, "runId": run_id});
-    let sent = services
-        .lambda
-        .invoke()
-        .function_name(&services.config.sync_function_name)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-        .send()
-        .within_deadline()
-        .await;
-    match sent {
-        Ok(Ok(_)) => Ok(run_id),
-        failed => {
-            let reason = match failed {
-                Ok(Err(e)) => aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
-                _ => "no answer before the invocation's deadline".into(),
-            };
+    let run = SyncRequest {
+        mode: req.mode,
+        dry_run: req.dry_run,
+        force: req.force,
+        run_id: Some(run_id.clone()),
+        deadline_ms: None,
+    };
+    match start_run(services, &services.config.sync_function_name, &run).await {
+        Ok(()) => Ok(run_id),
+        Err(reason) => {
             tracing::error!(error = %reason, "could not start the bulk sync");
             Err(Error::Unavailable {
                 code: "sync_unavailable",

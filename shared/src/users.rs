@@ -351,14 +351,18 @@ pub async fn create_account(
         roles: roles.clone().unwrap_or_default(),
         groups: Vec::new(),
     };
-    let mut user = User::new(&id, &fields, &v.attributes, now_ms());
+    let now = now_ms();
+    let mut user = User::new(&id, &fields, &v.attributes, now);
+    user.registered_at = Some(now);
     if roles.is_none() {
         user.mark_unread();
     }
     match services.store.create_user(&user).await {
         Ok(()) => {}
-        // A bulk sync imported the new Keycloak user first: the record exists, all is well.
+        // A bulk sync or a webhook imported the new Keycloak user first: the record exists, all
+        // is well; it is marked as this registration's.
         Err(crate::store::StoreError::AlreadyExists) => {
+            services.store.mark_registered(&id, now).await?;
             let existing = services.store.get_user(&id).await?.ok_or(Error::NotFound)?;
             return Ok(UserView::from(&existing));
         }
@@ -378,9 +382,11 @@ pub async fn create_account(
 }
 
 /// The Keycloak user an earlier attempt of this request created, if the taken name is theirs:
-/// same username and email, created since that attempt started, and no local record yet (one
-/// with a record is someone's account, never adopted). Its password is the one that attempt set:
-/// the same idempotency key means the same request.
+/// same username and email, created since that attempt started, and no registration has
+/// recorded it (a record a registration wrote is someone's account, never adopted; one the sync
+/// or a webhook imported meanwhile is this attempt's user, as it is in production within a
+/// second). Its password is the one that attempt set: the same idempotency key means the same
+/// request.
 async fn adoptable(
     services: &Services,
     v: &NewAccount,
@@ -391,7 +397,11 @@ async fn adoptable(
     };
     let same_request = found.email.as_deref() == Some(v.email.as_str())
         && found.created_timestamp >= since - CLOCK_SKEW_MS;
-    if !same_request || services.store.get_user(&found.id).await?.is_some() {
+    if !same_request {
+        return Ok(None);
+    }
+    let recorded = services.store.get_user(&found.id).await?;
+    if recorded.is_some_and(|r| r.registered_at.is_some() || r.status == UserStatus::Deleted) {
         return Ok(None);
     }
     tracing::info!(user_id = %found.id, "adopted the Keycloak user an earlier attempt created");

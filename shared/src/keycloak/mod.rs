@@ -7,21 +7,16 @@
 //! request bodies here carry only what we set. Responses are read leniently (unknown fields
 //! ignored), so a newer Keycloak keeps working.
 
+mod admin;
 mod client;
+mod credentials;
 mod error;
+mod jwt;
+mod tokens;
 mod types;
 
-pub use client::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
+pub use client::{KeycloakClient, RetryPolicy};
+pub use credentials::{ClientCredentials, ClientSecret};
 pub use error::{classify, Endpoint, ExistsField, KeycloakError};
+pub use jwt::unverified_claims;
 pub use types::*;
-
-/// The claims of a JWT, read without checking it: only for tokens this process was just handed
-/// by Keycloak itself, or to know which record to look at before the token is proven.
-pub fn unverified_claims(token: &str) -> Option<serde_json::Value> {
-    use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice(&raw).ok()
-}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{s, sdk_error, Item, Page, Store, StoreError};
+use super::table::{s, sdk_error, Item, Page, Store, StoreError};
 
 /// One admin action. Field names only — never a value, never a password.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::sync::mpsc;
 
-use super::users::MISSING_IN_KEYCLOAK;
-use super::{sdk_error, Item, Store, StoreError};
+use super::table::{sdk_error, Item, Store, StoreError};
+use super::user_record::MISSING_IN_KEYCLOAK;
 use crate::deadline::Bounded;
 use crate::ids::IdMap;
 
@@ -171,7 +171,7 @@ pub fn digest_segments(users: u64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::s;
+    use crate::store::table::s;
 
     fn item(pairs: &[(&str, &str)]) -> Item {
         pairs.iter().map(|(k, v)| (k.to_string(), s(*v))).collect()

@@ -16,7 +16,8 @@
 use crate::deadline::Bounded;
 
 use super::idempotency::POINTER_PREFIX;
-use super::{s, sdk_error, user_pk, RepairKind, Store, StoreError};
+use super::repairs::RepairKind;
+use super::table::{s, sdk_error, user_pk, Store, StoreError};
 
 /// What erasing found and removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -76,7 +77,7 @@ impl Store {
         &self,
         id: &str,
         prefix: &str,
-    ) -> Result<Vec<super::Item>, StoreError> {
+    ) -> Result<Vec<super::table::Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {

@@ -4,7 +4,7 @@
 
 use crate::deadline::Bounded;
 
-use super::{n, s, sdk_error, written, Store, StoreError};
+use super::table::{n, s, sdk_error, written, Store, StoreError};
 
 fn event_pk(digest: &str) -> String {
     format!("HOOK_EVENT#{digest}")

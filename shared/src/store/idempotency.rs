@@ -8,7 +8,7 @@ use crate::deadline::Bounded;
 use std::collections::HashMap;
 
 use super::sessions::token_hash;
-use super::{n, s, sdk_error, user_pk, written, Store, StoreError};
+use super::table::{n, s, sdk_error, user_pk, written, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {

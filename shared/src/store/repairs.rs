@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{n, s, sdk_error, Store, StoreError};
+use super::table::{n, s, sdk_error, Store, StoreError};
 use crate::deadline::Bounded;
 
 const REPAIR: &str = "REPAIR";

@@ -8,7 +8,7 @@ use aws_lc_rs::digest;
 use aws_sdk_dynamodb::types::ReturnValue;
 use serde::{Deserialize, Serialize};
 
-use super::{n, s, sdk_error, user_pk, Item, Store, StoreError, Update};
+use super::table::{n, s, sdk_error, user_pk, Item, Store, StoreError, Update};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -203,7 +203,7 @@ impl Store {
         &self,
         user_id: &str,
         sid: &str,
-    ) -> Result<(Option<Session>, Option<super::User>), StoreError> {
+    ) -> Result<(Option<Session>, Option<super::user_record::User>), StoreError> {
         let (session, user) = tokio::join!(self.get_session(user_id, sid), self.get_user(user_id));
         Ok((session?, user?))
     }

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use crate::deadline::Bounded;
 
-use super::{n, s, sdk_error, Store, StoreError};
+use super::table::{n, s, sdk_error, Store, StoreError};
 
 fn state_pk(state_hash: &str) -> String {
     format!("SIGN_IN#{state_hash}")

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{n, s, sdk_error, written, Store, StoreError};
+use super::table::{n, s, sdk_error, written, Store, StoreError};
 
 const SYNC: &str = "SYNC";
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{n, s, sdk_error, written, Store, StoreError};
+use super::table::{n, s, sdk_error, written, Store, StoreError};
 use crate::deadline::Bounded;
 
 /// One subject's counter in one window.

@@ -719,7 +719,7 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
                 *invocations.lock().unwrap(),
                 vec![(
                     "bulk-sync".to_owned(),
-                    json!({"mode": "full", "force": false})
+                    json!({"mode": "full", "dryRun": false, "force": false})
                 )]
             );
             let follow_up = run(&services, full()).await.unwrap();

@@ -252,6 +252,21 @@ pub async fn local_user(id: &str) -> Option<User> {
     store().get_user(id).await.unwrap()
 }
 
+/// Wait until Keycloak's webhook has brought the user into the store (it takes about a second).
+pub async fn imported_by_webhook(id: &str) -> User {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(user) = local_user(id).await {
+            return user;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the webhook brought user {id} in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Local records with this exact username.
 pub async fn local_users_named(username: &str) -> usize {
     let page = store()

@@ -527,6 +527,53 @@ async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
 }
 
 #[tokio::test]
+async fn a_retry_after_a_dead_invocation_adopts_its_keycloak_user_that_a_webhook_imported_first() {
+    let username = unique("deadhook");
+    let key = unique("key");
+    let account = registered_account(&username);
+    let now = user_sync::clock::now_ms();
+    store()
+        .claim_idempotency(
+            &key,
+            &user_sync::users::fingerprint(&account),
+            now / 1000 + 86_400,
+            now - 1,
+            now - 5_000,
+        )
+        .await
+        .unwrap();
+    let (status, created) = keycloak_admin(
+        Method::POST,
+        "/users",
+        Some(
+            json!({"username": username, "email": format!("{username}@example.org"),
+                    "firstName": "Test", "lastName": "User", "enabled": true,
+                    "attributes": {"phone": ["+1 555 0199"]},
+                    "credentials": [{"type": "password", "value": "a-good-password"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    // Keycloak's webhook brings the user in within a second, long before a client retries.
+    let id = keycloak_users_named(&username).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    imported_by_webhook(&id).await;
+    let r = register_with(&key, &username).await;
+    assert_eq!(
+        r.status(),
+        201,
+        "the caller's own account, imported meanwhile"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["id"], json!(id), "the same user");
+    // Now the registration's: a later request with another key for the same name is refused.
+    let again = register_with(&unique("key"), &username).await;
+    assert_eq!(again.status(), 409);
+}
+
+#[tokio::test]
 async fn a_retry_never_adopts_an_account_that_has_its_local_record() {
     let (username, _) = signed_in_user("older").await;
     let key = unique("key");

@@ -766,14 +766,7 @@ async fn a_user_named_like_a_service_account_in_keycloak_is_no_service_account_h
         .as_str()
         .unwrap()
         .to_owned();
-    let started = std::time::Instant::now();
-    while local_user(&id).await.is_none() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(15),
-            "the webhook brings the user in"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    imported_by_webhook(&id).await;
     let alice = admin().await;
     let r = get_user(&alice, &id).await;
     assert_eq!(r.status, 200, "{}", r.text);
