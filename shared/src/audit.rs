@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::auth::Principal;
 use crate::clock::iso8601;
 use crate::clock::now_ms;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::services::Services;
 use crate::store::{AuditQuery, AuditRecord};
 
@@ -75,7 +75,7 @@ pub async fn record<T>(
         Ok(_) => "succeeded".to_owned(),
         Err(e) => {
             let code = e.to_problem().code;
-            if matches!(code, "forbidden" | "forbidden_target") {
+            if matches!(code, ProblemCode::Forbidden | ProblemCode::ForbiddenTarget) {
                 "forbidden".to_owned()
             } else if is_refused_input(e) {
                 refused(e)

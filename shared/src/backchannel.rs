@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::auth::{AuthError, LEEWAY_SECS};
 use crate::clock::now_ms;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::services::Services;
 use crate::store::SessionEnd;
 
@@ -36,7 +36,7 @@ fn refused(e: AuthError) -> Error {
     match e {
         AuthError::KeysUnavailable(_) => e.into(),
         _ => Error::BadRequest {
-            code: "invalid_logout_token",
+            code: ProblemCode::InvalidLogoutToken,
             detail: "the logout token is not valid".into(),
         },
     }
@@ -72,7 +72,7 @@ pub async fn logout(services: &Services, req: &LogoutRequest) -> Result<Ended, E
     {
         tracing::warn!(user_id, "a back-channel logout token was replayed");
         return Err(Error::BadRequest {
-            code: "logout_token_replayed",
+            code: ProblemCode::LogoutTokenReplayed,
             detail: "this logout token was received before".into(),
         });
     }

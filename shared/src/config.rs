@@ -138,7 +138,8 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Build from any variable source (the environment, or a map in tests).
+    /// Build from any variable source (the environment, or a map in tests). Table-like: one
+    /// statement per variable, so it is longer than a function should be.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let value = |name: &str| {
             get(name)

@@ -13,7 +13,7 @@ pub enum Error {
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String },
+    BadRequest { code: ProblemCode, detail: String },
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("request body too large")]
@@ -39,7 +39,7 @@ pub enum Error {
     #[error("not found")]
     NotFound,
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ProblemCode, detail: String },
     /// What the request names existed and was erased (a replayed registration of a user who
     /// was hard-deleted since).
     #[error("gone")]
@@ -54,7 +54,7 @@ pub enum Error {
     Store(#[from] StoreError),
     /// A part of the service that cannot answer now (503).
     #[error("{detail}")]
-    Unavailable { code: &'static str, detail: String },
+    Unavailable { code: ProblemCode, detail: String },
     /// A token of a Keycloak client this route does not take (`POST /auth/sync`).
     #[error("client not allowed")]
     ClientNotAllowed,
@@ -67,6 +67,177 @@ pub enum Error {
     Internal(String),
 }
 
+/// The stable machine codes of the API's problems, one per kind of refusal or failure.
+/// openapi.yaml's `Problem.code` lists the same words (a test holds them together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    AccountDisabled,
+    AccountNotReady,
+    AlreadyExists,
+    ClientNotAllowed,
+    EmailTaken,
+    Forbidden,
+    ForbiddenTarget,
+    Gone,
+    IdempotencyKeyReused,
+    Internal,
+    InvalidCredentials,
+    InvalidCursor,
+    InvalidEvent,
+    InvalidForm,
+    InvalidHandle,
+    InvalidJson,
+    InvalidLogoutToken,
+    InvalidMessage,
+    InvalidQuery,
+    InvalidState,
+    InvalidToken,
+    KeycloakRejectedService,
+    KeycloakUnavailable,
+    LogoutTokenReplayed,
+    NotFound,
+    PasswordPolicy,
+    PayloadTooLarge,
+    PreconditionFailed,
+    PreconditionRequired,
+    QueueUnavailable,
+    RateLimited,
+    RedirectNotAllowed,
+    RefreshTokenReused,
+    RejectedByKeycloak,
+    RequestInProgress,
+    SecretUnavailable,
+    StaleEvent,
+    StoreUnavailable,
+    SyncUnavailable,
+    Unauthenticated,
+    Unfinished,
+    UnsupportedMediaType,
+    UserExists,
+    UsernameTaken,
+    ValidationFailed,
+    WriteInProgress,
+}
+
+impl ProblemCode {
+    /// Every code, in the order openapi.yaml lists them.
+    pub const ALL: [ProblemCode; 46] = [
+        ProblemCode::AccountDisabled,
+        ProblemCode::AccountNotReady,
+        ProblemCode::AlreadyExists,
+        ProblemCode::ClientNotAllowed,
+        ProblemCode::EmailTaken,
+        ProblemCode::Forbidden,
+        ProblemCode::ForbiddenTarget,
+        ProblemCode::Gone,
+        ProblemCode::IdempotencyKeyReused,
+        ProblemCode::Internal,
+        ProblemCode::InvalidCredentials,
+        ProblemCode::InvalidCursor,
+        ProblemCode::InvalidEvent,
+        ProblemCode::InvalidForm,
+        ProblemCode::InvalidHandle,
+        ProblemCode::InvalidJson,
+        ProblemCode::InvalidLogoutToken,
+        ProblemCode::InvalidMessage,
+        ProblemCode::InvalidQuery,
+        ProblemCode::InvalidState,
+        ProblemCode::InvalidToken,
+        ProblemCode::KeycloakRejectedService,
+        ProblemCode::KeycloakUnavailable,
+        ProblemCode::LogoutTokenReplayed,
+        ProblemCode::NotFound,
+        ProblemCode::PasswordPolicy,
+        ProblemCode::PayloadTooLarge,
+        ProblemCode::PreconditionFailed,
+        ProblemCode::PreconditionRequired,
+        ProblemCode::QueueUnavailable,
+        ProblemCode::RateLimited,
+        ProblemCode::RedirectNotAllowed,
+        ProblemCode::RefreshTokenReused,
+        ProblemCode::RejectedByKeycloak,
+        ProblemCode::RequestInProgress,
+        ProblemCode::SecretUnavailable,
+        ProblemCode::StaleEvent,
+        ProblemCode::StoreUnavailable,
+        ProblemCode::SyncUnavailable,
+        ProblemCode::Unauthenticated,
+        ProblemCode::Unfinished,
+        ProblemCode::UnsupportedMediaType,
+        ProblemCode::UserExists,
+        ProblemCode::UsernameTaken,
+        ProblemCode::ValidationFailed,
+        ProblemCode::WriteInProgress,
+    ];
+
+    /// The code as the body's `code` field and the `type` URN spell it (the table is serde's
+    /// `snake_case` of each name, kept as a match so it is a `&'static str`).
+    pub fn as_str(self) -> &'static str {
+        use ProblemCode::*;
+        match self {
+            AccountDisabled => "account_disabled",
+            AccountNotReady => "account_not_ready",
+            AlreadyExists => "already_exists",
+            ClientNotAllowed => "client_not_allowed",
+            EmailTaken => "email_taken",
+            Forbidden => "forbidden",
+            ForbiddenTarget => "forbidden_target",
+            Gone => "gone",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            Internal => "internal",
+            InvalidCredentials => "invalid_credentials",
+            InvalidCursor => "invalid_cursor",
+            InvalidEvent => "invalid_event",
+            InvalidForm => "invalid_form",
+            InvalidHandle => "invalid_handle",
+            InvalidJson => "invalid_json",
+            InvalidLogoutToken => "invalid_logout_token",
+            InvalidMessage => "invalid_message",
+            InvalidQuery => "invalid_query",
+            InvalidState => "invalid_state",
+            InvalidToken => "invalid_token",
+            KeycloakRejectedService => "keycloak_rejected_service",
+            KeycloakUnavailable => "keycloak_unavailable",
+            LogoutTokenReplayed => "logout_token_replayed",
+            NotFound => "not_found",
+            PasswordPolicy => "password_policy",
+            PayloadTooLarge => "payload_too_large",
+            PreconditionFailed => "precondition_failed",
+            PreconditionRequired => "precondition_required",
+            QueueUnavailable => "queue_unavailable",
+            RateLimited => "rate_limited",
+            RedirectNotAllowed => "redirect_not_allowed",
+            RefreshTokenReused => "refresh_token_reused",
+            RejectedByKeycloak => "rejected_by_keycloak",
+            RequestInProgress => "request_in_progress",
+            SecretUnavailable => "secret_unavailable",
+            StaleEvent => "stale_event",
+            StoreUnavailable => "store_unavailable",
+            SyncUnavailable => "sync_unavailable",
+            Unauthenticated => "unauthenticated",
+            Unfinished => "unfinished",
+            UnsupportedMediaType => "unsupported_media_type",
+            UserExists => "user_exists",
+            UsernameTaken => "username_taken",
+            ValidationFailed => "validation_failed",
+            WriteInProgress => "write_in_progress",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ProblemCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What a client sees: RFC 9457 fields plus a stable `code`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Problem {
@@ -75,7 +246,7 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
-    pub code: &'static str,
+    pub code: ProblemCode,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Seconds, sent as the `Retry-After` header (not in the body).
@@ -92,14 +263,9 @@ impl Problem {
         self
     }
 
-    fn new(
-        status: u16,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    fn new(status: u16, code: ProblemCode, title: &'static str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("urn:keycloak-user-sync:problem:{code}"),
+            kind: format!("urn:keycloak-user-sync:problem:{}", code.as_str()),
             title,
             status,
             detail: detail.into(),
@@ -134,14 +300,15 @@ impl Error {
         Error::Validation(vec![FieldError::new(field, message)])
     }
 
-    /// The single mapping from errors to HTTP problems.
+    /// The single mapping from errors to HTTP problems. Table-like: one arm per error, each a
+    /// status, a code, a title and a detail, so it is longer than a function should be.
     pub fn to_problem(&self) -> Problem {
         use KeycloakError as K;
         match self {
             Error::Validation(errors) => {
                 let mut p = Problem::new(
                     400,
-                    "validation_failed",
+                    ProblemCode::ValidationFailed,
                     "Invalid request",
                     describe(errors),
                 );
@@ -149,108 +316,114 @@ impl Error {
                 p
             }
             Error::BadRequest { code, detail } => {
-                Problem::new(400, code, "Bad request", detail.clone())
+                Problem::new(400, *code, "Bad request", detail.clone())
             }
             Error::UnsupportedMediaType => Problem::new(
                 415,
-                "unsupported_media_type",
+                ProblemCode::UnsupportedMediaType,
                 "Unsupported media type",
                 "send the body as application/json",
             ),
             Error::PayloadTooLarge { limit } => Problem::new(
                 413,
-                "payload_too_large",
+                ProblemCode::PayloadTooLarge,
                 "Payload too large",
                 format!("the body may be at most {limit} bytes"),
             ),
             Error::InvalidCredentials | Error::Keycloak(K::InvalidCredentials) => Problem::new(
                 401,
-                "invalid_credentials",
+                ProblemCode::InvalidCredentials,
                 "Invalid credentials",
                 "the username or password is wrong",
             ),
             Error::Unauthenticated => Problem::new(
                 401,
-                "unauthenticated",
+                ProblemCode::Unauthenticated,
                 "Not authenticated",
                 "a valid bearer token is required",
             ),
             Error::Keycloak(K::InvalidGrant { .. }) => Problem::new(
                 401,
-                "invalid_token",
+                ProblemCode::InvalidToken,
                 "Invalid or expired token",
                 "the token is not valid anymore; sign in again",
             ),
             Error::Forbidden => Problem::new(
                 403,
-                "forbidden",
+                ProblemCode::Forbidden,
                 "Forbidden",
                 "your roles do not allow this",
             ),
             Error::ClientNotAllowed => Problem::new(
                 403,
-                "client_not_allowed",
+                ProblemCode::ClientNotAllowed,
                 "Forbidden",
                 "tokens of this Keycloak client are not taken here",
             ),
-            Error::ForbiddenTarget { detail } => {
-                Problem::new(403, "forbidden_target", "Forbidden", detail.clone())
-            }
+            Error::ForbiddenTarget { detail } => Problem::new(
+                403,
+                ProblemCode::ForbiddenTarget,
+                "Forbidden",
+                detail.clone(),
+            ),
             Error::RateLimited { retry_after } => Problem::new(
                 429,
-                "rate_limited",
+                ProblemCode::RateLimited,
                 "Too many requests",
                 "too many attempts; retry later",
             )
             .retry_after(*retry_after),
             Error::RefreshTokenReused => Problem::new(
                 401,
-                "refresh_token_reused",
+                ProblemCode::RefreshTokenReused,
                 "Refresh token reused",
                 "this refresh token was replaced already; the session is ended, sign in again",
             ),
             Error::WriteInProgress | Error::Store(StoreError::Locked) => Problem::new(
                 409,
-                "write_in_progress",
+                ProblemCode::WriteInProgress,
                 "Conflict",
                 "another change to this user is in progress; read it again and retry",
             ),
             Error::Keycloak(K::AccountDisabled) | Error::Store(StoreError::UserDeleted) => {
                 Problem::new(
                     403,
-                    "account_disabled",
+                    ProblemCode::AccountDisabled,
                     "Account disabled",
                     "this account is disabled",
                 )
             }
             Error::Keycloak(K::AccountNotReady) => Problem::new(
                 403,
-                "account_not_ready",
+                ProblemCode::AccountNotReady,
                 "Account not ready",
                 "this account has pending actions to complete in Keycloak",
             ),
             Error::NotFound | Error::Keycloak(K::NotFound) | Error::Store(StoreError::NotFound) => {
-                Problem::new(404, "not_found", "Not found", "no such resource")
+                Problem::new(404, ProblemCode::NotFound, "Not found", "no such resource")
             }
-            Error::Conflict { code, detail } => Problem::new(409, code, "Conflict", detail.clone()),
+            Error::Conflict { code, detail } => {
+                Problem::new(409, *code, "Conflict", detail.clone())
+            }
             Error::Keycloak(K::UserExists { field }) => {
                 let (code, detail) = match field {
                     crate::keycloak::ExistsField::Username => {
-                        ("username_taken", "this username is already taken")
+                        (ProblemCode::UsernameTaken, "this username is already taken")
                     }
                     crate::keycloak::ExistsField::Email => {
-                        ("email_taken", "this email is already used")
+                        (ProblemCode::EmailTaken, "this email is already used")
                     }
-                    crate::keycloak::ExistsField::UsernameOrEmail => {
-                        ("user_exists", "this username or email is already used")
-                    }
+                    crate::keycloak::ExistsField::UsernameOrEmail => (
+                        ProblemCode::UserExists,
+                        "this username or email is already used",
+                    ),
                 };
                 Problem::new(409, code, "Conflict", detail)
             }
             Error::Keycloak(K::Validation { field, key, .. }) => {
                 let mut p = Problem::new(
                     400,
-                    "validation_failed",
+                    ProblemCode::ValidationFailed,
                     "Invalid request",
                     format!("{field}: {key}"),
                 );
@@ -258,8 +431,12 @@ impl Error {
                 p
             }
             Error::Keycloak(K::PasswordPolicy { message }) => {
-                let mut p =
-                    Problem::new(400, "password_policy", "Password rejected", message.clone());
+                let mut p = Problem::new(
+                    400,
+                    ProblemCode::PasswordPolicy,
+                    "Password rejected",
+                    message.clone(),
+                );
                 p.errors = vec![FieldError::new("password", message.clone())];
                 p
             }
@@ -267,64 +444,64 @@ impl Error {
             // client gets a fixed sentence.
             Error::Keycloak(K::BadRequest { .. }) => Problem::new(
                 400,
-                "rejected_by_keycloak",
+                ProblemCode::RejectedByKeycloak,
                 "Rejected by Keycloak",
                 "Keycloak refused this request; nothing was changed",
             ),
             Error::Gone => Problem::new(
                 410,
-                "gone",
+                ProblemCode::Gone,
                 "Gone",
                 "the account this request created has been deleted",
             ),
             Error::PreconditionFailed | Error::Store(StoreError::VersionConflict) => Problem::new(
                 412,
-                "precondition_failed",
+                ProblemCode::PreconditionFailed,
                 "Precondition failed",
                 "the resource changed since you read it; read it again",
             ),
             Error::PreconditionRequired => Problem::new(
                 428,
-                "precondition_required",
+                ProblemCode::PreconditionRequired,
                 "Precondition required",
                 "send If-Match with the ETag you read",
             ),
             Error::Store(StoreError::InvalidCursor) => Problem::new(
                 400,
-                "invalid_cursor",
+                ProblemCode::InvalidCursor,
                 "Invalid cursor",
                 "the cursor is not one this API gave out",
             ),
             Error::Keycloak(K::RateLimited { retry_after }) => Problem::new(
                 429,
-                "rate_limited",
+                ProblemCode::RateLimited,
                 "Too many requests",
                 "Keycloak is rate limiting; retry later",
             )
             .retry_after(retry_after.unwrap_or(1)),
             Error::Keycloak(K::Unavailable { .. }) => Problem::new(
                 503,
-                "keycloak_unavailable",
+                ProblemCode::KeycloakUnavailable,
                 "Identity provider unavailable",
                 "Keycloak did not answer; retry later",
             )
             .retry_after(RETRY_AFTER_UNAVAILABLE),
             Error::Keycloak(K::SecretUnavailable(_)) => Problem::new(
                 503,
-                "secret_unavailable",
+                ProblemCode::SecretUnavailable,
                 "Configuration unavailable",
                 "the service could not read its Keycloak credentials; retry later",
             )
             .retry_after(RETRY_AFTER_UNAVAILABLE),
             Error::Store(StoreError::AlreadyExists) => Problem::new(
                 409,
-                "already_exists",
+                ProblemCode::AlreadyExists,
                 "Conflict",
                 "this resource exists already",
             ),
             Error::Store(StoreError::Unavailable(_)) => Problem::new(
                 503,
-                "store_unavailable",
+                ProblemCode::StoreUnavailable,
                 "Storage unavailable",
                 "the user store did not answer; retry later",
             )
@@ -332,18 +509,18 @@ impl Error {
             Error::Keycloak(K::Forbidden | K::Unauthorized | K::InvalidClient | K::Protocol(_)) => {
                 Problem::new(
                     502,
-                    "keycloak_rejected_service",
+                    ProblemCode::KeycloakRejectedService,
                     "Identity provider refused the service",
                     "Keycloak refused this service's credentials or answered unexpectedly",
                 )
             }
             Error::Unavailable { code, detail } => {
-                Problem::new(503, code, "Service unavailable", detail.clone())
+                Problem::new(503, *code, "Service unavailable", detail.clone())
                     .retry_after(RETRY_AFTER_UNAVAILABLE)
             }
             Error::Unfinished { done } => Problem::new(
                 503,
-                "unfinished",
+                ProblemCode::Unfinished,
                 "Applied, not finished here",
                 format!(
                     "{done}; the user store did not answer, so the rest is not recorded here: \
@@ -355,7 +532,7 @@ impl Error {
             | Error::Internal(_)
             | Error::Keycloak(K::NotConfigured(_)) => Problem::new(
                 500,
-                "internal",
+                ProblemCode::Internal,
                 "Internal error",
                 "something went wrong on our side",
             ),
@@ -382,7 +559,7 @@ mod tests {
             done: "the password is set in Keycloak",
         }
         .to_problem();
-        assert_eq!((p.status, p.code), (503, "unfinished"));
+        assert_eq!((p.status, p.code.as_str()), (503, "unfinished"));
         assert!(p.detail.starts_with("the password is set in Keycloak;"));
         assert!(p.detail.contains("repeating the same request finishes it"));
     }
@@ -393,7 +570,7 @@ mod tests {
             field: ExistsField::Username,
         })
         .to_problem();
-        assert_eq!((p.status, p.code), (409, "username_taken"));
+        assert_eq!((p.status, p.code.as_str()), (409, "username_taken"));
         let p = Error::from(KeycloakError::UserExists {
             field: ExistsField::Email,
         })
@@ -450,5 +627,27 @@ mod tests {
         let p = Error::internal("database password=hunter2 rejected").to_problem();
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("hunter2"));
+    }
+
+    #[test]
+    fn each_code_is_spelled_as_serde_writes_it() {
+        for code in ProblemCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn openapi_lists_exactly_the_problem_codes() {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../../openapi.yaml")).unwrap();
+        let listed: Vec<&str> = doc["components"]["schemas"]["Problem"]["properties"]["code"]
+            ["enum"]
+            .as_sequence()
+            .expect("Problem.code has an enum")
+            .iter()
+            .filter_map(serde_yaml_ng::Value::as_str)
+            .collect();
+        let ours: Vec<&str> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, ours);
     }
 }

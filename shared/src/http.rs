@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::error::{Error, FieldError};
+use crate::error::{Error, FieldError, ProblemCode};
 pub use crate::request::Origin;
 use crate::services::Services;
 
@@ -94,7 +94,7 @@ impl IntoResponse for Error {
         let problem = self.to_problem();
         // The cause is logged here, once; the client sees only the problem.
         if problem.status >= 500 {
-            tracing::error!(status = problem.status, code = problem.code, error = %self.cause(), "request failed");
+            tracing::error!(status = problem.status, code = problem.code.as_str(), error = %self.cause(), "request failed");
         } else {
             // Keycloak's text for a refusal is kept here, never in the answer. The project's own
             // refusals are not logged with their text: serde's can quote the input.
@@ -104,7 +104,7 @@ impl IntoResponse for Error {
             };
             tracing::info!(
                 status = problem.status,
-                code = problem.code,
+                code = problem.code.as_str(),
                 keycloak = %keycloak,
                 "request refused"
             );
@@ -138,7 +138,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => Err(Error::BadRequest {
-                code: "invalid_query",
+                code: ProblemCode::InvalidQuery,
                 detail: rejection.body_text(),
             }),
         }
@@ -200,7 +200,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
         match axum::Form::<T>::from_request(req, state).await {
             Ok(axum::Form(value)) => Ok(Form(value)),
             Err(rejection) => Err(Error::BadRequest {
-                code: "invalid_form",
+                code: ProblemCode::InvalidForm,
                 detail: format!("the form body cannot be read: {}", rejection.body_text()),
             }),
         }
@@ -366,7 +366,7 @@ pub fn parse_json<T: DeserializeOwned>(
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::BadRequest {
-            code: "invalid_json",
+            code: ProblemCode::InvalidJson,
             detail: "the body is empty; send a JSON object".into(),
         });
     }
@@ -383,11 +383,11 @@ pub fn parse_json<T: DeserializeOwned>(
         }
         match e.classify() {
             serde_json::error::Category::Data => Error::BadRequest {
-                code: "validation_failed",
+                code: ProblemCode::ValidationFailed,
                 detail: strip_position(&msg),
             },
             _ => Error::BadRequest {
-                code: "invalid_json",
+                code: ProblemCode::InvalidJson,
                 detail: format!("the body is not valid JSON: {}", strip_position(&msg)),
             },
         }
@@ -498,7 +498,7 @@ mod tests {
         let p = parse_json::<Login>(Some("application/json"), b"{\"username\":")
             .unwrap_err()
             .to_problem();
-        assert_eq!((p.status, p.code), (400, "invalid_json"));
+        assert_eq!((p.status, p.code.as_str()), (400, "invalid_json"));
     }
 
     #[test]

@@ -39,4 +39,4 @@ pub mod user_admin;
 pub mod users;
 
 pub use config::Config;
-pub use error::{Error, FieldError, Problem};
+pub use error::{Error, FieldError, Problem, ProblemCode};

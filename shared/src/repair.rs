@@ -103,64 +103,84 @@ async fn apply(services: &Services, repair: &Repair) -> Result<u64, KeycloakErro
         return Ok(0);
     };
     match &repair.kind {
-        RepairKind::KeycloakUser { .. } => {
-            let user = match kc.get_user(&user_id).await {
-                Ok(u) => u,
-                Err(KeycloakError::NotFound) => return Ok(0),
-                Err(e) => return Err(e),
-            };
-            let created_by_the_flow = user.created_timestamp >= repair.since - SKEW_MS;
-            let known_here = services
-                .store
-                .get_user(&user_id)
-                .await
-                .map_err(|e| KeycloakError::Unavailable {
-                    reason: e.to_string(),
-                })?
-                .is_some();
-            if !created_by_the_flow || known_here {
-                return Ok(0);
-            }
-            tracing::warn!(%user_id, "repair: deleting a Keycloak user a failed registration left");
-            match kc.delete_user(&user_id).await {
-                Ok(()) | Err(KeycloakError::NotFound) => Ok(1),
-                Err(e) => Err(e),
-            }
-        }
+        RepairKind::KeycloakUser { .. } => remove_user(services, repair, &user_id).await,
         RepairKind::KeycloakSessions {
             sid,
             until,
             client_id,
             ..
-        } => {
-            let mut removed = 0;
-            for session in kc.user_sessions(&user_id).await? {
-                let from_the_flow = session.start >= repair.since - SKEW_MS
-                    && until.is_none_or(|u| session.start <= u + SKEW_MS)
-                    && client_id.as_ref().is_none_or(|c| {
-                        !session.clients.is_empty() && session.clients.values().all(|v| v == c)
-                    })
-                    && sid.as_ref().is_none_or(|s| *s == session.id);
-                let known_here = services
-                    .store
-                    .get_session(&user_id, &session.id)
-                    .await
-                    .map_err(|e| KeycloakError::Unavailable {
-                        reason: e.to_string(),
-                    })?
-                    .is_some_and(|s| s.ended_at.is_none());
-                if from_the_flow && !known_here {
-                    tracing::warn!(%user_id, "repair: ending a Keycloak session unknown here");
-                    match kc.delete_session(&session.id).await {
-                        Ok(()) | Err(KeycloakError::NotFound) => removed += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            Ok(removed)
-        }
+        } => end_sessions(services, repair, &user_id, sid, until, client_id).await,
         RepairKind::KeycloakEdit { .. } => Ok(0),
     }
+}
+
+/// A registration's Keycloak user, removed if that flow created it and nothing here knows it.
+async fn remove_user(
+    services: &Services,
+    repair: &Repair,
+    user_id: &str,
+) -> Result<u64, KeycloakError> {
+    let kc = &services.keycloak;
+    let user = match kc.get_user(user_id).await {
+        Ok(u) => u,
+        Err(KeycloakError::NotFound) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let created_by_the_flow = user.created_timestamp >= repair.since - SKEW_MS;
+    let known_here = services
+        .store
+        .get_user(user_id)
+        .await
+        .map_err(|e| KeycloakError::Unavailable {
+            reason: e.to_string(),
+        })?
+        .is_some();
+    if !created_by_the_flow || known_here {
+        return Ok(0);
+    }
+    tracing::warn!(%user_id, "repair: deleting a Keycloak user a failed registration left");
+    match kc.delete_user(user_id).await {
+        Ok(()) | Err(KeycloakError::NotFound) => Ok(1),
+        Err(e) => Err(e),
+    }
+}
+
+/// The Keycloak sessions a flow left (of its client, in its window, or the one it names) that
+/// no live record here knows, ended.
+async fn end_sessions(
+    services: &Services,
+    repair: &Repair,
+    user_id: &str,
+    sid: &Option<String>,
+    until: &Option<i64>,
+    client_id: &Option<String>,
+) -> Result<u64, KeycloakError> {
+    let kc = &services.keycloak;
+    let mut removed = 0;
+    for session in kc.user_sessions(user_id).await? {
+        let from_the_flow = session.start >= repair.since - SKEW_MS
+            && until.is_none_or(|u| session.start <= u + SKEW_MS)
+            && client_id.as_ref().is_none_or(|c| {
+                !session.clients.is_empty() && session.clients.values().all(|v| v == c)
+            })
+            && sid.as_ref().is_none_or(|s| *s == session.id);
+        let known_here = services
+            .store
+            .get_session(user_id, &session.id)
+            .await
+            .map_err(|e| KeycloakError::Unavailable {
+                reason: e.to_string(),
+            })?
+            .is_some_and(|s| s.ended_at.is_none());
+        if from_the_flow && !known_here {
+            tracing::warn!(%user_id, "repair: ending a Keycloak session unknown here");
+            match kc.delete_session(&session.id).await {
+                Ok(()) | Err(KeycloakError::NotFound) => removed += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Read Keycloak back for an edit it did not confirm, once the write could have landed, and

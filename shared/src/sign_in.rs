@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::clock::now_ms;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::keycloak::KeycloakError;
 use crate::request::Origin;
 use crate::services::Services;
@@ -113,7 +113,7 @@ pub async fn authorize(services: &Services, q: &AuthorizeQuery) -> Result<Redire
     let callback = callback_url(services)?;
     if !services.config.sign_in_redirects.contains(&q.redirect) {
         return Err(Error::BadRequest {
-            code: "redirect_not_allowed",
+            code: ProblemCode::RedirectNotAllowed,
             detail: "redirect is not one of this API's sign-in targets".into(),
         });
     }
@@ -187,7 +187,7 @@ async fn back_to(
     callback: &str,
 ) -> Result<String, Error> {
     let invalid_state = || Error::BadRequest {
-        code: "invalid_state",
+        code: ProblemCode::InvalidState,
         detail: "this sign-in is unknown, was completed already or has expired; start again".into(),
     };
     let state = q
@@ -205,7 +205,7 @@ async fn back_to(
     if binding.map(token_hash).as_deref() != Some(binding_hash.as_str()) {
         tracing::warn!("a sign-in came back in a browser that did not begin it");
         return Err(Error::BadRequest {
-            code: "invalid_state",
+            code: ProblemCode::InvalidState,
             detail: "this sign-in was not begun in this browser; start again".into(),
         });
     }
@@ -239,19 +239,7 @@ async fn back_to(
             return fail("sign_in_failed");
         }
     };
-    let login_client = services
-        .config
-        .login_client
-        .as_ref()
-        .map(|c| c.client_id.as_str())
-        .unwrap_or_default();
-    let id_token = tokens.id_token.as_deref().unwrap_or_default();
-    if let Err(e) = services
-        .bearer
-        .id_token(id_token, login_client, &nonce)
-        .await
-    {
-        tracing::warn!(error = %e, "the ID token of a sign-in does not verify");
+    if !id_token_verifies(services, &tokens, &nonce).await {
         return fail("sign_in_failed");
     }
     // Only a hint for a repair, should the new session have to be ended and that fail too.
@@ -264,7 +252,41 @@ async fn back_to(
         .unwrap_or_default();
     let signed_in =
         crate::sessions::record_sign_in(services, &tokens, origin, &username, started).await?;
-    let answer = serde_json::to_vec(&signed_in).map_err(|e| Error::internal(e.to_string()))?;
+    let handle = sealed_for_the_app(services, &tokens, &signed_in, now_s).await?;
+    Ok(with_param(&target, "handle", &handle))
+}
+
+/// Whether the ID token of a sign-in is the login client's, from this realm, with our nonce.
+async fn id_token_verifies(
+    services: &Services,
+    tokens: &crate::keycloak::TokenSet,
+    nonce: &str,
+) -> bool {
+    let login_client = services
+        .config
+        .login_client
+        .as_ref()
+        .map(|c| c.client_id.as_str())
+        .unwrap_or_default();
+    let id_token = tokens.id_token.as_deref().unwrap_or_default();
+    let verified = services
+        .bearer
+        .id_token(id_token, login_client, nonce)
+        .await;
+    if let Err(e) = &verified {
+        tracing::warn!(error = %e, "the ID token of a sign-in does not verify");
+    }
+    verified.is_ok()
+}
+
+/// The sign-in's answer sealed under a new one-time handle, which only the app's URL carries.
+async fn sealed_for_the_app(
+    services: &Services,
+    tokens: &crate::keycloak::TokenSet,
+    signed_in: &crate::sessions::LoginView,
+    now_s: i64,
+) -> Result<String, Error> {
+    let answer = serde_json::to_vec(signed_in).map_err(|e| Error::internal(e.to_string()))?;
     let key = random_token()?;
     let sealed = seal(&key, &answer)?;
     let handle = URL_SAFE_NO_PAD.encode(key);
@@ -274,10 +296,10 @@ async fn back_to(
         .put_signed_in(&handle_hash, sealed, now_s + HANDLE_TTL_S);
     if let Err(e) = crate::deadline::compensate(put).await {
         // No app will hold this session's tokens: end it on both sides.
-        end_unclaimed(services, &tokens, &signed_in).await;
+        end_unclaimed(services, tokens, signed_in).await;
         return Err(e.into());
     }
-    Ok(with_param(&target, "handle", &handle))
+    Ok(handle)
 }
 
 async fn end_unclaimed(
@@ -302,7 +324,7 @@ async fn end_unclaimed(
 /// Step 3: the signed-in answer, once.
 pub async fn redeem(services: &Services, req: &RedeemRequest) -> Result<Value, Error> {
     let invalid = || Error::BadRequest {
-        code: "invalid_handle",
+        code: ProblemCode::InvalidHandle,
         detail: "this handle is unknown, was redeemed already or has expired".into(),
     };
     let key = URL_SAFE_NO_PAD

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::audit::{self, Actor, AuditAction};
 use crate::clock::iso8601;
 use crate::clock::now_ms;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::policy::Action;
 use crate::services::Services;
 use crate::store::{RunCost, SyncCounts, SyncMode, SyncRun, SyncStatus};
@@ -90,7 +90,7 @@ async fn invoke_sync(services: &Services, req: &StartSyncRequest) -> Result<Stri
         Err(reason) => {
             tracing::error!(error = %reason, "could not start the bulk sync");
             Err(Error::Unavailable {
-                code: "sync_unavailable",
+                code: ProblemCode::SyncUnavailable,
                 detail: "the bulk-sync function could not be started".into(),
             })
         }

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::Principal;
 use crate::clock::now_ms;
 use crate::error::{Error, FieldError};
 use crate::keycloak::KeycloakError;
@@ -51,43 +52,7 @@ pub async fn sync(
     req: &SyncRequest,
     origin: &Origin,
 ) -> Result<SyncView, Error> {
-    let allowed = &services.config.token_sync_clients;
-    if allowed.is_empty() {
-        return Err(Error::NotFound);
-    }
-    let principal = services.bearer.authenticate(authorization).await?;
-    let azp = principal
-        .claims
-        .get("azp")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    if !allowed.contains(&azp) {
-        tracing::info!(client = %azp, "POST /auth/sync with a token of a client not listed");
-        return Err(Error::ClientNotAllowed);
-    }
-    let sid = principal.session_id.clone().ok_or(Error::Unauthenticated)?;
-    if let Some(rt) = &req.refresh_token {
-        let same = crate::keycloak::unverified_claims(rt).is_some_and(|c| {
-            c.get("sid").and_then(Value::as_str) == Some(sid.as_str())
-                && c.get("sub").and_then(Value::as_str) == Some(principal.user_id.as_str())
-        });
-        if !same {
-            return Err(Error::Validation(vec![FieldError::new(
-                "refreshToken",
-                "is not a token of this session",
-            )]));
-        }
-    }
-    // Keycloak still holds the session, and the user may use it.
-    let info = match services.keycloak.userinfo(&principal.token).await {
-        Ok(info) => info,
-        Err(KeycloakError::Unauthorized) => return Err(Error::Unauthenticated),
-        Err(e) => return Err(e.into()),
-    };
-    if info.get("sub").and_then(Value::as_str) != Some(principal.user_id.as_str()) {
-        return Err(Error::Unauthenticated);
-    }
+    let (principal, azp, sid) = confirmed(services, authorization, req).await?;
     let now = now_ms();
     let user_id = principal.user_id.clone();
     if services.store.get_session(&user_id, &sid).await?.is_some() {
@@ -143,6 +108,54 @@ pub async fn sync(
         session_id: sid,
         new_session: true,
     })
+}
+
+/// The caller's token proven: of a listed client, with a session Keycloak still holds for its
+/// user, and the refresh token handed over (if any) of that same session. Answers the token's
+/// principal, its client and its session.
+async fn confirmed(
+    services: &Services,
+    authorization: Option<&str>,
+    req: &SyncRequest,
+) -> Result<(Principal, String, String), Error> {
+    let allowed = &services.config.token_sync_clients;
+    if allowed.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let principal = services.bearer.authenticate(authorization).await?;
+    let azp = principal
+        .claims
+        .get("azp")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !allowed.contains(&azp) {
+        tracing::info!(client = %azp, "POST /auth/sync with a token of a client not listed");
+        return Err(Error::ClientNotAllowed);
+    }
+    let sid = principal.session_id.clone().ok_or(Error::Unauthenticated)?;
+    if let Some(rt) = &req.refresh_token {
+        let same = crate::keycloak::unverified_claims(rt).is_some_and(|c| {
+            c.get("sid").and_then(Value::as_str) == Some(sid.as_str())
+                && c.get("sub").and_then(Value::as_str) == Some(principal.user_id.as_str())
+        });
+        if !same {
+            return Err(Error::Validation(vec![FieldError::new(
+                "refreshToken",
+                "is not a token of this session",
+            )]));
+        }
+    }
+    // Keycloak still holds the session, and the user may use it.
+    let info = match services.keycloak.userinfo(&principal.token).await {
+        Ok(info) => info,
+        Err(KeycloakError::Unauthorized) => return Err(Error::Unauthenticated),
+        Err(e) => return Err(e.into()),
+    };
+    if info.get("sub").and_then(Value::as_str) != Some(principal.user_id.as_str()) {
+        return Err(Error::Unauthenticated);
+    }
+    Ok((principal, azp, sid))
 }
 
 /// A session on record already: marked seen, unless it has ended here (it never comes back).

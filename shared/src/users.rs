@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{iso8601, now_ms};
 use crate::deadline;
-use crate::error::Error;
-use crate::keycloak::{KeycloakError, NewUser, PasswordCredential};
+use crate::error::{Error, ProblemCode};
+use crate::keycloak::{KeycloakClient, KeycloakError, NewUser, PasswordCredential};
 use crate::observe::is_technical_role;
 use crate::profile::{self, Attributes, Editor};
 use crate::services::Services;
@@ -233,11 +233,11 @@ pub async fn register(
         },
         Claim::Erased => Err(Error::Gone),
         Claim::InProgress => Err(Error::Conflict {
-            code: "request_in_progress",
+            code: ProblemCode::RequestInProgress,
             detail: "a request with this Idempotency-Key is still being processed".into(),
         }),
         Claim::Mismatch => Err(Error::BadRequest {
-            code: "idempotency_key_reused",
+            code: ProblemCode::IdempotencyKeyReused,
             detail: "this Idempotency-Key was used for a different request".into(),
         }),
         Claim::New => run_claimed(services, key, expires_at, &req.password, valid, None).await,
@@ -319,28 +319,7 @@ pub async fn create_account(
             return Err(e.into());
         }
     };
-    // The memberships Keycloak gave the new user (default roles); a failed read leaves them
-    // unknown, not empty: the record is marked unread, so the next webhook, incremental or full
-    // sync reads the user again (the echo check never vouches for an unread record).
-    let read = tokio::time::timeout(ROLE_READ_LIMIT, kc.user_effective_realm_roles(&id)).await;
-    let read = read.unwrap_or_else(|_| {
-        Err(KeycloakError::Unavailable {
-            reason: "the role read took too long".into(),
-        })
-    });
-    let roles = match read {
-        Ok(roles) => Some(
-            roles
-                .into_iter()
-                .map(|r| r.name)
-                .filter(|r| !is_technical_role(r))
-                .collect(),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "roles of the new user unknown; marked for a re-read");
-            None
-        }
-    };
+    let roles = roles_of_new_user(kc, &id).await;
     let fields = KeycloakFields {
         username: v.username,
         email: Some(v.email),
@@ -379,6 +358,31 @@ pub async fn create_account(
         }
     }
     Ok(UserView::from(&user))
+}
+
+/// The memberships Keycloak gave the new user (default roles); a failed read leaves them
+/// unknown, not empty: the record is marked unread, so the next webhook, incremental or full
+/// sync reads the user again (the echo check never vouches for an unread record).
+async fn roles_of_new_user(kc: &KeycloakClient, id: &str) -> Option<Vec<String>> {
+    let read = tokio::time::timeout(ROLE_READ_LIMIT, kc.user_effective_realm_roles(id)).await;
+    let read = read.unwrap_or_else(|_| {
+        Err(KeycloakError::Unavailable {
+            reason: "the role read took too long".into(),
+        })
+    });
+    match read {
+        Ok(roles) => Some(
+            roles
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|r| !is_technical_role(r))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "roles of the new user unknown; marked for a re-read");
+            None
+        }
+    }
 }
 
 /// The Keycloak user an earlier attempt of this request created, if the taken name is theirs:

@@ -2,7 +2,7 @@
 //! one postponed with backoff and retried by the queue.
 
 use crate::deadline::Bounded;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::sync::UserChange;
 
 /// One message of the queue as the consumer receives it.
@@ -85,7 +85,7 @@ pub async fn consume(
                 .await
                 .map(|o| (change, o)),
             Err(e) => Err(Error::BadRequest {
-                code: "invalid_message",
+                code: ProblemCode::InvalidMessage,
                 detail: format!("not a queued user change: {e}"),
             }),
         };

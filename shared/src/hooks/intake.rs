@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::deadline::Bounded;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::secrets::{ClientSecretCache, DEFAULT_TTL};
 use crate::sync::UserChange;
 
@@ -139,7 +139,7 @@ impl Intake {
         let now = crate::clock::now_ms();
         if change.time < now - self.max_age_ms || change.time > now + MAX_EVENT_LEAD_MS {
             return Err(Error::BadRequest {
-                code: "stale_event",
+                code: ProblemCode::StaleEvent,
                 detail: "the event's time is outside the window this hook accepts".into(),
             });
         }
@@ -222,11 +222,11 @@ impl Intake {
             .within_deadline()
             .await
             .map_err(|_| Error::Unavailable {
-                code: "queue_unavailable",
+                code: ProblemCode::QueueUnavailable,
                 detail: "the queue did not answer in time".into(),
             })?
             .map_err(|e| Error::Unavailable {
-                code: "queue_unavailable",
+                code: ProblemCode::QueueUnavailable,
                 detail: format!(
                     "event not queued: {}",
                     aws_sdk_sqs::error::DisplayErrorContext(&e)
@@ -251,7 +251,7 @@ impl Intake {
 
 fn unavailable(e: crate::secrets::SecretError) -> Error {
     Error::Unavailable {
-        code: "secret_unavailable",
+        code: ProblemCode::SecretUnavailable,
         detail: e.to_string(),
     }
 }

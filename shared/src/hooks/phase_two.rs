@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::keycloak::{AdminEvent, AuthDetails};
 use crate::sync::UserChange;
 
@@ -69,7 +69,7 @@ const ACCESS_TYPES: [&str; 5] = [
 impl EventFormat for PhaseTwo {
     fn user_change(&self, body: &[u8]) -> Result<Option<UserChange>, Error> {
         let e: PhaseTwoEvent = serde_json::from_slice(body).map_err(|err| Error::BadRequest {
-            code: "invalid_event",
+            code: ProblemCode::InvalidEvent,
             detail: format!("not a keycloak-events webhook event: {err}"),
         })?;
         // The extension sets `uid` per delivery (kept across its retries); `id` where the

@@ -61,6 +61,39 @@ pub(super) struct Reply {
     pub(super) body: Vec<u8>,
 }
 
+/// A call the invocation's deadline cut short.
+fn out_of_time() -> KeycloakError {
+    KeycloakError::Unavailable {
+        reason: "no answer before the invocation's deadline".into(),
+    }
+}
+
+impl Reply {
+    /// The answer's status, `Location` and body, the body read within the deadline.
+    async fn read(resp: reqwest::Response) -> Result<Reply, KeycloakError> {
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp
+            .bytes()
+            .within_deadline()
+            .await
+            .map_err(|_| out_of_time())?
+            .map_err(|e| KeycloakError::Unavailable {
+                reason: e.without_url().to_string(),
+            })?
+            .to_vec();
+        Ok(Reply {
+            status,
+            location,
+            body,
+        })
+    }
+}
+
 /// Two clients with two secrets (README "Keycloak setup"): the **login** client makes the grants
 /// of end users (password, refresh, logout) and has no service account; the **service** client's
 /// service account holds the realm-management roles the admin API needs. A function is given only
@@ -176,9 +209,6 @@ impl KeycloakClient {
         safety: Safety,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Reply, KeycloakError> {
-        let out_of_time = || KeycloakError::Unavailable {
-            reason: "no answer before the invocation's deadline".into(),
-        };
         // Wait before the next attempt, if the deadline leaves room for the wait and an attempt.
         let pause = |delay: Duration| async move {
             if crate::deadline::budget().is_some_and(|b| b <= delay) {
@@ -246,25 +276,7 @@ impl KeycloakClient {
                             reason: format!("HTTP {}", status.as_u16()),
                         });
                     }
-                    let location = resp
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let body = resp
-                        .bytes()
-                        .within_deadline()
-                        .await
-                        .map_err(|_| out_of_time())?
-                        .map_err(|e| KeycloakError::Unavailable {
-                            reason: e.without_url().to_string(),
-                        })?
-                        .to_vec();
-                    return Ok(Reply {
-                        status,
-                        location,
-                        body,
-                    });
+                    return Reply::read(resp).await;
                 }
             }
         }

@@ -1,6 +1,15 @@
 //! The bearer check of every user route (fail closed), and `POST /auth/token/validate`.
 
-use super::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::error::Error;
+use crate::services::Services;
+use crate::store::UserStatus;
+
+use super::tokens::required;
+use super::views::ValidateRequest;
 
 /// The caller of a bearer route: a valid access token of a session this service opened and has
 /// not ended, of a user who is neither deleted nor disabled here. Anything else is 401: the check

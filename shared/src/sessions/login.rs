@@ -2,7 +2,18 @@
 //! password grant share it): the token verified, the user and the session in one transaction,
 //! and the new Keycloak session ended again when they cannot be recorded.
 
-use super::*;
+use crate::clock::{iso8601, now_ms};
+use crate::deadline;
+use crate::error::Error;
+use crate::keycloak::{KeycloakError, TokenSet};
+use crate::request::Origin;
+use crate::services::Services;
+use crate::store::{token_hash, LoginRecord, RepairKind, Session};
+use crate::throttle;
+use crate::users::UserView;
+
+use super::tokens::{identity, required, verified};
+use super::views::{LoginRequest, LoginView, TokensView};
 
 fn session_record(
     user_id: &str,

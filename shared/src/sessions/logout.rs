@@ -1,6 +1,13 @@
 //! A user's own logout with their refresh token: ended here first, Keycloak follows.
 
-use super::*;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::keycloak::KeycloakError;
+use crate::services::Services;
+use crate::store::{token_hash, SessionEnd};
+
+use super::tokens::{app_client, note_session_repair, refresh_token_subject, required};
+use super::views::RefreshRequest;
 
 /// Always 204 for a token Keycloak refuses (already ended, forged): nothing to tell.
 pub async fn logout(services: &Services, req: &RefreshRequest) -> Result<(), Error> {

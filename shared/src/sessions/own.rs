@@ -1,6 +1,15 @@
 //! A user's view of themself and of their own sessions, and ending one of them.
 
-use super::*;
+use serde::Serialize;
+
+use crate::auth::Principal;
+use crate::clock::{iso8601, now_ms};
+use crate::error::Error;
+use crate::services::Services;
+use crate::store::SessionEnd;
+use crate::users::UserView;
+
+use super::tokens::note_session_repair;
 
 pub async fn me(services: &Services, principal: &Principal) -> Result<UserView, Error> {
     let user = services

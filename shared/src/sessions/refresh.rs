@@ -1,7 +1,16 @@
 //! Refresh, on proof: the presented token is the session's current one (a replaced one is
 //! reuse, and the session ends), and the answer rotates the hash kept here.
 
-use super::*;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::keycloak::KeycloakError;
+use crate::services::Services;
+use crate::store::{token_hash, Session, SessionEnd, StoreError};
+
+use super::tokens::{
+    app_client, invalid_grant, note_session_repair, refresh_token_subject, required, verified,
+};
+use super::views::{RefreshRequest, RefreshView, TokensView};
 
 pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<RefreshView, Error> {
     required("refreshToken", &req.refresh_token)?;
@@ -11,17 +20,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
         None => None,
     };
     let Some(session) = session.filter(|s| s.ended_at.is_none()) else {
-        // No live session here: nothing to refresh. If the token is genuine, Keycloak ends its
-        // session too (logout checks the token itself, so a forged one changes nothing).
-        let client = app_client(services, None, &req.refresh_token);
-        if let Err(e) = services
-            .keycloak
-            .logout_as(&req.refresh_token, client.as_deref())
-            .await
-        {
-            tracing::debug!(error = %e, "logout of an unknown session's token");
-        }
-        return Err(invalid_grant("no live session for this token"));
+        return Err(no_live_session(services, &req.refresh_token).await);
     };
     if session.previous_refresh_token_sha256.as_deref() == Some(presented.as_str()) {
         return Err(reused(services, &session, &req.refresh_token).await);
@@ -37,18 +36,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
             // Keycloak no longer honours the session; the token proves which session it is only
             // if it is the session's current one.
             if is_current {
-                if let Err(e) = services
-                    .store
-                    .end_session(
-                        &session.user_id,
-                        &session.sid,
-                        SessionEnd::EndedInKeycloak,
-                        now_ms(),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not end the local session");
-                }
+                ended_in_keycloak(services, &session).await;
             }
             return Err(Error::Keycloak(KeycloakError::InvalidGrant { description }));
         }
@@ -122,4 +110,27 @@ async fn reused(services: &Services, session: &Session, presented: &str) -> Erro
         note_session_repair(services, session).await;
     }
     Error::RefreshTokenReused
+}
+
+/// No live session here: nothing to refresh. If the token is genuine, Keycloak ends its session
+/// too (logout checks the token itself, so a forged one changes nothing).
+async fn no_live_session(services: &Services, token: &str) -> Error {
+    let client = app_client(services, None, token);
+    if let Err(e) = services.keycloak.logout_as(token, client.as_deref()).await {
+        tracing::debug!(error = %e, "logout of an unknown session's token");
+    }
+    invalid_grant("no live session for this token")
+}
+
+/// The session Keycloak no longer honours, ended here too.
+async fn ended_in_keycloak(services: &Services, session: &Session) {
+    let ended = services.store.end_session(
+        &session.user_id,
+        &session.sid,
+        SessionEnd::EndedInKeycloak,
+        now_ms(),
+    );
+    if let Err(e) = ended.await {
+        tracing::warn!(error = %e, "could not end the local session");
+    }
 }

@@ -8,7 +8,7 @@ use crate::deadline::Bounded;
 use std::collections::HashMap;
 
 use super::sessions::token_hash;
-use super::table::{n, s, sdk_error, user_pk, written, Store, StoreError};
+use super::table::{n, s, sdk_error, user_pk, written, Item, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
@@ -119,24 +119,7 @@ impl Store {
             ))
             .await;
         };
-        let text = |k: &str| {
-            item.get(k)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default()
-        };
-        if text("state") == "erased" {
-            return Ok(Claim::Erased);
-        }
-        if text("request_hash") != request_hash {
-            return Ok(Claim::Mismatch);
-        }
-        if text("state") != "completed" {
-            return Ok(Claim::InProgress);
-        }
-        Ok(Claim::Completed {
-            user_id: text("user_id"),
-        })
+        Ok(held(&item, request_hash))
     }
 
     /// Record that the claim's request created `user_id`. The pointer from the account's
@@ -227,5 +210,26 @@ impl Store {
         };
         crate::deadline::compensate(release).await?;
         Ok(())
+    }
+}
+
+/// What the record that holds a key says to a request that could not claim it.
+fn held(item: &Item, request_hash: &str) -> Claim {
+    let text = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    if text("state") == "erased" {
+        Claim::Erased
+    } else if text("request_hash") != request_hash {
+        Claim::Mismatch
+    } else if text("state") != "completed" {
+        Claim::InProgress
+    } else {
+        Claim::Completed {
+            user_id: text("user_id"),
+        }
     }
 }

@@ -22,8 +22,14 @@ pub struct ListQuery {
     pub status: Option<UserStatus>,
 }
 
+impl ListQuery {
+    fn status_filter(&self) -> &'static str {
+        self.status.map(UserStatus::as_str).unwrap_or("")
+    }
+}
+
 #[derive(Serialize, Deserialize)]
-pub(super) struct CursorBody {
+struct CursorBody {
     /// Index of the shard being read.
     s: usize,
     /// LastEvaluatedKey within it (string attributes only).
@@ -81,24 +87,11 @@ impl Store {
             Some(p) => vec![shard(p)],
             None => SHARDS.chars().collect(),
         };
-        let fingerprint = format!(
-            "{}|{}",
-            prefix.as_deref().unwrap_or(""),
-            q.status.map(UserStatus::as_str).unwrap_or("")
-        );
+        // What a cursor belongs to: the same prefix and status filter.
+        let fingerprint = format!("{}|{}", prefix.as_deref().unwrap_or(""), q.status_filter());
         let (mut shard_index, mut start) = match &q.cursor {
             None => (0, None),
-            Some(c) => {
-                let body: CursorBody = self.open_cursor(c)?;
-                if body.q != fingerprint || body.s >= shards.len() {
-                    return Err(StoreError::InvalidCursor);
-                }
-                (
-                    body.s,
-                    body.k
-                        .map(|k| k.into_iter().map(|(a, v)| (a, s(v))).collect::<Item>()),
-                )
-            }
+            Some(c) => self.resume(c, &fingerprint, shards.len())?,
         };
         let mut items = Vec::new();
         while shard_index < shards.len() && items.len() < limit {
@@ -145,15 +138,33 @@ impl Store {
                     .filter_map(|(a, v)| v.as_s().ok().map(|v| (a, v.clone())))
                     .collect()
             });
-            Some(self.seal_cursor(&CursorBody {
+            let body = CursorBody {
                 s: shard_index,
                 k,
                 q: fingerprint,
-            })?)
+            };
+            Some(self.seal_cursor(&body)?)
         } else {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// Where a cursor of this same query left off: the shard, and the key within it.
+    fn resume(
+        &self,
+        cursor: &str,
+        fingerprint: &str,
+        shards: usize,
+    ) -> Result<(usize, Option<Item>), StoreError> {
+        let body: CursorBody = self.open_cursor(cursor)?;
+        if body.q != fingerprint || body.s >= shards {
+            return Err(StoreError::InvalidCursor);
+        }
+        let start = body
+            .k
+            .map(|k| k.into_iter().map(|(a, v)| (a, s(v))).collect::<Item>());
+        Ok((body.s, start))
     }
 }
 

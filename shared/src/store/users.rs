@@ -7,12 +7,42 @@ use crate::deadline::Bounded;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::edits::{locked_at, LOCK, LOCK_UNTIL};
-use super::table::{n, s, sdk_error, written, Store, StoreError, Update};
+use super::table::{n, s, sdk_error, written, Item, Store, StoreError, Update};
 use super::user_record::{
     attribute_key, bump_version, write_identity, ApplyOutcome, KeycloakFields, User,
     MISSING_IN_KEYCLOAK,
 };
 use crate::profile::Attributes;
+
+/// What a write of Keycloak's fields did, from the record it replaced (`UPDATED_OLD`).
+fn written_over(old: Option<&Item>) -> ApplyOutcome {
+    let status = old
+        .and_then(|o| o.get("status"))
+        .and_then(|v| v.as_s().ok());
+    match old {
+        Some(_) if status.map(String::as_str) == Some("deleted") => ApplyOutcome::Reactivated,
+        Some(old) if old.contains_key("version") => ApplyOutcome::Updated,
+        _ => ApplyOutcome::Created,
+    }
+}
+
+/// Why the record refused a write of Keycloak's fields: an admin's edit holds it, it holds
+/// this content already, or a newer observation (or an admin's delete).
+fn refused_by(old: &Item, hash: &str, now: i64) -> Result<ApplyOutcome, StoreError> {
+    if locked_at(old, now) {
+        return Err(StoreError::Locked);
+    }
+    let same = old
+        .get("kc_hash")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(hash);
+    Ok(if same {
+        ApplyOutcome::Unchanged
+    } else {
+        ApplyOutcome::Skipped
+    })
+}
 
 /// Conditional puts a first sync keeps in flight (`create_users_if_absent`).
 pub const CREATE_CONCURRENCY: usize = 16;
@@ -112,19 +142,7 @@ impl Store {
             .within_deadline()
             .await?;
         match result {
-            Ok(out) => Ok(match out.attributes {
-                Some(old)
-                    if old
-                        .get("status")
-                        .and_then(|v| v.as_s().ok())
-                        .map(String::as_str)
-                        == Some("deleted") =>
-                {
-                    ApplyOutcome::Reactivated
-                }
-                Some(old) if old.contains_key("version") => ApplyOutcome::Updated,
-                _ => ApplyOutcome::Created,
-            }),
+            Ok(out) => Ok(written_over(out.attributes.as_ref())),
             Err(e) => {
                 let old = e.as_service_error().and_then(|se| match se {
                     aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
@@ -133,15 +151,7 @@ impl Store {
                     _ => None,
                 });
                 match old {
-                    Some(old) if locked_at(&old, now) => Err(StoreError::Locked),
-                    Some(old) => {
-                        let same = old.get("kc_hash").and_then(|v| v.as_s().ok()) == Some(&hash);
-                        Ok(if same {
-                            ApplyOutcome::Unchanged
-                        } else {
-                            ApplyOutcome::Skipped
-                        })
-                    }
+                    Some(old) => refused_by(&old, &hash, now),
                     None => Err(sdk_error(e)),
                 }
             }

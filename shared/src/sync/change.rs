@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::now_ms;
-use crate::error::Error;
+use crate::error::{Error, ProblemCode};
 use crate::keycloak::{AdminEvent, KeycloakError, UserRepresentation};
 use crate::observe::{fields_of, observe_user};
 use crate::profile::Attributes;
@@ -239,14 +239,14 @@ pub async fn apply_user_change(
                 Ok(ChangeOutcome::Deactivated)
             } else {
                 Err(Error::Unavailable {
-                    code: "store_unavailable",
+                    code: ProblemCode::StoreUnavailable,
                     detail: errors.join("; "),
                 })
             }
         }
         Verdict::Nothing => Ok(ChangeOutcome::Nothing),
         Verdict::Unresolved(why) => Err(Error::Unavailable {
-            code: "keycloak_unavailable",
+            code: ProblemCode::KeycloakUnavailable,
             detail: why,
         }),
     }

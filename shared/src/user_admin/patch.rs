@@ -87,12 +87,7 @@ pub(super) fn apply_patch(
     let mut kc = UserUpdate::default();
     if let Some(e) = &req.email {
         match profile::email(e) {
-            Ok(e) if Some(&e) != old.email.as_ref() => {
-                new.email = Some(e.clone());
-                kc.email = Some(e);
-                new.email_verified = false;
-                kc.email_verified = Some(false);
-            }
+            Ok(e) if Some(&e) != old.email.as_ref() => changed_email(&mut new, &mut kc, e),
             Ok(_) => {}
             Err(err) => errors.push(err),
         }
@@ -143,19 +138,8 @@ pub(super) fn apply_patch(
         }
     }
     if let (Some(attrs), Some(rules)) = (&req.attributes, rules) {
-        match rules.check(Editor::Admin, attrs) {
-            Ok(valid) => {
-                for (name, value) in valid {
-                    if value.as_ref() != old.attributes.get(&name) {
-                        match &value {
-                            Some(v) => new.attributes.insert(name.clone(), v.clone()),
-                            None => new.attributes.remove(&name),
-                        };
-                        kc.attributes.insert(name, value.map(|v| vec![v]));
-                    }
-                }
-            }
-            Err(e) => errors.extend(e),
+        if let Err(e) = patch_attributes(old, &mut new, &mut kc, attrs, rules) {
+            errors.extend(e);
         }
     }
     if !errors.is_empty() {
@@ -168,6 +152,35 @@ pub(super) fn apply_patch(
         new.kc_observed_at = now;
     }
     Ok((new, kc))
+}
+
+/// A new email, unverified until someone vouches for it.
+fn changed_email(new: &mut User, kc: &mut UserUpdate, email: String) {
+    new.email = Some(email.clone());
+    kc.email = Some(email);
+    new.email_verified = false;
+    kc.email_verified = Some(false);
+}
+
+/// The business attributes a patch names, checked against the user profile's rules: the
+/// changed ones go to the record and to Keycloak (a `null` removes one).
+fn patch_attributes(
+    old: &User,
+    new: &mut User,
+    kc: &mut UserUpdate,
+    attrs: &BTreeMap<String, Option<String>>,
+    rules: &AttributeRules,
+) -> Result<(), Vec<crate::FieldError>> {
+    for (name, value) in rules.check(Editor::Admin, attrs)? {
+        if value.as_ref() != old.attributes.get(&name) {
+            match &value {
+                Some(v) => new.attributes.insert(name.clone(), v.clone()),
+                None => new.attributes.remove(&name),
+            };
+            kc.attributes.insert(name, value.map(|v| vec![v]));
+        }
+    }
+    Ok(())
 }
 
 pub async fn patch(

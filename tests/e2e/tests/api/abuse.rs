@@ -484,16 +484,14 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
 
-#[tokio::test]
-async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
-    let username = unique("deadkc");
-    let key = unique("key");
-    let account = registered_account(&username);
-    // An invocation claimed the key, created the Keycloak user, and died before its store write.
+/// An invocation claimed the key, created the Keycloak user, and died before its store write;
+/// answers the Keycloak user's id.
+async fn died_after_creating_the_keycloak_user(username: &str, key: &str) -> String {
+    let account = registered_account(username);
     let now = user_sync::clock::now_ms();
     let claim = store()
         .claim_idempotency(
-            &key,
+            key,
             &user_sync::users::fingerprint(&account),
             now / 1000 + 86_400,
             now - 1,
@@ -502,46 +500,6 @@ async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
         .await
         .unwrap();
     assert_eq!(claim, user_sync::store::Claim::New);
-    let (status, _) = keycloak_admin(
-        Method::POST,
-        "/users",
-        Some(
-            json!({"username": username, "email": format!("{username}@example.org"),
-                    "firstName": "Test", "lastName": "User", "enabled": true,
-                    "attributes": {"phone": ["+1 555 0199"]},
-                    "credentials": [{"type": "password", "value": "a-good-password"}]}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let r = register_with(&key, &username).await;
-    assert_eq!(r.status(), 201, "not 409 for the caller's own account");
-    let body: Value = r.json().await.unwrap();
-    let in_keycloak = keycloak_users_named(&username).await;
-    assert_eq!(in_keycloak.len(), 1);
-    assert_eq!(body["user"]["id"], in_keycloak[0]["id"], "the same user");
-    assert!(local_user(body["user"]["id"].as_str().unwrap())
-        .await
-        .is_some());
-    assert!(!token_of(&username, "a-good-password").await.is_empty());
-}
-
-#[tokio::test]
-async fn a_retry_after_a_dead_invocation_adopts_its_keycloak_user_that_a_webhook_imported_first() {
-    let username = unique("deadhook");
-    let key = unique("key");
-    let account = registered_account(&username);
-    let now = user_sync::clock::now_ms();
-    store()
-        .claim_idempotency(
-            &key,
-            &user_sync::users::fingerprint(&account),
-            now / 1000 + 86_400,
-            now - 1,
-            now - 5_000,
-        )
-        .await
-        .unwrap();
     let (status, created) = keycloak_admin(
         Method::POST,
         "/users",
@@ -554,11 +512,30 @@ async fn a_retry_after_a_dead_invocation_adopts_its_keycloak_user_that_a_webhook
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    // Keycloak's webhook brings the user in within a second, long before a client retries.
-    let id = keycloak_users_named(&username).await[0]["id"]
+    keycloak_users_named(username).await[0]["id"]
         .as_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_retry_after_a_dead_invocation_adopts_the_keycloak_user_it_created() {
+    let (username, key) = (unique("deadkc"), unique("key"));
+    let id = died_after_creating_the_keycloak_user(&username, &key).await;
+    let r = register_with(&key, &username).await;
+    assert_eq!(r.status(), 201, "not 409 for the caller's own account");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(keycloak_users_named(&username).await.len(), 1);
+    assert_eq!(body["user"]["id"], json!(id), "the same user");
+    assert!(local_user(&id).await.is_some());
+    assert!(!token_of(&username, "a-good-password").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_after_a_dead_invocation_adopts_its_keycloak_user_that_a_webhook_imported_first() {
+    let (username, key) = (unique("deadhook"), unique("key"));
+    let id = died_after_creating_the_keycloak_user(&username, &key).await;
+    // Keycloak's webhook brings the user in within a second, long before a client retries.
     imported_by_webhook(&id).await;
     let r = register_with(&key, &username).await;
     assert_eq!(
