@@ -9,7 +9,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{paging, require, Admin};
+use super::caller::{paging, require, Admin};
 use crate::emulator::Emulator;
 use crate::http::{no_content, oauth_error, ok_json, Req};
 use crate::realm::Realm;

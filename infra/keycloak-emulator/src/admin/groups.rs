@@ -9,7 +9,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{managed_user, members, paging, require, viewable_user, Admin};
+use super::caller::{managed_user, members, paging, require, viewable_user, Admin};
 use crate::emulator::Emulator;
 use crate::http::{no_content, not_found, ok_json};
 use crate::realm::{Group, Realm, User};

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::{require, Admin};
+use super::caller::{require, Admin};
 use crate::emulator::Emulator;
 use crate::http::{error_message, ok_json};
 

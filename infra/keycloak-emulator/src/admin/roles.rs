@@ -10,7 +10,9 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{managed_user, members, paging, require, roles_json, viewable_user, Admin, Caller};
+use super::caller::{
+    managed_user, members, paging, require, roles_json, viewable_user, Admin, Caller,
+};
 use crate::emulator::Emulator;
 use crate::http::{error_message, no_content, not_found, ok_json, Req};
 use crate::realm::{Realm, Role, User};

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{find_user, managed_user, paging, require, viewable_user, Admin, Caller};
+use super::caller::{find_user, managed_user, paging, require, viewable_user, Admin, Caller};
 use crate::brute_force::PERMANENT_LOCKOUT_ATTRIBUTE;
 use crate::emulator::Emulator;
 use crate::http::{

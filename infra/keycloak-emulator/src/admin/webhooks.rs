@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{require, Admin};
+use super::caller::{require, Admin};
 use crate::emulator::Emulator;
 use crate::http::{json_response, no_content, not_found, ok_json, with_header};
 use crate::realm::{new_id, strings, Realm};

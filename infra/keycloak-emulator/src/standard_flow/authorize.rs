@@ -10,8 +10,8 @@ use crate::realm::{Client, Realm};
 
 use super::browser::*;
 use super::login_actions::{finish_login, start_login};
+use super::names::*;
 use super::pages::*;
-use super::*;
 
 pub(super) async fn authorization_endpoint(c: Call) -> Response {
     on_realm(&c, authorize)

@@ -10,8 +10,8 @@ use crate::http::{html, with_header, Req};
 use crate::logins::Mode;
 use crate::realm::{Realm, User};
 
+use super::names::*;
 use super::pages::*;
-use super::*;
 
 /// The request's parameters: the query, or a POSTed form.
 pub(super) fn params(req: &Req) -> Vec<(String, String)> {

@@ -8,8 +8,8 @@ use crate::http::Req;
 use crate::realm::Realm;
 
 use super::browser::*;
+use super::names::*;
 use super::pages::*;
-use super::*;
 
 /// `GET|POST …/logout` without a refresh token.
 pub fn end_session(emu: &Emulator, realm: &mut Realm, req: &Req, iss: &str) -> Response {

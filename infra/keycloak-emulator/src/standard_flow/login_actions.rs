@@ -14,8 +14,8 @@ use crate::logins::{Code, Login, Mode};
 use crate::realm::{new_id, Client, Realm, User};
 
 use super::browser::*;
+use super::names::*;
 use super::pages::*;
-use super::*;
 
 pub(super) fn start_login(realm: &mut Realm, req: &Req, login: Login) -> Response {
     let root = cookie(req, COOKIE_AUTH_SESSION)

@@ -12,6 +12,7 @@ mod browser;
 mod code_grant;
 mod end_session;
 mod login_actions;
+mod names;
 mod pages;
 
 pub use code_grant::code_grant;
@@ -41,24 +42,3 @@ pub fn router() -> Router<Arc<Emulator>> {
             get(required_action_endpoint).post(required_action_endpoint),
         )
 }
-
-const COOKIE_AUTH_SESSION: &str = "AUTH_SESSION_ID";
-const COOKIE_IDENTITY: &str = "KEYCLOAK_IDENTITY";
-const COOKIE_SESSION: &str = "KEYCLOAK_SESSION";
-const UPDATE_PASSWORD: &str = "UPDATE_PASSWORD";
-const VERIFY_PROFILE: &str = "VERIFY_PROFILE";
-/// Scopes a client may ask for in this realm (the default client scopes of a new realm).
-const KNOWN_SCOPES: &[&str] = &[
-    "openid",
-    "profile",
-    "email",
-    "roles",
-    "web-origins",
-    "acr",
-    "basic",
-    "offline_access",
-    "address",
-    "phone",
-    "microprofile-jwt",
-    "organization",
-];
