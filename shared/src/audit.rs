@@ -4,7 +4,7 @@
 //! their values —, outcome, request id, time) in DynamoDB and in one structured log line. The
 //! stored record names people by id only; the trail shows the actor's current username.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
 use crate::clock::iso8601;
@@ -179,20 +179,27 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// The query of `GET /admin/audit` (unknown keys are ignored; a key given twice is refused).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AuditParams {
+    pub target: Option<String>,
+    pub actor: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
 /// `GET /admin/audit`: newest first, by target, by actor, or both.
 pub async fn list(
     services: &Services,
     actor: Actor<'_>,
-    target: Option<String>,
-    by_actor: Option<String>,
-    limit: Option<&str>,
-    cursor: Option<String>,
+    q: AuditParams,
 ) -> Result<AuditPage, Error> {
     services
         .policy
         .allow_route(actor.principal, crate::policy::Action::ReadAudit)?;
-    let target = target.filter(|t| !t.is_empty());
-    let by_actor = by_actor.filter(|a| !a.is_empty());
+    let target = q.target.filter(|t| !t.is_empty());
+    let by_actor = q.actor.filter(|a| !a.is_empty());
+    let (limit, cursor) = (q.limit.as_deref(), q.cursor);
     if target.is_none() && by_actor.is_none() {
         return Err(Error::field(
             "target",

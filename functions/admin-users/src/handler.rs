@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query as AnyQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use user_sync::audit::{self, AuditAction};
-use user_sync::http::{header, json, AdminCall, AppState, Body};
+use user_sync::audit::{self, AuditAction, AuditParams};
+use user_sync::http::{header, json, AdminCall, AppState, Body, Query};
 use user_sync::sync_control::{self, StartSyncRequest};
 use user_sync::user_admin::{
     self, CreateUserRequest, ListParams, PasswordRequest, PatchUserRequest, SyncUserRequest,
@@ -34,8 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/audit", get(list_audit))
 }
 
-type Params = Query<HashMap<String, String>>;
-
 fn with_etag(user: &user_sync::store::User) -> Response {
     let mut r = json(StatusCode::OK, &UserView::from(user));
     if let Ok(v) = user_admin::etag(user.version).parse() {
@@ -47,14 +45,8 @@ fn with_etag(user: &user_sync::store::User) -> Response {
 async fn list_users(
     State(s): State<AppState>,
     call: AdminCall,
-    Query(q): Params,
+    Query(params): Query<ListParams>,
 ) -> Result<Response, Error> {
-    let params = ListParams {
-        limit: q.get("limit").cloned(),
-        cursor: q.get("cursor").cloned(),
-        q: q.get("q").cloned(),
-        status: q.get("status").cloned(),
-    };
     let page = user_admin::list(&s, call.actor(), params).await?;
     Ok(json(StatusCode::OK, &page))
 }
@@ -121,7 +113,8 @@ async fn delete_user(
     State(s): State<AppState>,
     call: AdminCall,
     Path(id): Path<String>,
-    Query(q): Params,
+    // Every key, not a typed query: the audit record of a refused delete names the keys given.
+    AnyQuery(q): AnyQuery<HashMap<String, String>>,
 ) -> Result<StatusCode, Error> {
     let hard = user_admin::hard_delete(q.get("hard").map(String::as_str));
     let fields: Vec<String> = q.keys().take(20).cloned().collect();
@@ -221,16 +214,8 @@ async fn sync_status(
 async fn list_audit(
     State(s): State<AppState>,
     call: AdminCall,
-    Query(q): Params,
+    Query(q): Query<AuditParams>,
 ) -> Result<Response, Error> {
-    let page = audit::list(
-        &s,
-        call.actor(),
-        q.get("target").cloned(),
-        q.get("actor").cloned(),
-        q.get("limit").map(String::as_str),
-        q.get("cursor").cloned(),
-    )
-    .await?;
+    let page = audit::list(&s, call.actor(), q).await?;
     Ok(json(StatusCode::OK, &page))
 }

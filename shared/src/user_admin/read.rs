@@ -1,6 +1,6 @@
 //! Reading users: the listing of `GET /admin/users`, one user, and the ETag of a record.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::Actor;
 use crate::error::Error;
@@ -26,7 +26,8 @@ pub fn if_match(header: Option<&str>) -> Result<Option<u64>, Error> {
     v.parse().map(Some).map_err(|_| Error::PreconditionFailed)
 }
 
-#[derive(Clone, Debug, Default)]
+/// The query of `GET /admin/users` (unknown keys are ignored; a key given twice is refused).
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListParams {
     pub limit: Option<String>,
     pub cursor: Option<String>,

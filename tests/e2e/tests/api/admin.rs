@@ -354,6 +354,20 @@ async fn password_reset_permanent_or_temporary() {
 }
 
 #[tokio::test]
+async fn a_listing_query_that_names_a_key_twice_is_refused_as_ambiguous() {
+    let alice = admin().await;
+    for path in ["/admin/users?limit=3&limit=5", "/admin/audit?target=a&target=b"] {
+        let r = call(Method::GET, path, Some(&alice), None).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{path}: {}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test]
 async fn list_pages_return_every_user_exactly_once_while_users_are_added() {
     let alice = admin().await;
     let prefix = unique("pg");
