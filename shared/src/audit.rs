@@ -71,20 +71,48 @@ pub async fn record<T>(
     fields: &[String],
     result: &Result<T, Error>,
 ) {
-    let outcome = match result {
-        Ok(_) => "succeeded".to_owned(),
-        Err(e) => {
-            let code = e.to_problem().code;
-            if matches!(code, ProblemCode::Forbidden | ProblemCode::ForbiddenTarget) {
-                "forbidden".to_owned()
-            } else if is_refused_input(e) {
-                refused(e)
-            } else {
-                format!("failed:{code}")
-            }
-        }
-    };
+    let outcome = AuditOutcome::of(result);
     write(services, actor, action, target_id, fields, outcome).await;
+}
+
+/// How an audited action ended; the record keeps it as `succeeded`, `forbidden`,
+/// `refused:<problem code>` or `failed:<problem code>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Succeeded,
+    /// The policy refused the caller, on the route or on its target.
+    Forbidden,
+    /// Input the route refused before acting (the body's or the query's rules).
+    Refused(ProblemCode),
+    /// The action was tried and did not (or not wholly) happen.
+    Failed(ProblemCode),
+}
+
+impl AuditOutcome {
+    pub fn of<T>(result: &Result<T, Error>) -> Self {
+        let Err(e) = result else {
+            return AuditOutcome::Succeeded;
+        };
+        let code = e.to_problem().code;
+        if matches!(code, ProblemCode::Forbidden | ProblemCode::ForbiddenTarget) {
+            AuditOutcome::Forbidden
+        } else if is_refused_input(e) {
+            AuditOutcome::Refused(code)
+        } else {
+            AuditOutcome::Failed(code)
+        }
+    }
+}
+
+impl std::fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditOutcome::Succeeded => f.write_str("succeeded"),
+            AuditOutcome::Forbidden => f.write_str("forbidden"),
+            AuditOutcome::Refused(code) => write!(f, "refused:{code}"),
+            AuditOutcome::Failed(code) => write!(f, "failed:{code}"),
+        }
+    }
 }
 
 /// Input the route refused before acting (the body's or the query's rules).
@@ -105,7 +133,7 @@ async fn write(
     action: AuditAction,
     target_id: &str,
     fields: &[String],
-    outcome: String,
+    outcome: AuditOutcome,
 ) {
     // A path id that names no user was refused before anything happened, and cannot key a record.
     if !matches!(target_id, NEW_USER | SYNC) && crate::request::keycloak_id(target_id).is_err() {
@@ -119,7 +147,7 @@ async fn write(
         action: action.as_str().to_owned(),
         target_id: target_id.to_owned(),
         fields: fields.to_vec(),
-        outcome,
+        outcome: outcome.to_string(),
         expires_at: at / 1000 + i64::from(services.config.audit_retention_days) * 86_400,
     };
     tracing::info!(
@@ -149,13 +177,10 @@ pub async fn admit<T>(
     input: Result<T, Error>,
 ) -> Result<T, Error> {
     if let Err(e) = &input {
-        write(services, actor, action, target_id, fields, refused(e)).await;
+        let outcome = AuditOutcome::Refused(e.to_problem().code);
+        write(services, actor, action, target_id, fields, outcome).await;
     }
     input
-}
-
-fn refused(e: &Error) -> String {
-    format!("refused:{}", e.to_problem().code)
 }
 
 /// An audit record as `GET /admin/audit` shows it.
@@ -247,7 +272,7 @@ pub async fn list(
 
 #[cfg(test)]
 mod tests {
-    use super::AuditAction;
+    use super::*;
 
     #[test]
     fn an_action_is_named_the_same_in_the_record_and_in_json() {
@@ -262,6 +287,22 @@ mod tests {
             AuditAction::SyncApprove,
         ] {
             assert_eq!(serde_json::json!(action), action.as_str());
+        }
+    }
+
+    #[test]
+    fn an_outcome_says_how_the_action_ended_in_the_words_the_trail_keeps() {
+        let cases: [(Result<(), Error>, &str); 4] = [
+            (Ok(()), "succeeded"),
+            (Err(Error::Forbidden), "forbidden"),
+            (
+                Err(Error::field("email", "invalid")),
+                "refused:validation_failed",
+            ),
+            (Err(Error::WriteInProgress), "failed:write_in_progress"),
+        ];
+        for (result, kept) in cases {
+            assert_eq!(AuditOutcome::of(&result).to_string(), kept);
         }
     }
 }

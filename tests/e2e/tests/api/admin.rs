@@ -356,7 +356,10 @@ async fn password_reset_permanent_or_temporary() {
 #[tokio::test]
 async fn a_listing_query_that_names_a_key_twice_is_refused_as_ambiguous() {
     let alice = admin().await;
-    for path in ["/admin/users?limit=3&limit=5", "/admin/audit?target=a&target=b"] {
+    for path in [
+        "/admin/users?limit=3&limit=5",
+        "/admin/audit?target=a&target=b",
+    ] {
         let r = call(Method::GET, path, Some(&alice), None).await;
         assert_eq!(
             (r.status, r.body["code"].as_str()),
