@@ -77,6 +77,18 @@ pub struct Principal {
     pub token: Secret,
 }
 
+/// The strings of a JSON array claim (anything else, or a missing claim: none).
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Principal {
     pub fn has_realm_role(&self, role: &str) -> bool {
         self.realm_roles.iter().any(|r| r == role)
@@ -84,16 +96,6 @@ impl Principal {
 
     fn from_claims(claims: Value, token: &str) -> Result<Self, AuthError> {
         let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
-        let strings = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         let client_roles = claims
             .get("resource_access")
             .and_then(Value::as_object)

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::auth::Principal;
+use crate::auth::{strings, Principal};
 use crate::error::Error;
 use crate::keycloak::{KeycloakError, TokenSet};
 use crate::observe::is_technical_role;
@@ -22,17 +22,6 @@ pub(super) fn required(field: &str, value: &str) -> Result<(), Error> {
 
 pub(super) fn claim<'a>(claims: &'a Value, name: &str) -> Option<&'a str> {
     claims.get(name).and_then(Value::as_str)
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The identity an access token states (mapped attributes travel as claims: no admin call).

@@ -5,7 +5,7 @@ use crate::deadline::Bounded;
 
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
-use super::table::{n, s, sdk_error, Item, Store, StoreError, Update};
+use super::table::{n, refused_item, s, sdk_error, Item, Store, StoreError, Update};
 use super::user_record::{attribute_key, write_identity, Attributes, KeycloakFields, User};
 
 /// An admin write in flight: who holds it, until when (epoch ms). A crashed writer's lock
@@ -96,12 +96,7 @@ impl Store {
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
-                let current = e.as_service_error().and_then(|se| match se {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        Some(c.item.clone().unwrap_or_default())
-                    }
-                    _ => None,
-                });
+                let current = refused_item(&e);
                 match current {
                     None => Err(sdk_error(e)),
                     Some(item) if item.is_empty() => Err(StoreError::NotFound),

@@ -91,6 +91,21 @@ where
     }
 }
 
+/// The item an `UpdateItem` whose condition failed found (`ALL_OLD` on a condition check
+/// failure; empty when there was none), or `None` for any other error.
+pub(crate) fn refused_item<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+) -> Option<Item> {
+    match e.as_service_error() {
+        Some(
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                c,
+            ),
+        ) => Some(c.item.clone().unwrap_or_default()),
+        _ => None,
+    }
+}
+
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }

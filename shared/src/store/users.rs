@@ -7,7 +7,7 @@ use crate::deadline::Bounded;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::edits::{locked_at, LOCK, LOCK_UNTIL};
-use super::table::{n, s, sdk_error, written, Item, Store, StoreError, Update};
+use super::table::{n, refused_item, s, sdk_error, written, Item, Store, StoreError, Update};
 use super::user_record::{
     attribute_key, bump_version, write_identity, ApplyOutcome, KeycloakFields, User,
     MISSING_IN_KEYCLOAK,
@@ -144,12 +144,7 @@ impl Store {
         match result {
             Ok(out) => Ok(written_over(out.attributes.as_ref())),
             Err(e) => {
-                let old = e.as_service_error().and_then(|se| match se {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        Some(c.item.clone().unwrap_or_default())
-                    }
-                    _ => None,
-                });
+                let old = refused_item(&e);
                 match old {
                     Some(old) => refused_by(&old, &hash, now),
                     None => Err(sdk_error(e)),
