@@ -341,9 +341,8 @@ pub async fn create_account(
         // A bulk sync or a webhook imported the new Keycloak user first: the record exists, all
         // is well; it is marked as this registration's.
         Err(crate::store::StoreError::AlreadyExists) => {
-            services.store.mark_registered(&id, now).await?;
-            let existing = services.store.get_user(&id).await?.ok_or(Error::NotFound)?;
-            return Ok(UserView::from(&existing));
+            let existing = services.store.mark_registered(&id, now).await?;
+            return Ok(UserView::from(&existing.ok_or(Error::NotFound)?));
         }
         Err(local) => {
             tracing::warn!(user_id = %id, error = %local, "local write failed; removing the Keycloak user again");

@@ -193,14 +193,30 @@ impl Store {
     }
 
     /// A registration found its record written already (a sync or a webhook imported the new
-    /// Keycloak user first): mark it registered, as its own write would have.
-    pub async fn mark_registered(&self, id: &str, at: i64) -> Result<(), StoreError> {
+    /// Keycloak user first): mark it registered, as its own write would have, and answer the
+    /// record as it is now (`None` if it is gone meanwhile), in one round trip.
+    pub async fn mark_registered(&self, id: &str, at: i64) -> Result<Option<User>, StoreError> {
         let mut u = Update::default();
         let (name, value) = (u.name("registered_at"), u.value(n(at)));
         u.set_expr("registered_at", format!("if_not_exists({name}, {value})"));
-        self.update_if(self.user_key(id), u, "attribute_exists(pk)".into())
-            .await
-            .map(|_| ())
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.user_key(id)))
+            .update_expression(u.expression())
+            .condition_expression("attribute_exists(pk)")
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .within_deadline()
+            .await?;
+        match result {
+            Ok(out) => out.attributes.map(User::from_item).transpose(),
+            Err(e) if refused_item(&e).is_some() => Ok(None),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     /// Create these users, `CREATE_CONCURRENCY` conditional puts in flight, each only if no
