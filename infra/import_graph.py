@@ -1,38 +1,53 @@
-"""The import graph of a Rust crate's top-level modules (a file under src/, or a folder as one
-module), from each file's `crate::<module>` paths and `use crate::{...}` groups: printed as
-`module -> module` lines, one per edge, then every circle. Exits 1 when there is a circle.
+"""The import graph of one folder of a Rust crate: its modules (a file, or a sub-folder as one
+module) and which of them each file names, by `crate::<path>::<module>` paths, `use
+crate::<path>::{...}` groups and, inside the folder, `super::<module>`. Printed as `module ->
+module` lines, one per edge, then every circle. Exits 1 when there is a circle. Without a folder
+it draws the crate's top level; `--all` draws every folder of the tree in turn.
 
     python3 infra/import_graph.py shared/src
-    python3 infra/import_graph.py infra/keycloak-emulator/src
+    python3 infra/import_graph.py shared/src features
+    python3 infra/import_graph.py --all shared/src
 """
 
 import re
 import sys
 from pathlib import Path
 
-PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
-GROUP = re.compile(r"\buse\s+crate::\{([^}]*)\}", re.S)
+def modules_of(src: Path, folder: str) -> set:
+    here = src / folder if folder else src
+    names = {f.stem for f in here.glob("*.rs")} | {d.name for d in here.iterdir() if d.is_dir()}
+    return names - {"lib", "main", "mod"}
 
 
-def module_of(src: Path, file: Path) -> str:
-    rel = file.relative_to(src)
-    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
-
-
-def graph(src: Path) -> dict:
-    modules = {module_of(src, f) for f in src.rglob("*.rs")} - {"lib", "main"}
+def graph(src: Path, folder: str = "") -> dict:
+    """Edges between the modules of `folder` (a path under `src`, "" for the top level)."""
+    base = src / folder if folder else src
+    prefix = r"\bcrate::" + "".join(part + "::" for part in Path(folder).parts)
+    path = re.compile(prefix + r"([a-z_][a-z0-9_]*)")
+    group = re.compile(prefix.replace(r"\b", r"\buse\s+") + r"\{([^}]*)\}", re.S)
+    sibling = re.compile(r"\bsuper::([a-z_][a-z0-9_]*)")
+    modules = modules_of(src, folder)
     edges = {m: set() for m in modules}
-    for file in src.rglob("*.rs"):
-        here = module_of(src, file)
-        if here in ("lib", "main"):
+    for file in base.rglob("*.rs"):
+        rel = file.relative_to(base)
+        here = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if here not in modules:
             continue
-        text = file.read_text()
-        text = text.split("#[cfg(test)]")[0]  # a module's own tests may reach anywhere
-        named = set(PATH.findall(text))
-        for group in GROUP.findall(text):
-            named |= {part.strip().split("::")[0] for part in group.split(",")}
+        text = file.read_text().split("#[cfg(test)]")[0]  # a module's own tests may reach anywhere
+        named = set(path.findall(text))
+        for g in group.findall(text):
+            named |= {part.strip().split("::")[0] for part in g.split(",")}
+        if folder and len(rel.parts) == 1:
+            named |= set(sibling.findall(text))
         edges[here] |= {m for m in named if m in modules and m != here}
     return edges
+
+
+def folders(src: Path) -> list:
+    """Every folder of the tree under `src` that holds modules, as paths under it ("" first)."""
+    return [""] + sorted(
+        str(d.relative_to(src)) for d in src.rglob("*") if d.is_dir() and any(d.glob("*.rs"))
+    )
 
 
 def circles(edges: dict) -> list:
@@ -55,16 +70,25 @@ def circles(edges: dict) -> list:
     return found
 
 
-def main(src: str) -> int:
-    edges = graph(Path(src))
-    for m in sorted(edges):
-        for n in sorted(edges[m]):
-            print(f"{m} -> {n}")
-    loops = circles(edges)
-    for loop in loops:
-        print("circle: " + " -> ".join(loop))
-    return 1 if loops else 0
+def main(args: list) -> int:
+    every = args[0] == "--all"
+    if every:
+        args = args[1:]
+    src = Path(args[0])
+    looked = folders(src) if every else [args[1] if len(args) > 1 else ""]
+    found = 0
+    for folder in looked:
+        edges = graph(src, folder)
+        if every:
+            print(f"# {folder or '(top level)'}")
+        for m in sorted(edges):
+            for n in sorted(edges[m]):
+                print(f"{m} -> {n}")
+        for loop in circles(edges):
+            found += 1
+            print("circle: " + " -> ".join(loop))
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

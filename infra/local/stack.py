@@ -385,7 +385,7 @@ def function_env():
         "HOOK_QUEUE_URL": HOOK_QUEUES.get("HookQueue", ""),
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
-    # The test suites record every AWS call the functions make (shared/src/aws_calls.rs).
+    # The test suites record every AWS call the functions make (shared/src/outside/aws_calls.rs).
     if os.environ.get("AWS_CALL_LOG_DIR"):
         values["AWS_CALL_LOG_DIR"] = os.environ["AWS_CALL_LOG_DIR"]
     return values

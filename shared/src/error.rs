@@ -4,9 +4,29 @@
 
 use serde::Serialize;
 
-use crate::keycloak::KeycloakError;
-pub use crate::profile::FieldError;
-use crate::store::StoreError;
+mod code;
+
+pub use code::ProblemCode;
+
+use crate::outside::auth::AuthError;
+use crate::outside::keycloak::KeycloakError;
+use crate::outside::store::StoreError;
+
+/// One invalid input field: where and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,177 +87,6 @@ pub enum Error {
     Internal(String),
 }
 
-/// The stable machine codes of the API's problems, one per kind of refusal or failure.
-/// openapi.yaml's `Problem.code` lists the same words (a test holds them together).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemCode {
-    AccountDisabled,
-    AccountNotReady,
-    AlreadyExists,
-    ClientNotAllowed,
-    EmailTaken,
-    Forbidden,
-    ForbiddenTarget,
-    Gone,
-    IdempotencyKeyReused,
-    Internal,
-    InvalidCredentials,
-    InvalidCursor,
-    InvalidEvent,
-    InvalidForm,
-    InvalidHandle,
-    InvalidJson,
-    InvalidLogoutToken,
-    InvalidMessage,
-    InvalidQuery,
-    InvalidState,
-    InvalidToken,
-    KeycloakRejectedService,
-    KeycloakUnavailable,
-    LogoutTokenReplayed,
-    NotFound,
-    PasswordPolicy,
-    PayloadTooLarge,
-    PreconditionFailed,
-    PreconditionRequired,
-    QueueUnavailable,
-    RateLimited,
-    RedirectNotAllowed,
-    RefreshTokenReused,
-    RejectedByKeycloak,
-    RequestInProgress,
-    SecretUnavailable,
-    StaleEvent,
-    StoreUnavailable,
-    SyncUnavailable,
-    Unauthenticated,
-    Unfinished,
-    UnsupportedMediaType,
-    UserExists,
-    UsernameTaken,
-    ValidationFailed,
-    WriteInProgress,
-}
-
-impl ProblemCode {
-    /// Every code, in the order openapi.yaml lists them.
-    pub const ALL: [ProblemCode; 46] = [
-        ProblemCode::AccountDisabled,
-        ProblemCode::AccountNotReady,
-        ProblemCode::AlreadyExists,
-        ProblemCode::ClientNotAllowed,
-        ProblemCode::EmailTaken,
-        ProblemCode::Forbidden,
-        ProblemCode::ForbiddenTarget,
-        ProblemCode::Gone,
-        ProblemCode::IdempotencyKeyReused,
-        ProblemCode::Internal,
-        ProblemCode::InvalidCredentials,
-        ProblemCode::InvalidCursor,
-        ProblemCode::InvalidEvent,
-        ProblemCode::InvalidForm,
-        ProblemCode::InvalidHandle,
-        ProblemCode::InvalidJson,
-        ProblemCode::InvalidLogoutToken,
-        ProblemCode::InvalidMessage,
-        ProblemCode::InvalidQuery,
-        ProblemCode::InvalidState,
-        ProblemCode::InvalidToken,
-        ProblemCode::KeycloakRejectedService,
-        ProblemCode::KeycloakUnavailable,
-        ProblemCode::LogoutTokenReplayed,
-        ProblemCode::NotFound,
-        ProblemCode::PasswordPolicy,
-        ProblemCode::PayloadTooLarge,
-        ProblemCode::PreconditionFailed,
-        ProblemCode::PreconditionRequired,
-        ProblemCode::QueueUnavailable,
-        ProblemCode::RateLimited,
-        ProblemCode::RedirectNotAllowed,
-        ProblemCode::RefreshTokenReused,
-        ProblemCode::RejectedByKeycloak,
-        ProblemCode::RequestInProgress,
-        ProblemCode::SecretUnavailable,
-        ProblemCode::StaleEvent,
-        ProblemCode::StoreUnavailable,
-        ProblemCode::SyncUnavailable,
-        ProblemCode::Unauthenticated,
-        ProblemCode::Unfinished,
-        ProblemCode::UnsupportedMediaType,
-        ProblemCode::UserExists,
-        ProblemCode::UsernameTaken,
-        ProblemCode::ValidationFailed,
-        ProblemCode::WriteInProgress,
-    ];
-
-    /// The code as the body's `code` field and the `type` URN spell it (the table is serde's
-    /// `snake_case` of each name, kept as a match so it is a `&'static str`).
-    pub fn as_str(self) -> &'static str {
-        use ProblemCode::*;
-        match self {
-            AccountDisabled => "account_disabled",
-            AccountNotReady => "account_not_ready",
-            AlreadyExists => "already_exists",
-            ClientNotAllowed => "client_not_allowed",
-            EmailTaken => "email_taken",
-            Forbidden => "forbidden",
-            ForbiddenTarget => "forbidden_target",
-            Gone => "gone",
-            IdempotencyKeyReused => "idempotency_key_reused",
-            Internal => "internal",
-            InvalidCredentials => "invalid_credentials",
-            InvalidCursor => "invalid_cursor",
-            InvalidEvent => "invalid_event",
-            InvalidForm => "invalid_form",
-            InvalidHandle => "invalid_handle",
-            InvalidJson => "invalid_json",
-            InvalidLogoutToken => "invalid_logout_token",
-            InvalidMessage => "invalid_message",
-            InvalidQuery => "invalid_query",
-            InvalidState => "invalid_state",
-            InvalidToken => "invalid_token",
-            KeycloakRejectedService => "keycloak_rejected_service",
-            KeycloakUnavailable => "keycloak_unavailable",
-            LogoutTokenReplayed => "logout_token_replayed",
-            NotFound => "not_found",
-            PasswordPolicy => "password_policy",
-            PayloadTooLarge => "payload_too_large",
-            PreconditionFailed => "precondition_failed",
-            PreconditionRequired => "precondition_required",
-            QueueUnavailable => "queue_unavailable",
-            RateLimited => "rate_limited",
-            RedirectNotAllowed => "redirect_not_allowed",
-            RefreshTokenReused => "refresh_token_reused",
-            RejectedByKeycloak => "rejected_by_keycloak",
-            RequestInProgress => "request_in_progress",
-            SecretUnavailable => "secret_unavailable",
-            StaleEvent => "stale_event",
-            StoreUnavailable => "store_unavailable",
-            SyncUnavailable => "sync_unavailable",
-            Unauthenticated => "unauthenticated",
-            Unfinished => "unfinished",
-            UnsupportedMediaType => "unsupported_media_type",
-            UserExists => "user_exists",
-            UsernameTaken => "username_taken",
-            ValidationFailed => "validation_failed",
-            WriteInProgress => "write_in_progress",
-        }
-    }
-}
-
-impl std::fmt::Display for ProblemCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for ProblemCode {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// What a client sees: RFC 9457 fields plus a stable `code`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Problem {
@@ -272,6 +121,17 @@ impl Problem {
             code,
             errors: Vec::new(),
             retry_after: None,
+        }
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::KeysUnavailable(reason) => {
+                Error::Keycloak(KeycloakError::Unavailable { reason })
+            }
+            _ => Error::Unauthenticated,
         }
     }
 }
@@ -407,13 +267,13 @@ impl Error {
             }
             Error::Keycloak(K::UserExists { field }) => {
                 let (code, detail) = match field {
-                    crate::keycloak::ExistsField::Username => {
+                    crate::outside::keycloak::ExistsField::Username => {
                         (ProblemCode::UsernameTaken, "this username is already taken")
                     }
-                    crate::keycloak::ExistsField::Email => {
+                    crate::outside::keycloak::ExistsField::Email => {
                         (ProblemCode::EmailTaken, "this email is already used")
                     }
-                    crate::keycloak::ExistsField::UsernameOrEmail => (
+                    crate::outside::keycloak::ExistsField::UsernameOrEmail => (
                         ProblemCode::UserExists,
                         "this username or email is already used",
                     ),
@@ -551,7 +411,7 @@ fn describe(errors: &[FieldError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keycloak::ExistsField;
+    use crate::outside::keycloak::ExistsField;
 
     #[test]
     fn a_change_applied_in_keycloak_but_not_finished_here_says_what_is_done() {
@@ -627,27 +487,5 @@ mod tests {
         let p = Error::internal("database password=hunter2 rejected").to_problem();
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("hunter2"));
-    }
-
-    #[test]
-    fn each_code_is_spelled_as_serde_writes_it() {
-        for code in ProblemCode::ALL {
-            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
-        }
-    }
-
-    #[test]
-    fn openapi_lists_exactly_the_problem_codes() {
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(include_str!("../../openapi.yaml")).unwrap();
-        let listed: Vec<&str> = doc["components"]["schemas"]["Problem"]["properties"]["code"]
-            ["enum"]
-            .as_sequence()
-            .expect("Problem.code has an enum")
-            .iter()
-            .filter_map(serde_yaml_ng::Value::as_str)
-            .collect();
-        let ours: Vec<&str> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(listed, ours);
     }
 }

@@ -13,10 +13,10 @@ use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::audit::Actor;
-use crate::auth::Principal;
 use crate::error::{Error, FieldError, ProblemCode};
-pub use crate::request::Origin;
+use crate::features::audit::Actor;
+use crate::outside::auth::Principal;
+pub use crate::rules::request::Origin;
 use crate::services::Services;
 
 /// The state every function's router shares: everything built once per cold start.
@@ -47,7 +47,7 @@ pub async fn run<S: Clone + Send + Sync + 'static>(
         let deadline = req
             .extensions()
             .get::<lambda_http::Context>()
-            .and_then(|c| crate::deadline::of_invocation(c.deadline));
+            .and_then(|c| crate::base::deadline::of_invocation(c.deadline));
         let (route, request_id) = match req.extensions().get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV2(ctx)) => (
                 ctx.route_key.clone().unwrap_or_default(),
@@ -59,7 +59,7 @@ pub async fn run<S: Clone + Send + Sync + 'static>(
         let app = app.clone();
         async move {
             let started = std::time::Instant::now();
-            let response = crate::deadline::within(deadline, app.oneshot(req))
+            let response = crate::base::deadline::within(deadline, app.oneshot(req))
                 .await
                 .map(with_security_headers);
             if let Ok(r) = &response {
@@ -300,7 +300,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        crate::sessions::authenticate(services, authorization)
+        crate::features::sessions::authenticate(services, authorization)
             .await
             .map(Caller)
     }
@@ -504,7 +504,7 @@ mod tests {
     #[test]
     fn problem_response_is_problem_json_with_retry_after() {
         let r = problem_response(&Error::Keycloak(
-            crate::keycloak::KeycloakError::RateLimited {
+            crate::outside::keycloak::KeycloakError::RateLimited {
                 retry_after: Some(3),
             },
         ));

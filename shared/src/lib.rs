@@ -1,42 +1,23 @@
-//! What every keycloak-user-sync function shares. Features, in the product's words: `users`
-//! (registration), `sessions` (login, refresh, logout, the bearer check), `user_admin`,
-//! `sync_control`, `sync` (the reconcile engine), `hooks` (the webhook intake and consumer),
-//! `repair`, `policy` (who may act on whom), `profile` (what a profile may contain), `audit`,
-//! `throttle`. Beneath them: `http` (the HTTP edge on lambda_http + axum, the only module that
-//! names them), `request` (what a request states, as plain values), `error` (one error type,
-//! mapped once to problem+json), `deadline` (every outbound call bounded by the invocation's
-//! time), `clock`, `auth` (bearer tokens), `keycloak`, `observe` (Keycloak's view of one user as stored), `store` (DynamoDB), `secrets`, `config`,
-//! and `services`, which builds them once per cold start. Imports run one way
-//! (`infra/import_graph.py` draws them).
+//! What every keycloak-user-sync function shares, by role, each group importing only the ones
+//! below it (`infra/import_graph.py` draws the graph; see the crate's README):
+//!
+//! - `http`: the HTTP edge on lambda_http + axum, the only module that names them;
+//! - `features`: what the product does, in its words (registration, sessions, sign-in, user
+//!   admin, sync control, the sync engine, the webhooks, repairs, audit, throttle);
+//! - `services`: the clients and rules built once per cold start;
+//! - `rules`: the pure rules (policy, profile, what a request may state);
+//! - `error`: the one error type, mapped once to problem+json, and its codes;
+//! - `outside`: the adapters to Keycloak, the store, bearer tokens, secrets and the AWS call
+//!   recorder;
+//! - `base`: the pieces with no I/O (clock, deadline, config, ids).
 
-pub mod audit;
-pub mod auth;
-pub mod aws_calls;
-pub mod backchannel;
-pub mod clock;
-pub mod config;
-pub mod deadline;
+pub mod base;
 pub mod error;
-pub mod hooks;
+pub mod features;
 pub mod http;
-pub mod ids;
-pub mod keycloak;
-pub mod observe;
-pub mod policy;
-pub mod profile;
-pub mod repair;
-pub mod request;
-pub mod secrets;
+pub mod outside;
+pub mod rules;
 pub mod services;
-pub mod sessions;
-pub mod sign_in;
-pub mod store;
-pub mod sync;
-pub mod sync_control;
-pub mod throttle;
-pub mod token_sync;
-pub mod user_admin;
-pub mod users;
 
-pub use config::Config;
+pub use base::config::Config;
 pub use error::{Error, FieldError, Problem, ProblemCode};

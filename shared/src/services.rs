@@ -9,16 +9,16 @@ use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 
-use crate::auth::BearerValidator;
-use crate::config::{ClientConfig, Config, ConfigError};
+use crate::base::config::{ClientConfig, Config, ConfigError};
 use crate::error::Error;
-use crate::keycloak::{
+use crate::outside::auth::BearerValidator;
+use crate::outside::keycloak::{
     ClientCredentials, ClientSecret, KeycloakClient, KeycloakError, RetryPolicy,
 };
-use crate::policy::Policy;
-use crate::profile::AttributeRules;
-use crate::secrets::{ClientSecretCache, DEFAULT_TTL};
-use crate::store::Store;
+use crate::outside::secrets::{ClientSecretCache, DEFAULT_TTL};
+use crate::outside::store::Store;
+use crate::rules::policy::Policy;
+use crate::rules::profile::AttributeRules;
 
 pub struct Services {
     pub config: Config,
@@ -40,7 +40,7 @@ pub enum StartError {
     #[error("Keycloak client: {0}")]
     Keycloak(#[from] KeycloakError),
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
+    Secret(#[from] crate::outside::secrets::SecretError),
 }
 
 /// An SDK client from the shared configuration, with the call recorder if there is one.
@@ -66,8 +66,8 @@ pub(crate) async fn aws_setup() -> (aws_config::SdkConfig, Vec<SharedInterceptor
                 .retry_config(RetryConfig::standard().with_max_attempts(5))
                 .load()
                 .await;
-            // Test stacks record every AWS call (crate::aws_calls); a deployment never does.
-            let recorder = crate::aws_calls::CallRecorder::from_env()
+            // Test stacks record every AWS call (crate::outside::aws_calls); a deployment never does.
+            let recorder = crate::outside::aws_calls::CallRecorder::from_env()
                 .map(SharedInterceptor::new)
                 .into_iter()
                 .collect();

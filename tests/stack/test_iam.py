@@ -5,7 +5,7 @@ template.yaml is expanded into CloudFormation by the SAM translator (the pinned
 aws-sam-translator that `sam validate` and `sam deploy` use), and each function's expanded role
 must allow exactly those actions, on exactly their resources, plus what the Lambda platform itself
 needs for the function's configuration, and nothing else. The e2e suites record every AWS call
-each function makes (AWS_CALL_LOG_DIR, shared/src/aws_calls.rs): the code calls nothing the table
+each function makes (AWS_CALL_LOG_DIR, shared/src/outside/aws_calls.rs): the code calls nothing the table
 leaves out, and every action in the table is called.
 """
 

@@ -9,13 +9,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use user_sync::audit::{self, AuditAction, AuditParams};
-use user_sync::http::{header, json, AdminCall, AppState, Body, Query};
-use user_sync::sync_control::{self, StartSyncRequest};
-use user_sync::user_admin::{
+use user_sync::features::audit::{self, AuditAction, AuditParams};
+use user_sync::features::sync_control::{self, StartSyncRequest};
+use user_sync::features::user_admin::{
     self, CreateUserRequest, ListParams, PasswordRequest, PatchUserRequest, SyncUserRequest,
 };
-use user_sync::users::{Created, UserView};
+use user_sync::features::users::{Created, UserView};
+use user_sync::http::{header, json, AdminCall, AppState, Body, Query};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {
@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/audit", get(list_audit))
 }
 
-fn with_etag(user: &user_sync::store::User) -> Response {
+fn with_etag(user: &user_sync::outside::store::User) -> Response {
     let mut r = json(StatusCode::OK, &UserView::from(user));
     if let Ok(v) = user_admin::etag(user.version).parse() {
         r.headers_mut().insert("etag", v);

@@ -1,13 +1,13 @@
 //! The webhook queue's consumer (SQS event source, partial batch failures): each message names a
 //! user; the user is read again from Keycloak and applied as the per-user sync applies it
-//! (`user_sync::hooks::consume`). A failed message is postponed with exponential backoff and,
+//! (`user_sync::features::hooks::consume`). A failed message is postponed with exponential backoff and,
 //! after the queue's last attempt, goes to the dead-letter queue.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
-use user_sync::hooks::{consume, Backoff, Queued};
+use user_sync::features::hooks::{consume, Backoff, Queued};
 use user_sync::services::Services;
 
 #[tokio::main]

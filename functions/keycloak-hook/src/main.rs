@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use user_sync::error::Error;
-use user_sync::hooks::{Intake, MAX_BODY};
+use user_sync::features::hooks::{Intake, MAX_BODY};
 use user_sync::http::{header, json};
 
 #[tokio::main]

@@ -1,17 +1,17 @@
 //! `POST /auth/login`: password grant, then the user and the session recorded in one round trip.
 //! `GET /auth/authorize`, `GET /auth/callback`, `POST /auth/callback/redeem`: sign-in on
-//! Keycloak's page (the standard flow), recorded the same way (`user_sync::sign_in`).
-//! `POST /auth/sync`: an app's own Keycloak token signs the user in (`user_sync::token_sync`).
+//! Keycloak's page (the standard flow), recorded the same way (`user_sync::features::sign_in`).
+//! `POST /auth/sync`: an app's own Keycloak token signs the user in (`user_sync::features::token_sync`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use user_sync::features::sessions::{self, LoginRequest};
+use user_sync::features::sign_in::{self, AuthorizeQuery, CallbackQuery, RedeemRequest};
+use user_sync::features::token_sync::{self, SyncRequest};
 use user_sync::http::{cookie, found, header, json, parse_json, AppState, Json, Origin, Query};
-use user_sync::sessions::{self, LoginRequest};
-use user_sync::sign_in::{self, AuthorizeQuery, CallbackQuery, RedeemRequest};
-use user_sync::token_sync::{self, SyncRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use user_sync::backchannel::{self, LogoutRequest};
+use user_sync::features::backchannel::{self, LogoutRequest};
+use user_sync::features::sessions::{self, RefreshRequest};
 use user_sync::http::{AppState, Form, Json};
-use user_sync::sessions::{self, RefreshRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use user_sync::features::sessions::{self, RefreshRequest};
 use user_sync::http::{json, AppState, Json};
-use user_sync::sessions::{self, RefreshRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {

@@ -5,8 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use user_sync::features::users::{self, Created, RegisterRequest};
 use user_sync::http::{header, json, AppState, Json, Origin};
-use user_sync::users::{self, Created, RegisterRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use user_sync::features::sessions::{self, ValidateRequest};
 use user_sync::http::{json, AppState, Caller, Json};
-use user_sync::sessions::{self, ValidateRequest};
 use user_sync::Error;
 
 pub fn router() -> Router<AppState> {

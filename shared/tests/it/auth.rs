@@ -12,7 +12,7 @@ use aws_lc_rs::signature::RsaKeyPair;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use user_sync::auth::{AuthError, BearerValidator};
+use user_sync::outside::auth::{AuthError, BearerValidator};
 use user_sync::Config;
 
 fn config(realm: &str, audience: &str) -> Config {
@@ -37,7 +37,7 @@ async fn setup(
     audience: &str,
 ) -> (
     common::Realm,
-    Arc<user_sync::keycloak::KeycloakClient>,
+    Arc<user_sync::outside::keycloak::KeycloakClient>,
     BearerValidator,
 ) {
     let r = realm().await;

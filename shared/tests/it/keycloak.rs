@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::{realm, secret, set_secret};
 use serde_json::json;
-use user_sync::keycloak::{ExistsField, KeycloakError, NewUser, PasswordCredential, UserUpdate};
+use user_sync::outside::keycloak::{
+    ExistsField, KeycloakError, NewUser, PasswordCredential, UserUpdate,
+};
 
 fn new_user(username: &str) -> NewUser {
     NewUser {
@@ -228,7 +230,7 @@ async fn listing_counting_roles_groups_sessions_and_events() {
     kc.delete_session(&sessions[0].id).await.unwrap();
     assert!(kc.user_sessions(&carol.id).await.unwrap().is_empty());
     let events = kc
-        .admin_events(&user_sync::keycloak::EventQuery {
+        .admin_events(&user_sync::outside::keycloak::EventQuery {
             types: vec!["REALM_ROLE_MAPPING".into()],
             max: 10,
             ascending: true,
@@ -245,7 +247,7 @@ async fn listing_counting_roles_groups_sessions_and_events() {
     );
     assert_eq!(events[0].user_id(), Some(carol.id.as_str()));
     let logins = kc
-        .user_events(&user_sync::keycloak::EventQuery {
+        .user_events(&user_sync::outside::keycloak::EventQuery {
             types: vec!["LOGIN".into()],
             max: 10,
             ..Default::default()
@@ -325,15 +327,17 @@ async fn a_create_is_not_retried_after_a_503() {
 
 #[tokio::test]
 async fn keycloak_down_is_unavailable() {
-    let kc = user_sync::keycloak::KeycloakClient::new(
+    let kc = user_sync::outside::keycloak::KeycloakClient::new(
         "http://127.0.0.1:9",
         "demo",
         common::fast_retries(),
     )
     .unwrap()
-    .with_service_client(user_sync::keycloak::ClientCredentials::new(
+    .with_service_client(user_sync::outside::keycloak::ClientCredentials::new(
         "user-sync-admin",
-        user_sync::keycloak::ClientSecret::Fixed(user_sync::secrets::Secret::new("x")),
+        user_sync::outside::keycloak::ClientSecret::Fixed(
+            user_sync::outside::secrets::Secret::new("x"),
+        ),
     ));
     assert!(matches!(
         kc.count_users().await.unwrap_err(),

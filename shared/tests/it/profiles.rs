@@ -6,10 +6,10 @@
 use crate::common;
 
 use serde_json::{json, Value};
+use user_sync::features::sessions::{self, LoginRequest};
+use user_sync::features::users::{self, RegisterRequest};
 use user_sync::http::Origin;
-use user_sync::keycloak::UserUpdate;
-use user_sync::sessions::{self, LoginRequest};
-use user_sync::users::{self, RegisterRequest};
+use user_sync::outside::keycloak::UserUpdate;
 use user_sync::Error;
 
 /// A clone of the demo realm whose user profile also declares `costCenter`, editable by users
@@ -67,7 +67,7 @@ async fn a_fifth_attribute_is_a_configuration_change() {
     // A user created in Keycloak brings it along when the sync imports them.
     let imported = services
         .keycloak
-        .create_user(&user_sync::keycloak::NewUser {
+        .create_user(&user_sync::outside::keycloak::NewUser {
             username: common::unique("cory"),
             enabled: true,
             attributes: [("costCenter".to_owned(), vec!["CC-7".to_owned()])].into(),
@@ -75,10 +75,10 @@ async fn a_fifth_attribute_is_a_configuration_change() {
         })
         .await
         .unwrap();
-    let run = user_sync::sync::run(
+    let run = user_sync::features::sync::run(
         &services,
-        user_sync::sync::SyncRequest {
-            mode: user_sync::sync::Mode::Full,
+        user_sync::features::sync::SyncRequest {
+            mode: user_sync::features::sync::Mode::Full,
             dry_run: false,
             force: false,
             run_id: None,
@@ -89,7 +89,7 @@ async fn a_fifth_attribute_is_a_configuration_change() {
     .unwrap();
     assert_eq!(
         run.status,
-        user_sync::store::SyncStatus::Succeeded,
+        user_sync::outside::store::SyncStatus::Succeeded,
         "{:?}",
         run.errors
     );

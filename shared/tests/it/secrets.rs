@@ -7,7 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use crate::common::{secret, secretsmanager, set_secret};
-use user_sync::secrets::{ClientSecretCache, SecretError};
+use user_sync::outside::secrets::{ClientSecretCache, SecretError};
 
 #[tokio::test]
 async fn the_secret_is_cached_for_its_ttl_and_refresh_reads_it_again() {

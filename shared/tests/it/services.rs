@@ -5,9 +5,9 @@
 
 use crate::common;
 
-use user_sync::keycloak::KeycloakError;
+use user_sync::outside::keycloak::KeycloakError;
+use user_sync::outside::store::ListQuery;
 use user_sync::services::Services;
-use user_sync::store::ListQuery;
 use user_sync::Config;
 
 /// A function's configuration: the realm, a table, and the given client variables.

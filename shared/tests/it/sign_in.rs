@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use user_sync::backchannel::{self, LogoutRequest};
-use user_sync::request::Origin;
-use user_sync::sessions::{self, LoginRequest};
+use user_sync::features::backchannel::{self, LogoutRequest};
+use user_sync::features::sessions::{self, LoginRequest};
+use user_sync::rules::request::Origin;
 
 use crate::common;
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::common::table;
-use user_sync::store::*;
+use user_sync::outside::store::*;
 
 fn fields(username: &str) -> KeycloakFields {
     KeycloakFields {
@@ -200,7 +200,7 @@ async fn an_edit_at_a_stale_version_fails_and_changes_nothing() {
     new.version = 2;
     let l = lock("a", 60_000);
     store.begin_edit(&old, &new, &l, 5_000).await.unwrap();
-    let before = user_sync::clock::now_ms();
+    let before = user_sync::base::clock::now_ms();
     store.finish_edit("u1", &l).await.unwrap();
     let finished = store.get_user("u1").await.unwrap().unwrap();
     assert!(
@@ -297,11 +297,11 @@ async fn a_keycloak_observation_never_lands_under_an_admin_write_lock_nor_before
     edited.last_name = Some("Edited".into());
     edited.version = 2;
     let l = lock("admin", i64::MAX);
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     store.begin_edit(&old, &edited, &l, now).await.unwrap();
     // A read of Keycloak taken while the edit is in flight (still the old name).
     let stale = old.keycloak_fields();
-    let read_at = user_sync::clock::now_ms();
+    let read_at = user_sync::base::clock::now_ms();
     assert_eq!(
         store
             .apply_keycloak_fields("u1", &stale, &Attributes::new(), read_at, read_at)
@@ -915,13 +915,13 @@ async fn the_sync_digest_holds_every_user_and_nothing_else() {
         .await
         .unwrap();
     store.mark_missing("id3", 10_000).await.unwrap();
-    let mut digest = user_sync::ids::IdMap::default();
+    let mut digest = user_sync::base::ids::IdMap::default();
     store
         .scan_digest(120, &mut digest, |v: &mut Option<Digest>, d| *v = Some(d))
         .await
         .unwrap();
     // Sized for a million users (200 segments, 4 at a time): the same users, each once.
-    let mut counted = user_sync::ids::IdMap::<u32>::default();
+    let mut counted = user_sync::base::ids::IdMap::<u32>::default();
     store
         .scan_digest(1_000_000, &mut counted, |v, _| *v += 1)
         .await

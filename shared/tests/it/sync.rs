@@ -7,10 +7,10 @@ use crate::common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
-use user_sync::keycloak::UserUpdate;
+use user_sync::features::sync::{run, Mode, SyncRequest};
+use user_sync::outside::keycloak::UserUpdate;
+use user_sync::outside::store::{Attributes, KeycloakFields, LoginRecord, Session, UserStatus};
 use user_sync::services::Services;
-use user_sync::store::{Attributes, KeycloakFields, LoginRecord, Session, UserStatus};
-use user_sync::sync::{run, Mode, SyncRequest};
 
 struct Setup {
     realm: common::Realm,
@@ -40,14 +40,14 @@ fn full() -> SyncRequest {
     }
 }
 
-fn count(run: &user_sync::store::SyncRun, key: &str) -> u64 {
+fn count(run: &user_sync::outside::store::SyncRun, key: &str) -> u64 {
     serde_json::to_value(&run.counts).unwrap()[key]
         .as_u64()
         .unwrap()
 }
 
 /// The run's status as the API spells it.
-fn status(run: &user_sync::store::SyncRun) -> String {
+fn status(run: &user_sync::outside::store::SyncRun) -> String {
     serde_json::to_value(run.status)
         .unwrap()
         .as_str()
@@ -56,7 +56,7 @@ fn status(run: &user_sync::store::SyncRun) -> String {
 }
 
 /// What the run reconciled, in words.
-fn mode(run: &user_sync::store::SyncRun) -> &'static str {
+fn mode(run: &user_sync::outside::store::SyncRun) -> &'static str {
     match (run.mode, run.escalated) {
         (Mode::Full, _) => "full",
         (Mode::Incremental, false) => "incremental",
@@ -74,7 +74,7 @@ impl Setup {
             .unwrap()
             .id
     }
-    async fn local(&self, username: &str) -> user_sync::store::User {
+    async fn local(&self, username: &str) -> user_sync::outside::store::User {
         let id = self.id_of(username).await;
         self.services.store.get_user(&id).await.unwrap().unwrap()
     }
@@ -139,7 +139,7 @@ async fn a_login_and_a_sync_agree_on_a_users_content() {
         roles: p
             .realm_roles
             .iter()
-            .filter(|r| !user_sync::observe::is_technical_role(r))
+            .filter(|r| !user_sync::features::observe::is_technical_role(r))
             .cloned()
             .collect(),
         groups: p.claims["groups"]
@@ -153,7 +153,7 @@ async fn a_login_and_a_sync_agree_on_a_users_content() {
         user_id: p.user_id.clone(),
         fields,
         attributes: Attributes::new(),
-        at: user_sync::clock::now_ms(),
+        at: user_sync::base::clock::now_ms(),
     };
     s.services
         .store
@@ -390,7 +390,7 @@ async fn a_dry_run_writes_nothing_but_its_run_record() {
     .unwrap();
     assert_eq!(status(&r), "dry_run");
     assert_eq!(r.plan.as_ref().unwrap()["create"], 3);
-    let mut stored = user_sync::ids::IdMap::<u8>::default();
+    let mut stored = user_sync::base::ids::IdMap::<u8>::default();
     s.services
         .store
         .scan_digest(0, &mut stored, |v, _| *v += 1)
@@ -416,7 +416,7 @@ async fn two_runs_at_once_one_is_skipped() {
 #[tokio::test]
 async fn a_crashed_runs_lease_expires_and_the_next_run_goes_ahead() {
     let s = setup(&[]).await;
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     assert!(s
         .services
         .store
@@ -443,7 +443,7 @@ async fn sign_in_soon(services: &Services, user: &str, fields: KeycloakFields, s
         user_id: user.to_owned(),
         fields,
         attributes: Attributes::new(),
-        at: user_sync::clock::now_ms(),
+        at: user_sync::base::clock::now_ms(),
     };
     services
         .store
@@ -526,7 +526,7 @@ async fn incremental_sync_picks_up_a_create_an_update_and_a_delete() {
     run(&s.services, full()).await.unwrap();
     let kc = &s.services.keycloak;
     let new_id = kc
-        .create_user(&user_sync::keycloak::NewUser {
+        .create_user(&user_sync::outside::keycloak::NewUser {
             username: "newbie".into(),
             email: Some("newbie@example.org".into()),
             enabled: true,
@@ -644,7 +644,7 @@ async fn a_user_marked_missing_comes_back_when_keycloak_has_them_again() {
     let carol = s.id_of("carol").await;
     let store = &s.services.store;
     assert!(store
-        .mark_missing(&carol, user_sync::clock::now_ms())
+        .mark_missing(&carol, user_sync::base::clock::now_ms())
         .await
         .unwrap());
     let r = run(&s.services, full()).await.unwrap();
@@ -662,7 +662,7 @@ async fn a_run_without_time_to_make_progress_fails_instead_of_handing_over_forev
     let r = run(
         &s.services,
         SyncRequest {
-            deadline_ms: Some(user_sync::clock::now_ms()),
+            deadline_ms: Some(user_sync::base::clock::now_ms()),
             ..full()
         },
     )
@@ -701,7 +701,7 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
     // A budget of 1.5 s: on this machine the crawl and the first batches fit, the rest does not.
     let (services, invocations) =
         common::services_with_lambda(&s.realm, &[("SYNC_MAX_DEACTIVATIONS", "50,100%")]).await;
-    let deadline = user_sync::clock::now_ms() + 1_500;
+    let deadline = user_sync::base::clock::now_ms() + 1_500;
     let r = run(
         &services,
         SyncRequest {
@@ -739,13 +739,13 @@ async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finish
 
 #[test]
 fn the_hand_over_leaves_a_minute_or_a_fifth_of_the_time() {
-    use user_sync::sync::stop_writing_at;
+    use user_sync::features::sync::stop_writing_at;
     assert_eq!(stop_writing_at(900_000, 0), 840_000);
     assert_eq!(stop_writing_at(30_000, 0), 24_000);
 }
 
 /// The run ended `partial`, with one failure, and its errors name the user.
-fn assert_partial_naming(run: &user_sync::store::SyncRun, id: &str) {
+fn assert_partial_naming(run: &user_sync::outside::store::SyncRun, id: &str) {
     assert_eq!(
         (status(run).as_str(), count(run, "failed")),
         ("partial", 1),
@@ -803,7 +803,7 @@ impl Setup {
         let events = self
             .services
             .keycloak
-            .admin_events(&user_sync::keycloak::EventQuery {
+            .admin_events(&user_sync::outside::keycloak::EventQuery {
                 types: vec!["USER".into()],
                 max: 500,
                 ..Default::default()
@@ -875,7 +875,7 @@ async fn an_incremental_run_out_of_time_before_a_write_leaves_the_cursor_and_the
     let late = run(
         &s.services,
         SyncRequest {
-            deadline_ms: Some(user_sync::clock::now_ms() - 1),
+            deadline_ms: Some(user_sync::base::clock::now_ms() - 1),
             ..incremental()
         },
     )

@@ -18,11 +18,11 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
-use user_sync::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
-use user_sync::secrets::Secret;
+use user_sync::features::sync::{run, Mode, SyncRequest};
+use user_sync::outside::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
+use user_sync::outside::secrets::Secret;
+use user_sync::outside::store::Store;
 use user_sync::services::Services;
-use user_sync::store::Store;
-use user_sync::sync::{run, Mode, SyncRequest};
 use user_sync::Config;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -136,7 +136,7 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
         &std::fs::read_to_string(format!("{ROOT}/infra/local/table.json")).unwrap(),
     )
     .unwrap();
-    user_sync::store::create_table_from_spec(ddb, name, &spec)
+    user_sync::outside::store::create_table_from_spec(ddb, name, &spec)
         .await
         .unwrap();
 }
@@ -314,12 +314,12 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
                 first += 400;
             }
             let crawled = started.elapsed().as_secs_f64();
-            let mut digest = user_sync::ids::IdMap::with_capacity(paged);
+            let mut digest = user_sync::base::ids::IdMap::with_capacity(paged);
             store
                 .scan_digest(
                     paged as u64,
                     &mut digest,
-                    |v: &mut Option<user_sync::store::Digest>, d| *v = Some(d),
+                    |v: &mut Option<user_sync::outside::store::Digest>, d| *v = Some(d),
                 )
                 .await
                 .unwrap();
@@ -366,24 +366,27 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
             invocations = 0;
             loop {
                 invocations += 1;
-                let now = user_sync::clock::now_ms();
+                let now = user_sync::base::clock::now_ms();
                 let request = SyncRequest {
                     mode: Mode::Full,
                     dry_run: false,
                     force: false,
                     run_id: None,
-                    deadline_ms: Some(user_sync::sync::stop_writing_at(now + LAMBDA_MS, now)),
+                    deadline_ms: Some(user_sync::features::sync::stop_writing_at(
+                        now + LAMBDA_MS,
+                        now,
+                    )),
                 };
                 let result = run(&services, request).await.unwrap();
                 let c = &result.counts;
                 written += c.written() + c.deactivated;
                 rcu += result.cost.read_capacity_units;
                 wcu += result.cost.write_capacity_units;
-                if result.status == user_sync::store::SyncStatus::Continued {
+                if result.status == user_sync::outside::store::SyncStatus::Continued {
                     continue;
                 }
                 assert!(
-                    result.status == user_sync::store::SyncStatus::Succeeded,
+                    result.status == user_sync::outside::store::SyncStatus::Succeeded,
                     "{:?} {:?}",
                     result.status,
                     result.errors
@@ -514,7 +517,7 @@ async fn main() {
                 let found = kc.find_user_by_username(&id).await.unwrap().unwrap();
                 kc.update_user(
                     &found.id,
-                    &user_sync::keycloak::UserUpdate {
+                    &user_sync::outside::keycloak::UserUpdate {
                         last_name: Some(format!("Changed{i}")),
                         ..Default::default()
                     },
@@ -552,7 +555,7 @@ async fn main() {
         costs.extend(cost_lines(
             n,
             average_size(&ddb, &table, None).await,
-            average_size(&ddb, &table, Some(user_sync::store::SYNC_INDEX)).await,
+            average_size(&ddb, &table, Some(user_sync::outside::store::SYNC_INDEX)).await,
             true,
         ));
     }

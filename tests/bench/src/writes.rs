@@ -7,7 +7,7 @@
 //!   KB per item, plus one per index the item is in). The floor, not a way to sync: a blind put
 //!   can overwrite a record a login wrote a moment ago.
 //! - `puts`: PutItem with `attribute_not_exists(pk)`, as many in flight as the sync keeps
-//!   (`user_sync::store::CREATE_CONCURRENCY`). A record written since the digest was read is
+//!   (`user_sync::outside::store::CREATE_CONCURRENCY`). A record written since the digest was read is
 //!   never overwritten; the same units as the floor.
 //! - `inserts`: PartiQL `INSERT` statements, 25 a BatchExecuteStatement, 8 in flight (a duplicate
 //!   fails per statement). Never overwrites either; the same units, but its own IAM action.
@@ -52,7 +52,7 @@ impl Way {
             Way::Batch => "write floor (batch writes of 25, 8 in flight)".into(),
             Way::Puts => format!(
                 "conditional puts, {} in flight",
-                user_sync::store::CREATE_CONCURRENCY
+                user_sync::outside::store::CREATE_CONCURRENCY
             ),
             Way::Inserts => "PartiQL INSERT batches of 25, 8 in flight".into(),
             Way::Tx100 => "transactions of 100, one at a time".into(),
@@ -113,7 +113,7 @@ pub async fn write_all(
 ) -> (f64, f64) {
     let (chunk, in_flight) = match way {
         Way::Batch | Way::Inserts => (25, 8),
-        Way::Puts => (1, user_sync::store::CREATE_CONCURRENCY),
+        Way::Puts => (1, user_sync::outside::store::CREATE_CONCURRENCY),
         Way::Tx100 => (100, 1),
     };
     let mut chunks: Vec<Vec<Item>> = Vec::new();

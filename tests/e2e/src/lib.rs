@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use user_sync::store::{Store, User};
+use user_sync::outside::store::{Store, User};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 pub const CLIENT: &str = "user-sync";
@@ -270,7 +270,7 @@ pub async fn imported_by_webhook(id: &str) -> User {
 /// Local records with this exact username.
 pub async fn local_users_named(username: &str) -> usize {
     let page = store()
-        .list_users(&user_sync::store::ListQuery {
+        .list_users(&user_sync::outside::store::ListQuery {
             limit: 50,
             prefix: Some(username.into()),
             ..Default::default()

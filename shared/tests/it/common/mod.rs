@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{json, Value};
-use user_sync::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
-use user_sync::secrets::{ClientSecretCache, Secret};
-use user_sync::store::Store;
+use user_sync::outside::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
+use user_sync::outside::secrets::{ClientSecretCache, Secret};
+use user_sync::outside::store::Store;
 
 pub const CLIENT: &str = "user-sync";
 pub const SECRET: &str = "dev-only-user-sync-secret-not-for-production";
@@ -111,7 +111,7 @@ pub async fn table() -> Store {
     .unwrap();
     let name = unique("table");
     let client = dynamodb();
-    user_sync::store::create_table_from_spec(&client, &name, &spec)
+    user_sync::outside::store::create_table_from_spec(&client, &name, &spec)
         .await
         .expect("create table");
     Store::new(client, name, b"test cursor key")
@@ -232,7 +232,7 @@ impl Realm {
         let cache = Arc::new(ClientSecretCache::new(
             secretsmanager(),
             secret_id,
-            user_sync::secrets::DEFAULT_TTL,
+            user_sync::outside::secrets::DEFAULT_TTL,
         ));
         (
             Arc::new(self.client_with(ClientSecret::SecretsManager(Arc::clone(&cache)))),
@@ -295,7 +295,7 @@ impl Realm {
         &self,
         method: reqwest::Method,
         user_id: &str,
-        role: &user_sync::keycloak::RoleRepresentation,
+        role: &user_sync::outside::keycloak::RoleRepresentation,
     ) {
         let token = self
             .client()

@@ -439,8 +439,8 @@ async fn a_wrong_password_for_a_disabled_account_reads_like_any_wrong_password()
 }
 
 /// The account `registration(username)` asks for, as registration validates it.
-fn registered_account(username: &str) -> user_sync::users::NewAccount {
-    user_sync::users::NewAccount {
+fn registered_account(username: &str) -> user_sync::features::users::NewAccount {
+    user_sync::features::users::NewAccount {
         username: username.to_owned(),
         email: format!("{username}@example.org"),
         first_name: Some("Test".into()),
@@ -468,18 +468,18 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
     let key = unique("key");
     let account = registered_account(&username);
     // The claim an invocation left when it died 30 s ago, mid-registration.
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     let claim = store()
         .claim_idempotency(
             &key,
-            &user_sync::users::fingerprint(&account),
+            &user_sync::features::users::fingerprint(&account),
             now / 1000 + 86_400,
             now - 30_000,
             now - 40_000,
         )
         .await
         .unwrap();
-    assert_eq!(claim, user_sync::store::Claim::New);
+    assert_eq!(claim, user_sync::outside::store::Claim::New);
     let r = register_with(&key, &username).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
@@ -488,18 +488,18 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
 /// answers the Keycloak user's id.
 async fn died_after_creating_the_keycloak_user(username: &str, key: &str) -> String {
     let account = registered_account(username);
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     let claim = store()
         .claim_idempotency(
             key,
-            &user_sync::users::fingerprint(&account),
+            &user_sync::features::users::fingerprint(&account),
             now / 1000 + 86_400,
             now - 1,
             now - 5_000,
         )
         .await
         .unwrap();
-    assert_eq!(claim, user_sync::store::Claim::New);
+    assert_eq!(claim, user_sync::outside::store::Claim::New);
     let (status, created) = keycloak_admin(
         Method::POST,
         "/users",
@@ -555,11 +555,11 @@ async fn a_retry_never_adopts_an_account_that_has_its_local_record() {
     let (username, _) = signed_in_user("older").await;
     let key = unique("key");
     let account = registered_account(&username);
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     store()
         .claim_idempotency(
             &key,
-            &user_sync::users::fingerprint(&account),
+            &user_sync::features::users::fingerprint(&account),
             now / 1000 + 86_400,
             now - 1,
             now - 1,
@@ -617,7 +617,7 @@ async fn a_user_locked_by_keycloaks_brute_force_detection_stays_active_through_t
         let local = local_user(&id).await.unwrap();
         assert_eq!(
             (local.status, local.enabled),
-            (user_sync::store::UserStatus::Active, true),
+            (user_sync::outside::store::UserStatus::Active, true),
             "after {mode}: {run}"
         );
     }

@@ -583,7 +583,7 @@ async fn an_admin_starts_bulk_syncs_and_reads_their_runs_and_the_status() {
     );
     assert_eq!(
         local_user(&id).await.unwrap().status,
-        user_sync::store::UserStatus::Active
+        user_sync::outside::store::UserStatus::Active
     );
     let status = call(Method::GET, "/admin/sync/status", Some(&alice), None).await;
     assert_eq!(status.status, 200);

@@ -177,7 +177,7 @@ async fn login_returns_tokens_and_records_the_user_and_session() {
     let refresh = login["tokens"]["refreshToken"].as_str().unwrap();
     assert_eq!(
         session.refresh_token_sha256,
-        user_sync::store::token_hash(refresh)
+        user_sync::outside::store::token_hash(refresh)
     );
     assert_ne!(
         session.refresh_token_sha256, refresh,
@@ -370,7 +370,7 @@ async fn refresh_after_logout_is_401_and_the_session_shows_ended() {
         .unwrap();
     assert_eq!(
         session.end_reason,
-        Some(user_sync::store::SessionEnd::Logout)
+        Some(user_sync::outside::store::SessionEnd::Logout)
     );
 }
 
@@ -400,7 +400,7 @@ async fn a_session_ended_in_keycloak_fails_refresh_and_is_ended_here() {
         .unwrap();
     assert_eq!(
         session.end_reason,
-        Some(user_sync::store::SessionEnd::EndedInKeycloak)
+        Some(user_sync::outside::store::SessionEnd::EndedInKeycloak)
     );
 }
 
@@ -616,7 +616,7 @@ async fn a_user_the_sync_marked_missing_who_is_back_in_keycloak_can_sign_in_at_o
     let id = login["user"]["id"].as_str().unwrap().to_owned();
     // As a sync run that read the user as gone (say, while Keycloak lost them for a moment).
     assert!(store()
-        .mark_missing(&id, user_sync::clock::now_ms())
+        .mark_missing(&id, user_sync::base::clock::now_ms())
         .await
         .unwrap());
     let r = post(
@@ -628,7 +628,7 @@ async fn a_user_the_sync_marked_missing_who_is_back_in_keycloak_can_sign_in_at_o
     let local = local_user(&id).await.unwrap();
     assert_eq!(
         (local.status, local.deleted_reason),
-        (user_sync::store::UserStatus::Active, None)
+        (user_sync::outside::store::UserStatus::Active, None)
     );
     let token = r.body["tokens"]["accessToken"].as_str().unwrap();
     assert_eq!(

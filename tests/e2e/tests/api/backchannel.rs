@@ -30,7 +30,7 @@ async fn logout_tokens_sent_for(user_id: &str) -> Vec<Value> {
 }
 
 fn claims(jwt: &str) -> Value {
-    user_sync::keycloak::unverified_claims(jwt).unwrap()
+    user_sync::outside::keycloak::unverified_claims(jwt).unwrap()
 }
 
 async fn post_logout_token(token: &str) -> Resp {
@@ -75,7 +75,7 @@ async fn a_session_an_admin_ends_in_keycloak_is_refused_here_at_once() {
     assert!(session.ended_at.is_some());
     assert_eq!(
         session.end_reason,
-        Some(user_sync::store::SessionEnd::EndedInKeycloak)
+        Some(user_sync::outside::store::SessionEnd::EndedInKeycloak)
     );
     let sent = logout_tokens_sent_for(id).await;
     assert_eq!(sent.len(), 1);

@@ -119,7 +119,7 @@ async fn a_forged_app_token_is_refused() {
     let (_, victim) = registered("ts-victim").await;
     let tokens = app_tokens(&username).await;
     let access = tokens["access_token"].as_str().unwrap();
-    let mut claims = user_sync::keycloak::unverified_claims(access).unwrap();
+    let mut claims = user_sync::outside::keycloak::unverified_claims(access).unwrap();
     claims["sub"] = json!(victim);
     let r = sync(&with_claims(access, &claims), None).await;
     assert_eq!(r.status, 401, "{}", r.text);

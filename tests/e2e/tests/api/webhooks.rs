@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use e2e::*;
 use reqwest::Method;
 use serde_json::json;
-use user_sync::store::User;
+use user_sync::outside::store::User;
 
 /// A delivery as the extension sends it for an admin update of `user`.
 fn user_update_event(uid: &str, user: &str) -> String {
-    user_update_event_at(uid, user, user_sync::clock::now_ms())
+    user_update_event_at(uid, user, user_sync::base::clock::now_ms())
 }
 
 /// The same, for an event Keycloak recorded at `time` (epoch ms).
@@ -110,7 +110,7 @@ async fn a_user_disabled_in_keycloak_is_disabled_in_the_store_within_3_seconds()
     let local = local_within(&id, Duration::from_secs(3), |u| !u.enabled).await;
     assert_eq!(
         local.map(|u| u.status),
-        Some(user_sync::store::UserStatus::Disabled)
+        Some(user_sync::outside::store::UserStatus::Disabled)
     );
 }
 
@@ -136,8 +136,9 @@ async fn a_delivery_with_a_wrong_or_missing_signature_is_401_and_nothing_is_queu
         fault(json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{id}")}))
             .await;
     let body = user_update_event(&unique("forged"), &id);
-    let wrong = user_sync::hooks::sign(b"not-the-secret", body.as_bytes());
-    let of_another_body = user_sync::hooks::sign(webhook_secret().await.as_bytes(), b"{}");
+    let wrong = user_sync::features::hooks::sign(b"not-the-secret", body.as_bytes());
+    let of_another_body =
+        user_sync::features::hooks::sign(webhook_secret().await.as_bytes(), b"{}");
     for signature in [
         Some(wrong.as_str()),
         Some(of_another_body.as_str()),
@@ -154,7 +155,7 @@ async fn a_delivery_with_a_wrong_or_missing_signature_is_401_and_nothing_is_queu
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fault_hits(&reads).await, 0, "nothing was queued");
     // The same body correctly signed is queued and read: the count above can tell.
-    let good = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let good = user_sync::features::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
     assert_eq!(deliver_webhook(&body, Some(&good)).await.status, 202);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fault_hits(&reads).await, 1);
@@ -164,7 +165,8 @@ async fn a_delivery_with_a_wrong_or_missing_signature_is_401_and_nothing_is_queu
 #[tokio::test]
 async fn a_body_over_64_kib_is_413() {
     let body = json!({"type": "admin.USER-UPDATE", "padding": "x".repeat(70 * 1024)}).to_string();
-    let signature = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let signature =
+        user_sync::features::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
     let r = deliver_webhook(&body, Some(&signature)).await;
     assert_eq!(r.status, 413, "{}", r.text);
 }
@@ -174,7 +176,8 @@ async fn an_event_that_does_not_concern_a_user_is_acknowledged_and_dropped() {
     let body = json!({"uid": unique("login"), "type": "access.LOGIN", "time": 1,
                       "authDetails": {"userId": "someone"}})
     .to_string();
-    let signature = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let signature =
+        user_sync::features::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
     let r = deliver_webhook(&body, Some(&signature)).await;
     assert_eq!(
         (r.status, r.body["status"].as_str()),
@@ -191,7 +194,7 @@ async fn the_same_event_delivered_twice_is_applied_once() {
             .await;
     let secret = webhook_secret().await;
     let body = user_update_event(&unique("twice"), &id);
-    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    let signature = user_sync::features::hooks::sign(secret.as_bytes(), body.as_bytes());
     for expected in ["queued", "duplicate"] {
         let r = deliver_webhook(&body, Some(&signature)).await;
         assert_eq!(
@@ -205,7 +208,7 @@ async fn the_same_event_delivered_twice_is_applied_once() {
     assert_eq!(fault_hits(&reads).await, 1, "one delivery applied");
     // Another event for the same user is applied: the count above can tell.
     let other = user_update_event(&unique("third"), &id);
-    let signature = user_sync::hooks::sign(secret.as_bytes(), other.as_bytes());
+    let signature = user_sync::features::hooks::sign(secret.as_bytes(), other.as_bytes());
     assert_eq!(deliver_webhook(&other, Some(&signature)).await.status, 202);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fault_hits(&reads).await, 2);
@@ -266,10 +269,10 @@ async fn a_genuine_delivery_from_two_days_ago_or_from_the_future_is_refused_and_
         fault(json!({"method": "GET", "path": format!("/admin/realms/{{realm}}/users/{id}")}))
             .await;
     let secret = webhook_secret().await;
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     for time in [now - 2 * 24 * 3600 * 1000, now + 3600 * 1000] {
         let body = user_update_event_at(&unique("stale"), &id, time);
-        let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+        let signature = user_sync::features::hooks::sign(secret.as_bytes(), body.as_bytes());
         let r = deliver_webhook(&body, Some(&signature)).await;
         assert_eq!(
             (r.status, r.body["code"].as_str()),
@@ -280,7 +283,7 @@ async fn a_genuine_delivery_from_two_days_ago_or_from_the_future_is_refused_and_
     }
     // Still fresh: inside the sender's retry horizon.
     let body = user_update_event_at(&unique("late"), &id, now - 10 * 60 * 1000);
-    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    let signature = user_sync::features::hooks::sign(secret.as_bytes(), body.as_bytes());
     assert_eq!(deliver_webhook(&body, Some(&signature)).await.status, 202);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -296,14 +299,14 @@ async fn a_replayed_delivery_after_the_queues_window_is_still_dropped() {
     let id = registered("hook-replay").await;
     let secret = webhook_secret().await;
     let body = user_update_event(&unique("replay"), &id);
-    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    let signature = user_sync::features::hooks::sign(secret.as_bytes(), body.as_bytes());
     assert_eq!(
         deliver_webhook(&body, Some(&signature)).await.body["status"],
         "queued"
     );
     // What SQS's five-minute deduplication no longer covers is the hook's own record: it holds
     // for the whole freshness window (its TTL), whatever the queue remembers.
-    let digest = user_sync::hooks::deduplication_id(
+    let digest = user_sync::features::hooks::deduplication_id(
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["uid"]
             .as_str()
             .unwrap(),
@@ -325,7 +328,7 @@ async fn a_replayed_delivery_after_the_queues_window_is_still_dropped() {
         .item
         .expect("the event is remembered");
     let until: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
-    let now_s = user_sync::clock::now_ms() / 1000;
+    let now_s = user_sync::base::clock::now_ms() / 1000;
     assert!(
         until >= now_s + 20 * 60,
         "kept past the freshness window: {until}"
@@ -345,12 +348,13 @@ async fn a_signed_user_delete_for_a_live_user_changes_nothing() {
     let before = local_user(&id).await.unwrap();
     let body = json!({
         "uid": unique("falsedelete"), "type": "admin.USER-DELETE",
-        "time": user_sync::clock::now_ms(), "realmId": stack().realm, "resourceType": "USER",
+        "time": user_sync::base::clock::now_ms(), "realmId": stack().realm, "resourceType": "USER",
         "operationType": "DELETE", "resourcePath": format!("users/{id}"),
         "authDetails": {"realmId": "master", "clientId": "console", "userId": "someone"}
     })
     .to_string();
-    let signature = user_sync::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
+    let signature =
+        user_sync::features::hooks::sign(webhook_secret().await.as_bytes(), body.as_bytes());
     let r = deliver_webhook(&body, Some(&signature)).await;
     assert_eq!(r.status, 202, "{}", r.text);
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -197,7 +197,7 @@ async fn with_keycloaks_clock_behind_ours_a_change_after_a_full_run_is_read_by_t
     set_keycloak_clock(0).await;
     set_webhooks(true).await;
     assert!(measured, "the run measured {skew} ms: {full}");
-    let now = user_sync::clock::now_ms();
+    let now = user_sync::base::clock::now_ms();
     assert!(
         cursor.is_some_and(|c| c <= now - 110_000),
         "the cursor {cursor:?} is in Keycloak's time"
@@ -267,13 +267,13 @@ async fn a_sync_run_failing_after_its_retry_is_recorded_failed_and_lands_in_the_
 fn signed_update(secret: &str, user: &str, size: usize) -> (String, String) {
     let body = json!({
         "uid": unique("fault-hook"), "type": "admin.USER-UPDATE",
-        "time": user_sync::clock::now_ms(), "realmId": stack().realm, "resourceType": "USER",
+        "time": user_sync::base::clock::now_ms(), "realmId": stack().realm, "resourceType": "USER",
         "operationType": "UPDATE", "resourcePath": format!("users/{user}"),
         "representation": json!({"firstName": "x".repeat(size)}).to_string(),
         "authDetails": {"realmId": "master", "clientId": "console", "userId": "someone"}
     })
     .to_string();
-    let signature = user_sync::hooks::sign(secret.as_bytes(), body.as_bytes());
+    let signature = user_sync::features::hooks::sign(secret.as_bytes(), body.as_bytes());
     (body, signature)
 }
 

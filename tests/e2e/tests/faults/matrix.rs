@@ -375,7 +375,7 @@ async fn register(row: &Row) {
         .unwrap()
         .iter()
         .filter_map(|r| r["name"].as_str())
-        .filter(|r| !user_sync::observe::is_technical_role(r))
+        .filter(|r| !user_sync::features::observe::is_technical_role(r))
         .map(str::to_owned)
         .collect();
     keycloak_roles.sort();
@@ -485,8 +485,8 @@ async fn change(row: &Row) {
             .unwrap()
             .pending_keycloak_write
             .expect("the held edit is pending");
-        let due = since + user_sync::repair::EDIT_SETTLE_MS + 1_000;
-        let wait = (due - user_sync::clock::now_ms()).max(0) as u64;
+        let due = since + user_sync::features::repair::EDIT_SETTLE_MS + 1_000;
+        let wait = (due - user_sync::base::clock::now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     // The next sync run completes what is pending; then both sides agree.
@@ -514,7 +514,7 @@ async fn change(row: &Row) {
         (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
         (Flow::SoftDelete | Flow::HardDelete, false) => assert_eq!(
             (local.status, local.enabled),
-            (user_sync::store::UserStatus::Active, true)
+            (user_sync::outside::store::UserStatus::Active, true)
         ),
         _ => {}
     }
