@@ -4,7 +4,9 @@
 //! their values —, outcome, request id, time) in DynamoDB and in one structured log line. The
 //! stored record names people by id only; the trail shows the actor's current username.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::base::clock::iso8601;
 use crate::base::clock::now_ms;
@@ -168,6 +170,46 @@ async fn write(
     }
 }
 
+/// The names of the fields a request sets, spelled as its JSON spells them (serde's own
+/// renaming) and in its order, for the audit record: a member serde leaves out or writes as
+/// `null` is not named, and a map's entries are named `map.key`. Only names leave here.
+pub fn field_names<T: Serialize>(request: &T) -> Vec<String> {
+    serde_json::to_string(request)
+        .ok()
+        .and_then(|json| serde_json::from_str::<FieldNames>(&json).ok())
+        .map(|names| names.0)
+        .unwrap_or_default()
+}
+
+/// The member names of a JSON object, in order (a `serde_json::Map` would sort them).
+struct FieldNames(Vec<String>);
+
+impl<'de> Deserialize<'de> for FieldNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> Visitor<'de> for Names {
+            type Value = FieldNames;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldNames, A::Error> {
+                let mut names = Vec::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    match value {
+                        Value::Null => {}
+                        Value::Object(entries) => {
+                            names.extend(entries.keys().map(|key| format!("{name}.{key}")))
+                        }
+                        _ => names.push(name),
+                    }
+                }
+                Ok(FieldNames(names))
+            }
+        }
+        d.deserialize_map(Names)
+    }
+}
+
 /// `input` (a parsed body or query) as the route goes on with it; a refused one is recorded
 /// (`refused:<code>`, with the field names the request carried) before it is answered.
 pub async fn admit<T>(
@@ -275,6 +317,34 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Request {
+        new_password: String,
+        first_name: Option<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        keep_sessions: bool,
+        extra_values: std::collections::BTreeMap<String, Option<String>>,
+        dry_run: bool,
+    }
+
+    #[test]
+    fn the_fields_a_request_sets_are_named_in_its_json_spelling_and_order_without_values() {
+        let request = Request {
+            new_password: "s3cret-value".into(),
+            first_name: None,
+            keep_sessions: false,
+            extra_values: [("b".into(), None), ("a".into(), Some("1".into()))].into(),
+            dry_run: false,
+        };
+        let names = field_names(&request);
+        assert_eq!(
+            names,
+            ["newPassword", "extraValues.a", "extraValues.b", "dryRun"]
+        );
+        assert!(!names.concat().contains("s3cret"));
+    }
 
     #[test]
     fn an_action_is_named_the_same_in_the_record_and_in_json() {

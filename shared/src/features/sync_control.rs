@@ -13,26 +13,21 @@ use crate::outside::store::{RunCost, SyncCounts, SyncMode, SyncRun, SyncStatus};
 use crate::rules::policy::Action;
 use crate::services::Services;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartSyncRequest {
     pub mode: SyncMode,
-    #[serde(default)]
+    /// (A flag left `false` is not named in the audit record, as it was not given.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
 }
 
 impl StartSyncRequest {
+    /// The names of the fields the request sets (for the audit record).
     fn field_names(&self) -> Vec<String> {
-        let mut f = vec!["mode".to_owned()];
-        if self.dry_run {
-            f.push("dryRun".into());
-        }
-        if self.force {
-            f.push("force".into());
-        }
-        f
+        audit::field_names(self)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::features::audit::{self, Actor, AuditAction};
@@ -11,7 +11,7 @@ use crate::rules::policy::Action;
 use crate::rules::profile::Editor;
 use crate::services::Services;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateUserRequest {
     pub username: String,
@@ -30,20 +30,9 @@ pub struct CreateUserRequest {
 }
 
 impl CreateUserRequest {
+    /// The names of the fields the request sets (for the audit record).
     fn field_names(&self) -> Vec<String> {
-        let mut f: Vec<String> = ["username", "email", "password"].map(String::from).to_vec();
-        for (name, set) in [
-            ("firstName", self.first_name.is_some()),
-            ("lastName", self.last_name.is_some()),
-            ("enabled", self.enabled.is_some()),
-            ("temporaryPassword", self.temporary_password.is_some()),
-        ] {
-            if set {
-                f.push(name.into());
-            }
-        }
-        f.extend(self.attributes.keys().map(|k| format!("attributes.{k}")));
-        f
+        audit::field_names(self)
     }
 }
 

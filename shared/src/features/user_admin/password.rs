@@ -1,6 +1,6 @@
 //! `POST /admin/users/{id}/password`: a password set in Keycloak, and every session ended.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::features::audit::{self, Actor, AuditAction};
@@ -12,14 +12,15 @@ use crate::services::Services;
 use super::access::authorized;
 use super::sessions::end_sessions;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PasswordRequest {
     pub password: String,
-    #[serde(default)]
+    /// (A flag left `false` is not named in the audit record, as it was not given.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub temporary: bool,
     /// Keep the user's sessions (by default a new password signs every session out).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_sessions: bool,
 }
 
@@ -43,13 +44,7 @@ pub async fn set_password(
         Ok(())
     }
     .await;
-    let mut fields = vec!["password".to_owned()];
-    if req.temporary {
-        fields.push("temporary".into());
-    }
-    if req.keep_sessions {
-        fields.push("keepSessions".into());
-    }
+    let fields = audit::field_names(req);
     audit::record(
         services,
         actor,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::base::clock::now_ms;
 use crate::error::Error;
@@ -19,7 +19,7 @@ use super::access::authorized;
 use super::sessions::end_sessions;
 use super::write_through::{write_through, OnUnknown, Written};
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchUserRequest {
     #[serde(default)]
@@ -41,23 +41,7 @@ pub struct PatchUserRequest {
 impl PatchUserRequest {
     /// The names of the fields the patch sets (for the audit record).
     pub fn field_names(&self) -> Vec<String> {
-        let mut f: Vec<String> = [
-            ("email", self.email.is_some()),
-            ("emailVerified", self.email_verified.is_some()),
-            ("firstName", self.first_name.is_some()),
-            ("lastName", self.last_name.is_some()),
-            ("enabled", self.enabled.is_some()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(n, _)| n.to_owned())
-        .collect();
-        f.extend(
-            self.attributes
-                .iter()
-                .flat_map(|a| a.keys().map(|k| format!("attributes.{k}"))),
-        );
-        f
+        audit::field_names(self)
     }
 
     /// What the patch does, for the policy: disabling and vouching for an email are
@@ -253,6 +237,25 @@ pub async fn patch(
 mod tests {
     use super::*;
     use crate::outside::store::{Attributes, KeycloakFields};
+
+    #[test]
+    fn the_audit_names_the_fields_a_patch_sets_as_its_json_spells_them() {
+        let patch: PatchUserRequest = serde_json::from_value(serde_json::json!({
+            "attributes": {"shoeSize": "44", "team": null},
+            "enabled": false,
+            "emailVerified": true,
+        }))
+        .unwrap();
+        assert_eq!(
+            patch.field_names(),
+            [
+                "emailVerified",
+                "enabled",
+                "attributes.shoeSize",
+                "attributes.team"
+            ]
+        );
+    }
 
     fn user() -> User {
         let fields = KeycloakFields {
