@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::base::clock::iso8601;
-use crate::base::clock::now_ms;
+use crate::base::clock::{now_ms, EpochSecs};
 use crate::error::{Error, ProblemCode};
 use crate::outside::auth::Principal;
 use crate::outside::store::{AuditQuery, AuditRecord};
@@ -152,7 +152,8 @@ async fn write(
         target_id: target_id.to_owned(),
         fields: fields.to_vec(),
         outcome: outcome.to_string(),
-        expires_at: at / 1000 + i64::from(services.config.audit_retention_days) * 86_400,
+        expires_at: EpochSecs::of_ms(at)
+            .after(i64::from(services.config.audit_retention_days) * 86_400),
     };
     tracing::info!(
         audit = true,

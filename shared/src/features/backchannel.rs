@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::base::clock::now_ms;
+use crate::base::clock::EpochSecs;
 use crate::error::{Error, ProblemCode};
 use crate::outside::auth::{AuthError, LEEWAY_SECS};
 use crate::outside::store::SessionEnd;
@@ -64,7 +65,8 @@ pub async fn logout(services: &Services, req: &LogoutRequest) -> Result<Ended, E
     };
     let sid = text(&claims, "sid").map(str::to_owned);
     let digest = crate::outside::store::token_hash(&format!("{iss}\n{jti}"));
-    let keep_until = claims.get("exp").and_then(Value::as_i64).unwrap_or(0) + LEEWAY_SECS as i64;
+    let exp = EpochSecs(claims.get("exp").and_then(Value::as_i64).unwrap_or(0));
+    let keep_until = exp.after(LEEWAY_SECS as i64);
     if !services
         .store
         .take_logout_token(&digest, keep_until)

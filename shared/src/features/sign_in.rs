@@ -30,6 +30,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::base::clock::now_ms;
+use crate::base::clock::EpochSecs;
 use crate::error::{Error, ProblemCode};
 use crate::outside::keycloak::KeycloakError;
 use crate::outside::store::token_hash;
@@ -120,7 +121,7 @@ pub async fn authorize(services: &Services, q: &AuthorizeQuery) -> Result<Redire
     let state = URL_SAFE_NO_PAD.encode(random_token()?);
     let browser = URL_SAFE_NO_PAD.encode(random_token()?);
     let (verifier, nonce) = services.keycloak.sign_in_binding(&state).await?;
-    let expires_at = now_ms() / 1000 + SIGN_IN_TTL_S;
+    let expires_at = EpochSecs::now().after(SIGN_IN_TTL_S);
     services
         .store
         .put_sign_in(
@@ -195,10 +196,10 @@ async fn back_to(
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(invalid_state)?;
-    let now_s = now_ms() / 1000;
+    let now = EpochSecs::now();
     let (target, binding_hash) = services
         .store
-        .take_sign_in(&token_hash(state), now_s)
+        .take_sign_in(&token_hash(state), now)
         .await?
         .ok_or_else(invalid_state)?;
     // Taken first: a state that reached the wrong browser is spent, not left for another try.
@@ -253,7 +254,7 @@ async fn back_to(
     let signed_in =
         crate::features::sessions::record_sign_in(services, &tokens, origin, &username, started)
             .await?;
-    let handle = sealed_for_the_app(services, &tokens, &signed_in, now_s).await?;
+    let handle = sealed_for_the_app(services, &tokens, &signed_in, now).await?;
     Ok(with_param(&target, "handle", &handle))
 }
 
@@ -285,7 +286,7 @@ async fn sealed_for_the_app(
     services: &Services,
     tokens: &crate::outside::keycloak::TokenSet,
     signed_in: &crate::features::sessions::LoginView,
-    now_s: i64,
+    now: EpochSecs,
 ) -> Result<String, Error> {
     let answer = serde_json::to_vec(signed_in).map_err(|e| Error::internal(e.to_string()))?;
     let key = random_token()?;
@@ -294,7 +295,7 @@ async fn sealed_for_the_app(
     let handle_hash = token_hash(&handle);
     let put = services
         .store
-        .put_signed_in(&handle_hash, sealed, now_s + HANDLE_TTL_S);
+        .put_signed_in(&handle_hash, sealed, now.after(HANDLE_TTL_S));
     if let Err(e) = crate::base::deadline::compensate(put).await {
         // No app will hold this session's tokens: end it on both sides.
         end_unclaimed(services, tokens, signed_in).await;
@@ -336,10 +337,10 @@ pub async fn redeem(services: &Services, req: &RedeemRequest) -> Result<Value, E
         .ok()
         .filter(|k| k.len() == 32)
         .ok_or_else(invalid)?;
-    let now_s = now_ms() / 1000;
+    let now = EpochSecs::now();
     let sealed = services
         .store
-        .take_signed_in(&token_hash(&req.handle), now_s)
+        .take_signed_in(&token_hash(&req.handle), now)
         .await?
         .ok_or_else(invalid)?;
     let answer = open(&key, &sealed).ok_or_else(invalid)?;

@@ -9,7 +9,7 @@
 //! guesses cannot slip past the limit; a success then clears the username's count and takes itself
 //! back from the IP's, and an attempt Keycloak could not judge (an outage) is taken back from both.
 
-use crate::base::clock::now_ms;
+use crate::base::clock::EpochSecs;
 use crate::base::config::ThrottleLimits;
 use crate::error::Error;
 use crate::outside::store::{token_hash, AttemptWindow, Store};
@@ -24,12 +24,12 @@ struct Limit {
 }
 
 impl Limit {
-    fn window(self, key: &str, now_s: i64) -> AttemptWindow {
-        let start = now_s - now_s.rem_euclid(self.window_s);
+    fn window(self, key: &str, now: EpochSecs) -> AttemptWindow {
+        let start = EpochSecs(now.0 - now.0.rem_euclid(self.window_s));
         AttemptWindow {
             subject: format!("THROTTLE#{}#{key}", self.kind),
             start,
-            end: start + self.window_s,
+            end: start.after(self.window_s),
         }
     }
 }
@@ -74,7 +74,7 @@ async fn count(
     store: &Store,
     limit: Limit,
     window: &AttemptWindow,
-    now_s: i64,
+    now: EpochSecs,
 ) -> Result<(), Error> {
     let attempts = store.count_attempt(window).await?;
     if attempts > limit.max {
@@ -85,7 +85,7 @@ async fn count(
             "throttled"
         );
         return Err(Error::RateLimited {
-            retry_after: (window.end - now_s).max(1) as u64,
+            retry_after: window.end.secs_since(now).max(1) as u64,
         });
     }
     Ok(())
@@ -119,16 +119,16 @@ pub async fn admit_login<'a>(
 ) -> Result<LoginAttempt<'a>, Error> {
     let limits = &services.config.throttle;
     let account = account_of(services, identifier).await?;
-    let now_s = now_ms() / 1000;
+    let now = EpochSecs::now();
     let attempt = LoginAttempt {
         store: &services.store,
-        user: login_user(limits).window(&username_key(&account), now_s),
-        ip: ip.map(|ip| login_ip(limits).window(&ip_key(ip), now_s)),
+        user: login_user(limits).window(&username_key(&account), now),
+        ip: ip.map(|ip| login_ip(limits).window(&ip_key(ip), now)),
     };
-    let by_user = count(&services.store, login_user(limits), &attempt.user, now_s);
+    let by_user = count(&services.store, login_user(limits), &attempt.user, now);
     let by_ip = async {
         match &attempt.ip {
-            Some(w) => count(&services.store, login_ip(limits), w, now_s).await,
+            Some(w) => count(&services.store, login_ip(limits), w, now).await,
             None => Ok(()),
         }
     };
@@ -168,14 +168,8 @@ pub async fn admit_registration(services: &Services, ip: Option<&str>) -> Result
         return Ok(());
     };
     let limit = registration_ip(&services.config.throttle);
-    let now_s = now_ms() / 1000;
-    count(
-        &services.store,
-        limit,
-        &limit.window(&ip_key(ip), now_s),
-        now_s,
-    )
-    .await
+    let now = EpochSecs::now();
+    count(&services.store, limit, &limit.window(&ip_key(ip), now), now).await
 }
 
 #[cfg(test)]
@@ -189,10 +183,13 @@ mod tests {
             max: 10,
             window_s: 900,
         };
-        let w = limit.window("10.0.0.1", 1_800_000_123);
+        let w = limit.window("10.0.0.1", EpochSecs(1_800_000_123));
         assert_eq!(w.subject, "THROTTLE#login-ip#10.0.0.1");
         // 1 800 000 000 is a multiple of 900: the window starts there.
-        assert_eq!((w.start, w.end), (1_800_000_000, 1_800_000_900));
+        assert_eq!(
+            (w.start, w.end),
+            (EpochSecs(1_800_000_000), EpochSecs(1_800_000_900))
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::base::clock::now_ms;
+use crate::base::clock::EpochSecs;
 use crate::error::{Error, FieldError};
 use crate::features::users::UserView;
 use crate::outside::auth::Principal;
@@ -80,7 +81,7 @@ pub async fn sync(
             .map(token_hash)
             .unwrap_or_default(),
         previous_refresh_token_sha256: None,
-        expires_at: now / 1000 + APP_SESSION_TTL_S,
+        expires_at: EpochSecs::of_ms(now).after(APP_SESSION_TTL_S),
         ended_at: None,
         end_reason: None,
         client_id: Some(azp),

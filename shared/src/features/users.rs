@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::clock::EpochSecs;
 use crate::base::clock::{iso8601, now_ms};
 use crate::base::deadline;
 use crate::error::{Error, ProblemCode};
@@ -222,7 +223,7 @@ pub async fn register(
     let claim_until = now
         + deadline::remaining().map_or(CLAIM_WITHOUT_DEADLINE_MS, |d| d.as_millis() as i64)
         + CLAIM_MARGIN_MS;
-    let expires_at = now / 1000 + 24 * 3600;
+    let expires_at = EpochSecs::of_ms(now).after(24 * 3600);
     match services
         .store
         .claim_idempotency(key, &fingerprint, expires_at, claim_until, now)
@@ -253,7 +254,7 @@ pub async fn register(
 async fn run_claimed(
     services: &Services,
     key: &str,
-    expires_at: i64,
+    expires_at: EpochSecs,
     password: &str,
     valid: NewAccount,
     earlier_attempt: Option<i64>,

@@ -3,6 +3,7 @@
 //! cached and re-fetched (at most every 30 s) when an unknown `kid` shows up after a key rotation;
 //! `iss`, `exp`, `nbf`, and the audience (`aud` or `azp`) checked with a small leeway.
 
+use crate::base::clock::EpochSecs;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ pub struct Principal {
     pub realm_roles: Vec<String>,
     /// clientId → roles
     pub client_roles: BTreeMap<String, Vec<String>>,
-    pub expires_at: i64,
+    pub expires_at: EpochSecs,
     pub claims: Value,
     /// The access token itself, for calls Keycloak makes on the user's own behalf (the account
     /// API). Never printed.
@@ -100,7 +101,7 @@ impl Principal {
             session_id: text("sid"),
             realm_roles: strings(claims.pointer("/realm_access/roles")),
             client_roles,
-            expires_at: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
+            expires_at: EpochSecs(claims.get("exp").and_then(Value::as_i64).unwrap_or(0)),
             claims,
             token: Secret::new(token),
         })

@@ -161,7 +161,7 @@ mod tests {
             session_id: Some("s".into()),
             realm_roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             client_roles: BTreeMap::new(),
-            expires_at: 0,
+            expires_at: crate::base::clock::EpochSecs(0),
             claims: serde_json::Value::Null,
             token: crate::outside::secrets::Secret::new("t"),
         }

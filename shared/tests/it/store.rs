@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use crate::common::table;
+use user_sync::base::clock::EpochSecs;
 use user_sync::outside::store::*;
 
 fn fields(username: &str) -> KeycloakFields {
@@ -61,6 +62,7 @@ async fn soft_delete(store: &Store, id: &str, now: i64) -> User {
 }
 
 fn session(user_id: &str, sid: &str, expires_at: i64) -> Session {
+    let expires_at = EpochSecs(expires_at);
     Session {
         user_id: user_id.into(),
         sid: sid.into(),
@@ -601,7 +603,7 @@ async fn sessions_refresh_and_end_once() {
             "s1",
             &token_hash("refresh-1"),
             "refresh-2",
-            6_000,
+            EpochSecs(6_000),
             4_000,
         )
         .await
@@ -615,7 +617,7 @@ async fn sessions_refresh_and_end_once() {
         ),
         (
             1,
-            6_000,
+            EpochSecs(6_000),
             token_hash("refresh-2"),
             Some(token_hash("refresh-1"))
         )
@@ -627,7 +629,7 @@ async fn sessions_refresh_and_end_once() {
                 "s1",
                 &token_hash("refresh-1"),
                 "refresh-x",
-                6_000,
+                EpochSecs(6_000),
                 4_100
             )
             .await
@@ -658,7 +660,7 @@ async fn sessions_refresh_and_end_once() {
                 "s1",
                 &token_hash("refresh-2"),
                 "refresh-3",
-                7_000,
+                EpochSecs(7_000),
                 5_000
             )
             .await
@@ -668,7 +670,7 @@ async fn sessions_refresh_and_end_once() {
     );
     assert_eq!(
         store
-            .record_refresh("u1", "nope", "x", "y", 7_000, 5_000)
+            .record_refresh("u1", "nope", "x", "y", EpochSecs(7_000), 5_000)
             .await
             .unwrap_err(),
         StoreError::NotFound
@@ -742,7 +744,7 @@ async fn sync_state_and_runs_are_kept() {
             errors: vec![],
             cost: Default::default(),
             keycloak_clock_skew_ms: Some(-120_000),
-            expires_at: 9_999_999_999,
+            expires_at: EpochSecs(9_999_999_999),
         };
         store.put_run(&run).await.unwrap();
         assert_eq!(store.get_run(&run.run_id).await.unwrap(), Some(run));
@@ -759,32 +761,32 @@ async fn idempotency_claims_replay_and_mismatch() {
     let store = table().await;
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency("key-1", "body-a", EpochSecs(9_999_999_999), 60_000, 1_000)
             .await
             .unwrap(),
         Claim::New
     );
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency("key-1", "body-a", EpochSecs(9_999_999_999), 60_000, 1_000)
             .await
             .unwrap(),
         Claim::InProgress
     );
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-b", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency("key-1", "body-b", EpochSecs(9_999_999_999), 60_000, 1_000)
             .await
             .unwrap(),
         Claim::Mismatch
     );
     store
-        .complete_idempotency("key-1", "u1", 9_999_999_999)
+        .complete_idempotency("key-1", "u1", EpochSecs(9_999_999_999))
         .await
         .unwrap();
     assert_eq!(
         store
-            .claim_idempotency("key-1", "body-a", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency("key-1", "body-a", EpochSecs(9_999_999_999), 60_000, 1_000)
             .await
             .unwrap(),
         Claim::Completed {
@@ -793,7 +795,7 @@ async fn idempotency_claims_replay_and_mismatch() {
     );
     assert_eq!(
         store
-            .claim_idempotency("key-2", "body-a", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency("key-2", "body-a", EpochSecs(9_999_999_999), 60_000, 1_000)
             .await
             .unwrap(),
         Claim::New
@@ -801,7 +803,7 @@ async fn idempotency_claims_replay_and_mismatch() {
     store.release_idempotency("key-2", false).await.unwrap();
     assert_eq!(
         store
-            .claim_idempotency("key-2", "body-a", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency("key-2", "body-a", EpochSecs(9_999_999_999), 60_000, 1_000)
             .await
             .unwrap(),
         Claim::New
@@ -818,11 +820,17 @@ async fn erasing_a_person_deletes_their_sessions_and_strips_their_registrations_
         .await
         .unwrap();
     store
-        .claim_idempotency("key-e", "hash-of-erin", 9_999_999_999, 60_000, 1_000)
+        .claim_idempotency(
+            "key-e",
+            "hash-of-erin",
+            EpochSecs(9_999_999_999),
+            60_000,
+            1_000,
+        )
         .await
         .unwrap();
     store
-        .complete_idempotency("key-e", "erased-1", 9_999_999_999)
+        .complete_idempotency("key-e", "erased-1", EpochSecs(9_999_999_999))
         .await
         .unwrap();
     let erased = store.erase_personal_data("erased-1", "erin").await.unwrap();
@@ -830,7 +838,13 @@ async fn erasing_a_person_deletes_their_sessions_and_strips_their_registrations_
     assert!(store.list_sessions("erased-1").await.unwrap().is_empty());
     assert_eq!(
         store
-            .claim_idempotency("key-e", "hash-of-erin", 9_999_999_999, 60_000, 1_000)
+            .claim_idempotency(
+                "key-e",
+                "hash-of-erin",
+                EpochSecs(9_999_999_999),
+                60_000,
+                1_000
+            )
             .await
             .unwrap(),
         Claim::Erased,
@@ -849,7 +863,7 @@ async fn a_claim_whose_invocation_died_is_taken_over_by_a_retry() {
         let store = store.clone();
         async move {
             store
-                .claim_idempotency("key-9", hash, 9_999_999_999, now + 15_000, now)
+                .claim_idempotency("key-9", hash, EpochSecs(9_999_999_999), now + 15_000, now)
                 .await
                 .unwrap()
         }
@@ -879,7 +893,7 @@ async fn a_claim_released_after_an_unknown_outcome_resumes_and_one_after_a_refus
         let store = store.clone();
         async move {
             store
-                .claim_idempotency(key, "body-a", 9_999_999_999, now + 15_000, now)
+                .claim_idempotency(key, "body-a", EpochSecs(9_999_999_999), now + 15_000, now)
                 .await
                 .unwrap()
         }

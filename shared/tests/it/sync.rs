@@ -180,7 +180,7 @@ fn session(user_id: &str, sid: &str) -> Session {
         user_agent: None,
         refresh_token_sha256: "x".into(),
         previous_refresh_token_sha256: None,
-        expires_at: 9_999_999_999,
+        expires_at: user_sync::base::clock::EpochSecs(9_999_999_999),
         ended_at: None,
         end_reason: None,
         client_id: None,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
 use crate::error::{Error, ProblemCode};
 use crate::features::sync::UserChange;
@@ -145,8 +146,8 @@ impl Intake {
         }
         let dedup = deduplication_id(&change.event_id);
         // Remembered until no delivery of it could still be fresh.
-        let remember_until_s = (change.time + self.max_age_ms + MAX_EVENT_LEAD_MS) / 1000;
-        if !self.store.take_event(&dedup, remember_until_s).await? {
+        let remember_until = EpochSecs::of_ms(change.time + self.max_age_ms + MAX_EVENT_LEAD_MS);
+        if !self.store.take_event(&dedup, remember_until).await? {
             return Ok(Receipt {
                 status: ReceiptStatus::Duplicate,
                 event_id: Some(change.event_id),

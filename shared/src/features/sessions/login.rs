@@ -2,6 +2,7 @@
 //! password grant share it): the token verified, the user and the session in one transaction,
 //! and the new Keycloak session ended again when they cannot be recorded.
 
+use crate::base::clock::EpochSecs;
 use crate::base::clock::{iso8601, now_ms};
 use crate::base::deadline;
 use crate::error::Error;
@@ -36,7 +37,8 @@ fn session_record(
             .map(token_hash)
             .unwrap_or_default(),
         previous_refresh_token_sha256: None,
-        expires_at: now / 1000 + tokens.refresh_expires_in.max(tokens.expires_in) as i64,
+        expires_at: EpochSecs::of_ms(now)
+            .after(tokens.refresh_expires_in.max(tokens.expires_in) as i64),
         ended_at: None,
         end_reason: None,
         client_id: None,

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::base::clock::EpochSecs;
 use crate::base::clock::{iso8601, now_ms};
 use crate::error::Error;
 use crate::features::users::UserView;
@@ -53,7 +54,7 @@ pub struct SessionList {
 }
 
 pub async fn my_sessions(services: &Services, principal: &Principal) -> Result<SessionList, Error> {
-    let now_s = now_ms() / 1000;
+    let now = EpochSecs::now();
     let items = services
         .store
         .list_sessions(&principal.user_id)
@@ -61,11 +62,11 @@ pub async fn my_sessions(services: &Services, principal: &Principal) -> Result<S
         .into_iter()
         .map(|s| SessionView {
             current: principal.session_id.as_deref() == Some(s.sid.as_str()),
-            active: s.is_active(now_s),
+            active: s.is_active(now),
             created_at: iso8601(s.created_at),
             refreshed_at: s.refreshed_at.map(iso8601),
             refresh_count: s.refresh_count,
-            expires_at: iso8601(s.expires_at * 1000),
+            expires_at: iso8601(s.expires_at.as_ms()),
             ended_at: s.ended_at.map(iso8601),
             end_reason: s.end_reason,
             last_seen_at: s.last_seen_at.map(iso8601),

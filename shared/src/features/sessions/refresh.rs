@@ -2,6 +2,7 @@
 //! reuse, and the session ends), and the answer rotates the hash kept here.
 
 use crate::base::clock::now_ms;
+use crate::base::clock::EpochSecs;
 use crate::error::Error;
 use crate::outside::keycloak::KeycloakError;
 use crate::outside::store::{token_hash, Session, SessionEnd, StoreError};
@@ -57,7 +58,7 @@ pub async fn refresh(services: &Services, req: &RefreshRequest) -> Result<Refres
     }
     let now = now_ms();
     let new_refresh = tokens.refresh_token.clone().unwrap_or_default();
-    let expires_at = now / 1000 + tokens.refresh_expires_in as i64;
+    let expires_at = EpochSecs::of_ms(now).after(tokens.refresh_expires_in as i64);
     match services
         .store
         .record_refresh(

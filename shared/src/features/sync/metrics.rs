@@ -86,7 +86,7 @@ mod tests {
                 keycloak_requests: 7,
             },
             keycloak_clock_skew_ms: Some(-120_000),
-            expires_at: 0,
+            expires_at: crate::base::clock::EpochSecs(0),
         };
         let line = metrics_line(&run);
         assert_eq!(
@@ -136,7 +136,7 @@ mod tests {
             errors: Vec::new(),
             cost: RunCost::default(),
             keycloak_clock_skew_ms: None,
-            expires_at: 0,
+            expires_at: crate::base::clock::EpochSecs(0),
         };
         let line = metrics_line(&run);
         assert!(line.get("keycloakClockSkewMs").is_none());

@@ -2,6 +2,7 @@
 //! happens, and the hand-over to a follow-up invocation when the time budget ran out.
 
 use crate::base::clock::now_ms;
+use crate::base::clock::EpochSecs;
 use crate::error::Error;
 use crate::outside::store::{RunCost, SyncCounts, SyncRun, SyncStatus};
 use crate::services::Services;
@@ -31,7 +32,7 @@ fn started(req: &SyncRequest, at: i64) -> SyncRun {
         errors: Vec::new(),
         cost: RunCost::default(),
         keycloak_clock_skew_ms: None,
-        expires_at: at / 1000 + RUN_RETENTION_S,
+        expires_at: EpochSecs::of_ms(at).after(RUN_RETENTION_S),
     }
 }
 

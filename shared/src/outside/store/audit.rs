@@ -2,6 +2,7 @@
 //! by time, with the actor in GSI3 so either side can be listed newest first; kept for
 //! `AUDIT_RETENTION_DAYS` (TTL).
 
+use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
 use std::collections::HashMap;
 
@@ -26,7 +27,7 @@ pub struct AuditRecord {
     /// or `failed:<problem code>`.
     pub outcome: String,
     /// Epoch seconds (TTL).
-    pub expires_at: i64,
+    pub expires_at: EpochSecs,
 }
 
 /// What to list: a target's records, an actor's, or an actor's on one target.

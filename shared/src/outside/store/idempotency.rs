@@ -4,6 +4,7 @@
 //! rebuilt from the account's record. Under the account's own partition a pointer
 //! (`IDEMPOTENCY#<key hash>`) names it, so erasing the account finds and erases it too.
 
+use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
 use std::collections::HashMap;
 
@@ -50,7 +51,7 @@ impl Store {
         &self,
         idempotency_key: &str,
         request_hash: &str,
-        expires_at: i64,
+        expires_at: EpochSecs,
         claim_until: i64,
         now: i64,
     ) -> Result<Claim, StoreError> {
@@ -128,7 +129,7 @@ impl Store {
         &self,
         idempotency_key: &str,
         user_id: &str,
-        expires_at: i64,
+        expires_at: EpochSecs,
     ) -> Result<(), StoreError> {
         self.client
             .put_item()

@@ -2,6 +2,7 @@
 //! that may exist without its local record, an edit Keycloak did not confirm), written down for the next sync run to finish. Kept a week
 //! (TTL); a repair that is done or can no longer matter is deleted.
 
+use crate::base::clock::EpochSecs;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -72,10 +73,7 @@ impl Store {
         let mut keys = key(&repair.id);
         // Kept from now: a repair's `since` may lie far back (a password reset's covers every
         // earlier session).
-        keys.insert(
-            "expires_at".into(),
-            n(crate::base::clock::now_ms() / 1000 + KEPT_S),
-        );
+        keys.insert("expires_at".into(), n(EpochSecs::now().after(KEPT_S)));
         self.put_record(&repair, keys).await
     }
 

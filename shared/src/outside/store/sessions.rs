@@ -1,6 +1,7 @@
 //! Session records: one per Keycloak session (`sid`), under the user's partition. The refresh token
 //! itself is never stored, only its SHA-256; `expires_at` is the table's TTL attribute.
 
+use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
 use std::collections::HashMap;
 
@@ -29,7 +30,7 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_refresh_token_sha256: Option<String>,
     /// Epoch seconds; DynamoDB's TTL removes the record some time after.
-    pub expires_at: i64,
+    pub expires_at: EpochSecs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,8 +78,8 @@ pub fn token_hash(token: &str) -> String {
 }
 
 impl Session {
-    pub fn is_active(&self, now_s: i64) -> bool {
-        self.ended_at.is_none() && self.expires_at > now_s
+    pub fn is_active(&self, now: EpochSecs) -> bool {
+        self.ended_at.is_none() && self.expires_at > now
     }
 
     pub fn to_item(&self) -> Result<Item, StoreError> {
@@ -147,7 +148,7 @@ impl Store {
         sid: &str,
         presented: &str,
         new_token: &str,
-        expires_at: i64,
+        expires_at: EpochSecs,
         now: i64,
     ) -> Result<Session, StoreError> {
         let mut u = Update::default();

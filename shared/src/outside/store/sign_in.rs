@@ -5,6 +5,7 @@
 //! so the table never holds a token it could read). Neither holds a secret: the PKCE verifier
 //! and the nonce are derived from the state (`KeycloakClient::sign_in_binding`).
 
+use crate::base::clock::EpochSecs;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use crate::base::deadline::Bounded;
@@ -27,7 +28,7 @@ impl Store {
         state_hash: &str,
         target: &str,
         binding_hash: &str,
-        expires_at: i64,
+        expires_at: EpochSecs,
     ) -> Result<(), StoreError> {
         let value = AttributeValue::L(vec![s(target), s(binding_hash)]);
         self.put_once(state_pk(state_hash), "sign_in", value, expires_at)
@@ -39,9 +40,9 @@ impl Store {
     pub async fn take_sign_in(
         &self,
         state_hash: &str,
-        now_s: i64,
+        now: EpochSecs,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let item = self.take(state_pk(state_hash), now_s).await?;
+        let item = self.take(state_pk(state_hash), now).await?;
         let pair = item.and_then(|v| v.as_l().ok().cloned()).and_then(|l| {
             let text = |i: usize| l.get(i).and_then(|v| v.as_s().ok()).cloned();
             Some((text(0)?, text(1)?))
@@ -54,7 +55,7 @@ impl Store {
         &self,
         handle_hash: &str,
         sealed: Vec<u8>,
-        expires_at: i64,
+        expires_at: EpochSecs,
     ) -> Result<(), StoreError> {
         let value = AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(sealed));
         self.put_once(handle_pk(handle_hash), "sealed", value, expires_at)
@@ -65,9 +66,9 @@ impl Store {
     pub async fn take_signed_in(
         &self,
         handle_hash: &str,
-        now_s: i64,
+        now: EpochSecs,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let item = self.take(handle_pk(handle_hash), now_s).await?;
+        let item = self.take(handle_pk(handle_hash), now).await?;
         Ok(item.and_then(|v| v.as_b().ok().map(|b| b.as_ref().to_vec())))
     }
 
@@ -76,7 +77,7 @@ impl Store {
         pk: String,
         field: &str,
         value: AttributeValue,
-        expires_at: i64,
+        expires_at: EpochSecs,
     ) -> Result<(), StoreError> {
         self.client
             .put_item()
@@ -95,7 +96,7 @@ impl Store {
 
     /// Delete the item and give back its one value field, unless it is gone or expired (DynamoDB
     /// removes expired items only eventually).
-    async fn take(&self, pk: String, now_s: i64) -> Result<Option<AttributeValue>, StoreError> {
+    async fn take(&self, pk: String, now: EpochSecs) -> Result<Option<AttributeValue>, StoreError> {
         let out = self
             .client
             .delete_item()
@@ -114,7 +115,7 @@ impl Store {
             .get("expires_at")
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok())
-            .is_some_and(|at| at > now_s);
+            .is_some_and(|at| EpochSecs(at) > now);
         if !live {
             return Ok(None);
         }

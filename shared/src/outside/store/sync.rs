@@ -1,6 +1,7 @@
 //! Bulk-sync bookkeeping: a lease so one run goes at a time, the sync state (last runs, event
 //! cursor), and run records kept for a while (TTL).
 
+use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
 use std::collections::HashMap;
 
@@ -139,7 +140,7 @@ pub struct SyncRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keycloak_clock_skew_ms: Option<i64>,
     /// Epoch seconds (TTL).
-    pub expires_at: i64,
+    pub expires_at: EpochSecs,
 }
 
 /// The resources one run used.

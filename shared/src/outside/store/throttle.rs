@@ -2,6 +2,7 @@
 //! (`THROTTLE#<kind>#<key>` / `<window start>`), counted with an atomic `ADD` and removed by the
 //! table's TTL when the window is long over.
 
+use crate::base::clock::EpochSecs;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -15,9 +16,9 @@ pub struct AttemptWindow {
     /// `THROTTLE#<kind>#<key>`.
     pub subject: String,
     /// Epoch seconds at which the window started.
-    pub start: i64,
+    pub start: EpochSecs,
     /// Epoch seconds at which the window ends.
-    pub end: i64,
+    pub end: EpochSecs,
 }
 
 impl AttemptWindow {
@@ -40,7 +41,10 @@ impl Store {
             .update_expression("ADD attempts :one SET expires_at = :expires")
             .expression_attribute_values(":one", n(1))
             // Kept one more window after it ends, then the TTL removes it.
-            .expression_attribute_values(":expires", n(2 * window.end - window.start))
+            .expression_attribute_values(
+                ":expires",
+                n(window.end.after(window.end.secs_since(window.start))),
+            )
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .within_deadline()

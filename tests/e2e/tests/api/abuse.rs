@@ -473,7 +473,7 @@ async fn a_retry_after_a_dead_invocation_registers_the_user() {
         .claim_idempotency(
             &key,
             &user_sync::features::users::fingerprint(&account),
-            now / 1000 + 86_400,
+            user_sync::base::clock::EpochSecs::of_ms(now).after(86_400),
             now - 30_000,
             now - 40_000,
         )
@@ -493,7 +493,7 @@ async fn died_after_creating_the_keycloak_user(username: &str, key: &str) -> Str
         .claim_idempotency(
             key,
             &user_sync::features::users::fingerprint(&account),
-            now / 1000 + 86_400,
+            user_sync::base::clock::EpochSecs::of_ms(now).after(86_400),
             now - 1,
             now - 5_000,
         )
@@ -560,7 +560,7 @@ async fn a_retry_never_adopts_an_account_that_has_its_local_record() {
         .claim_idempotency(
             &key,
             &user_sync::features::users::fingerprint(&account),
-            now / 1000 + 86_400,
+            user_sync::base::clock::EpochSecs::of_ms(now).after(86_400),
             now - 1,
             now - 1,
         )
