@@ -251,3 +251,74 @@ pub async fn apply_user_change(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outside::keycloak::AuthDetails;
+
+    const US: &str = "sa-user";
+
+    fn event(time: i64, by: &str, representation: Value) -> AdminEvent {
+        AdminEvent {
+            id: None,
+            time,
+            operation_type: "UPDATE".into(),
+            resource_type: "USER".into(),
+            resource_path: "users/u-1".into(),
+            auth_details: Some(AuthDetails {
+                user_id: Some(by.into()),
+                client_id: None,
+            }),
+            representation: Some(representation.to_string()),
+        }
+    }
+
+    fn stored() -> User {
+        let fields = KeycloakFields {
+            username: "ada".into(),
+            email: Some("ada@x.io".into()),
+            enabled: true,
+            ..Default::default()
+        };
+        User::new("u-1", &fields, &Attributes::new(), 1_000)
+    }
+
+    #[test]
+    fn our_own_write_that_the_store_already_holds_is_an_echo_with_nothing_to_read() {
+        let mut named = Named::new(2_000);
+        let wrote = json!({"username": "ada", "email": "ada@x.io"});
+        named.admin_event(&event(1_900, US, wrote), Some(US));
+        assert_eq!((named.echoes, named.first), (1, 1_900));
+        assert!(named.is_echo_of(Some(&stored()), &[]));
+    }
+
+    #[test]
+    fn a_write_by_anyone_else_is_read_from_keycloak() {
+        let mut named = Named::new(2_000);
+        let wrote = json!({"username": "ada", "email": "ada@x.io"});
+        named.admin_event(&event(1_500, "another-admin", wrote), Some(US));
+        assert_eq!((named.echoes, named.first), (0, 1_500));
+        assert!(!named.is_echo_of(Some(&stored()), &[]));
+    }
+
+    #[test]
+    fn an_echo_of_a_write_the_store_does_not_hold_is_not_skipped() {
+        let mut named = Named::new(2_000);
+        let wrote = json!({"username": "ada", "email": "new@x.io"});
+        named.admin_event(&event(2_000, US, wrote), Some(US));
+        assert!(!named.is_echo_of(Some(&stored()), &[]));
+        assert!(
+            !named.is_echo_of(None, &[]),
+            "a user the store has never seen is read"
+        );
+    }
+
+    #[test]
+    fn without_our_service_account_id_no_event_counts_as_an_echo() {
+        let mut named = Named::new(2_000);
+        let wrote = json!({"username": "ada", "email": "ada@x.io"});
+        named.admin_event(&event(2_000, US, wrote), None);
+        assert!(!named.is_echo_of(Some(&stored()), &[]));
+    }
+}

@@ -239,3 +239,42 @@ fn move_cursor(state: &mut SyncState, events: &Events, cursor: i64, held: &[Stri
             .map_or(events.newest, |first| (first - 1).max(cursor)),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(named: &[(&str, i64)], newest: i64) -> Events {
+        Events {
+            named: named
+                .iter()
+                .map(|(id, first)| (id.to_string(), Named::new(*first)))
+                .collect(),
+            newest,
+            count: named.len() as u64,
+        }
+    }
+
+    #[test]
+    fn with_every_user_applied_the_cursor_moves_to_the_newest_event() {
+        let mut state = SyncState::default();
+        move_cursor(&mut state, &events(&[("u-1", 1_500)], 2_000), 1_000, &[]);
+        assert_eq!(state.event_cursor_ms, Some(2_000));
+    }
+
+    #[test]
+    fn the_cursor_stops_just_before_the_first_event_of_a_user_not_applied() {
+        let mut state = SyncState::default();
+        let seen = events(&[("u-1", 1_500), ("u-2", 1_800), ("u-3", 1_900)], 2_000);
+        move_cursor(&mut state, &seen, 1_000, &["u-3".into(), "u-2".into()]);
+        assert_eq!(state.event_cursor_ms, Some(1_799));
+    }
+
+    #[test]
+    fn the_cursor_never_moves_back_past_where_the_run_began() {
+        let mut state = SyncState::default();
+        let seen = events(&[("u-1", 900)], 2_000);
+        move_cursor(&mut state, &seen, 1_000, &["u-1".into()]);
+        assert_eq!(state.event_cursor_ms, Some(1_000));
+    }
+}

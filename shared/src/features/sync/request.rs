@@ -42,3 +42,51 @@ pub(super) fn hand_over(run: &mut SyncRun) {
     run.errors
         .push("time budget reached: continuing in a follow-up invocation".into());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stops_writing_a_minute_before_its_deadline_or_at_a_fifth_of_the_time_left() {
+        let deadline = 1_000_000_000;
+        assert_eq!(
+            stop_writing_at(deadline, deadline - 900_000),
+            deadline - 60_000
+        );
+        assert_eq!(
+            stop_writing_at(deadline, deadline - 100_000),
+            deadline - 20_000
+        );
+        assert_eq!(stop_writing_at(deadline, deadline + 5), deadline);
+    }
+
+    #[test]
+    fn a_follow_up_names_its_run_and_its_flags_but_never_its_deadline() {
+        let req = SyncRequest {
+            mode: Mode::Full,
+            dry_run: false,
+            force: true,
+            run_id: Some("r-1".into()),
+            deadline_ms: Some(5),
+        };
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({"mode": "full", "dryRun": false, "force": true, "runId": "r-1"})
+        );
+    }
+
+    #[test]
+    fn only_a_run_with_a_deadline_behind_it_is_out_of_time() {
+        let req = |deadline_ms| SyncRequest {
+            mode: Mode::Incremental,
+            dry_run: false,
+            force: false,
+            run_id: None,
+            deadline_ms,
+        };
+        assert!(!out_of_time(&req(None)));
+        assert!(out_of_time(&req(Some(0))));
+        assert!(!out_of_time(&req(Some(now_ms() + 60_000))));
+    }
+}

@@ -157,3 +157,55 @@ async fn finish(services: &Services, old: &User, hard: bool) -> Result<(), Error
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outside::store::{Attributes, KeycloakFields};
+
+    fn user() -> User {
+        let fields = KeycloakFields {
+            username: "ada".into(),
+            email: Some("ada@x.io".into()),
+            first_name: Some("Ada".into()),
+            enabled: true,
+            ..Default::default()
+        };
+        let attributes: Attributes = [("team".to_owned(), "blue".to_owned())].into();
+        User::new("u-1", &fields, &attributes, 1_000)
+    }
+
+    #[test]
+    fn hard_is_true_or_false_and_anything_else_is_refused_rather_than_read_as_soft() {
+        assert!(!hard_delete(None).unwrap());
+        assert!(!hard_delete(Some("false")).unwrap());
+        assert!(hard_delete(Some("true")).unwrap());
+        for raw in ["1", "TRUE", "yes", ""] {
+            assert!(hard_delete(Some(raw)).is_err(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_soft_delete_keeps_the_person_and_marks_the_record_deleted_by_the_admin() {
+        let old = user();
+        let d = deleted(&old, false, "admin-1", 9_000);
+        assert_eq!(
+            (d.status, d.enabled, d.deleted_at, d.version),
+            (UserStatus::Deleted, false, Some(9_000), old.version + 1)
+        );
+        assert_eq!(
+            (d.deleted_by.as_deref(), d.deleted_reason.as_deref()),
+            (Some("admin-1"), Some(DELETED_BY_ADMIN))
+        );
+        assert_eq!((d.username, d.email), (old.username, old.email));
+    }
+
+    #[test]
+    fn a_hard_delete_leaves_a_tombstone_with_no_personal_data() {
+        let d = deleted(&user(), true, "admin-1", 9_000);
+        assert!(d.is_tombstone());
+        assert_eq!((d.email, d.first_name), (None, None));
+        assert!(d.attributes.is_empty());
+        assert_eq!(d.deleted_by.as_deref(), Some("admin-1"));
+    }
+}
