@@ -9,6 +9,8 @@ mod events;
 mod groups;
 mod profile;
 mod roles;
+mod user_search;
+mod user_writes;
 mod users;
 pub mod webhooks;
 
