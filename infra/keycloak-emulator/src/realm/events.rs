@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::model::*;
+use super::model::{new_id, Realm};
 
 /// Login event types Keycloak saves when `enabledEventTypes` is empty (`saveByDefault=true`).
 const SAVED_BY_DEFAULT: &[&str] = &[

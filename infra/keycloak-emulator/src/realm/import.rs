@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use crate::jwt::Keys;
 use crate::profile::{PasswordPolicy, UserProfile};
 
-use super::model::*;
+use super::model::{
+    new_id, system_now_ms, BrowserSettings, Client, Group, Realm, Role, Settings, User,
+};
 
 const REALM_MANAGEMENT_ROLES: &[(&str, &[&str])] = &[
     ("create-client", &[]),

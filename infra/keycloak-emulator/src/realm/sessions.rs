@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::backchannel::Delivery;
 
-use super::model::*;
+use super::model::{new_id, Client, Realm, Session};
 
 impl Realm {
     pub fn end_user_sessions(&mut self, user_id: &str) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::model::*;
+use super::model::{Access, Client, Group, Realm, User, UserView};
 
 impl Realm {
     pub fn client(&self, client_id: &str) -> Option<&Client> {
