@@ -432,6 +432,52 @@ mod tests {
     }
 
     #[test]
+    fn the_content_hash_of_a_record_is_what_records_already_stored_hold() {
+        // Every stored record holds this hash of its Keycloak fields: a change to how it is
+        // computed would make every user look changed to the next sync.
+        assert_eq!(
+            fields().content_hash(),
+            "b0a6b60a3df2b330eb9de66fe81a3986317daabb89c5ca59078859bd76f56d26"
+        );
+    }
+
+    #[test]
+    fn a_user_item_holds_exactly_the_attributes_records_already_stored_hold() {
+        let bare = KeycloakFields {
+            username: "bob".into(),
+            ..Default::default()
+        };
+        let mut names: Vec<String> = User::new("id-2", &bare, &Attributes::new(), 1000)
+            .to_item()
+            .unwrap()
+            .into_keys()
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "created_at",
+                "email_verified",
+                "enabled",
+                "groups",
+                "gsi1pk",
+                "gsi1sk",
+                "id",
+                "kc_hash",
+                "kc_observed_at",
+                "login_count",
+                "pk",
+                "roles",
+                "sk",
+                "status",
+                "updated_at",
+                "username",
+                "version"
+            ]
+        );
+    }
+
+    #[test]
     fn content_hash_ignores_role_order_and_duplicates() {
         let mut other = fields();
         other.roles = vec!["admin".into(), "user".into()];
