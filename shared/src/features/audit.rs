@@ -292,7 +292,7 @@ pub async fn list(
             let user = services.store.get_user(&r.actor_id).await?;
             usernames.insert(
                 r.actor_id.clone(),
-                user.map(|u| u.username).unwrap_or_default(),
+                user.map(|u| u.keycloak.username).unwrap_or_default(),
             );
         }
     }

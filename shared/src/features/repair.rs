@@ -213,7 +213,8 @@ async fn settle_edit(
                 .get_user(user_id)
                 .await
                 .map_err(unavailable)?;
-            let membership = stored.map(|u| (u.roles.into_iter().collect(), u.groups));
+            let membership =
+                stored.map(|u| (u.keycloak.roles.into_iter().collect(), u.keycloak.groups));
             let (fields, attributes) = fields_of(&rep, membership.as_ref(), names);
             services
                 .store

@@ -59,15 +59,15 @@ impl From<&User> for UserView {
     fn from(u: &User) -> Self {
         UserView {
             id: u.id.clone(),
-            username: u.username.clone(),
-            email: u.email.clone(),
-            first_name: u.first_name.clone(),
-            last_name: u.last_name.clone(),
+            username: u.keycloak.username.clone(),
+            email: u.keycloak.email.clone(),
+            first_name: u.keycloak.first_name.clone(),
+            last_name: u.keycloak.last_name.clone(),
             status: u.status,
-            enabled: u.enabled,
-            email_verified: u.email_verified,
-            roles: u.roles.clone(),
-            groups: u.groups.clone(),
+            enabled: u.keycloak.enabled,
+            email_verified: u.keycloak.email_verified,
+            roles: u.keycloak.roles.clone(),
+            groups: u.keycloak.groups.clone(),
             attributes: u.attributes.clone(),
             created_at: Some(iso8601(u.created_at)),
             updated_at: Some(iso8601(u.updated_at)),
@@ -231,7 +231,7 @@ pub async fn register(
     {
         // The answer is rebuilt from the account as it is now; an erased one is gone for good.
         Claim::Completed { user_id } => match services.store.get_user(&user_id).await? {
-            Some(user) if !user.username.is_empty() => Ok(UserView::from(&user)),
+            Some(user) if !user.keycloak.username.is_empty() => Ok(UserView::from(&user)),
             _ => Err(Error::Gone),
         },
         Claim::Erased => Err(Error::Gone),
@@ -351,7 +351,7 @@ pub async fn create_account(
             tracing::warn!(user_id = %id, error = %local, "local write failed; removing the Keycloak user again");
             deadline::compensate(forget_registration(
                 services,
-                &user.username,
+                &user.keycloak.username,
                 Some(&id),
                 started,
             ))

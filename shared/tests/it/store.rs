@@ -49,7 +49,10 @@ async fn soft_delete(store: &Store, id: &str, now: i64) -> User {
     let old = store.get_user(id).await.unwrap().unwrap();
     let deleted = User {
         status: UserStatus::Deleted,
-        enabled: false,
+        keycloak: KeycloakFields {
+            enabled: false,
+            ..old.keycloak.clone()
+        },
         deleted_at: Some(now),
         deleted_reason: Some(DELETED_BY_ADMIN.into()),
         version: old.version + 1,
@@ -137,7 +140,7 @@ async fn keycloak_fields_create_update_and_skip_unchanged() {
     );
     let updated = store.get_user("u1").await.unwrap().unwrap();
     assert_eq!(
-        (updated.last_name.as_deref(), updated.version),
+        (updated.keycloak.last_name.as_deref(), updated.version),
         (Some("Newname"), 2)
     );
     assert_eq!(updated.created_at, created.created_at);
@@ -168,6 +171,7 @@ async fn an_older_observation_never_overwrites_a_newer_one() {
             .await
             .unwrap()
             .unwrap()
+            .keycloak
             .first_name
             .as_deref(),
         Some("Newer")
@@ -187,7 +191,11 @@ async fn keycloak_fields_never_touch_business_attributes_of_an_existing_user() {
         .unwrap();
     let u = store.get_user("u1").await.unwrap().unwrap();
     assert_eq!(
-        (u.attributes["organization"].as_str(), u.status, u.enabled),
+        (
+            u.attributes["organization"].as_str(),
+            u.status,
+            u.keycloak.enabled
+        ),
         ("Acme", UserStatus::Disabled, false)
     );
 }
@@ -246,7 +254,7 @@ async fn a_record_with_a_write_in_flight_refuses_other_writers_until_the_lock_ex
     let old = user("u1", "uma");
     store.create_user(&old).await.unwrap();
     let mut first = old.clone();
-    first.first_name = Some("One".into());
+    first.keycloak.first_name = Some("One".into());
     first.version = 2;
     store
         .begin_edit(&old, &first, &lock("first", 10_000), 1_000)
@@ -254,7 +262,7 @@ async fn a_record_with_a_write_in_flight_refuses_other_writers_until_the_lock_ex
         .unwrap();
     // The second writer holds the ETag of the first write, which is still in flight.
     let mut second = first.clone();
-    second.first_name = Some("Two".into());
+    second.keycloak.first_name = Some("Two".into());
     second.version = 3;
     assert_eq!(
         store
@@ -296,13 +304,13 @@ async fn a_keycloak_observation_never_lands_under_an_admin_write_lock_nor_before
     let old = user("u1", "lee");
     store.create_user(&old).await.unwrap();
     let mut edited = old.clone();
-    edited.last_name = Some("Edited".into());
+    edited.keycloak.last_name = Some("Edited".into());
     edited.version = 2;
     let l = lock("admin", i64::MAX);
     let now = user_sync::base::clock::now_ms();
     store.begin_edit(&old, &edited, &l, now).await.unwrap();
     // A read of Keycloak taken while the edit is in flight (still the old name).
-    let stale = old.keycloak_fields();
+    let stale = old.keycloak.clone();
     let read_at = user_sync::base::clock::now_ms();
     assert_eq!(
         store
@@ -322,7 +330,7 @@ async fn a_keycloak_observation_never_lands_under_an_admin_write_lock_nor_before
         "{outcome:?}"
     );
     let local = store.get_user("u1").await.unwrap().unwrap();
-    assert_eq!(local.last_name.as_deref(), Some("Edited"));
+    assert_eq!(local.keycloak.last_name.as_deref(), Some("Edited"));
 }
 
 #[tokio::test]
@@ -332,14 +340,14 @@ async fn an_undone_edit_restores_the_fields_under_a_newer_version() {
     store.create_user(&old).await.unwrap();
     let mut new = old.clone();
     new.attributes.insert("title".into(), "Boss".into());
-    new.email = None;
+    new.keycloak.email = None;
     new.version = 2;
     let l = lock("a", 60_000);
     store.begin_edit(&old, &new, &l, 1_000).await.unwrap();
     // A login meanwhile counts itself; the undo must not lose that.
     let login = LoginRecord {
         user_id: "u1".into(),
-        fields: new.keycloak_fields(),
+        fields: new.keycloak.clone(),
         attributes: Attributes::new(),
         at: 1_500,
     };
@@ -350,8 +358,8 @@ async fn an_undone_edit_restores_the_fields_under_a_newer_version() {
     store.undo_edit(&new, &old, &l).await.unwrap();
     let after = store.get_user("u1").await.unwrap().unwrap();
     assert_eq!(
-        (after.email.clone(), after.attributes.get("title")),
-        (old.email.clone(), None)
+        (after.keycloak.email.clone(), after.attributes.get("title")),
+        (old.keycloak.email.clone(), None)
     );
     assert_eq!(after.login_count, 1, "the login's count survives the undo");
     assert_eq!(
@@ -373,7 +381,7 @@ async fn soft_delete_keeps_a_tombstone_that_keycloak_updates_leave_alone() {
     store.create_user(&user("u1", "gus")).await.unwrap();
     let deleted = soft_delete(&store, "u1", 9_000).await;
     assert_eq!(
-        (deleted.status, deleted.deleted_at, deleted.enabled),
+        (deleted.status, deleted.deleted_at, deleted.keycloak.enabled),
         (UserStatus::Deleted, Some(9_000), false)
     );
     let mut back = fields("gus");
@@ -419,7 +427,7 @@ async fn listing_pages_return_every_user_exactly_once() {
             .await
             .unwrap();
         assert!(page.items.len() <= 10);
-        seen.extend(page.items.into_iter().map(|u| u.username));
+        seen.extend(page.items.into_iter().map(|u| u.keycloak.username));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
@@ -453,7 +461,7 @@ async fn prefix_search_by_username_or_email_and_status_filter() {
         by_name
             .items
             .iter()
-            .map(|u| u.username.as_str())
+            .map(|u| u.keycloak.username.as_str())
             .collect::<Vec<_>>(),
         ["anna", "anne", "annika"]
     );
@@ -479,7 +487,7 @@ async fn prefix_search_by_username_or_email_and_status_filter() {
         deleted
             .items
             .iter()
-            .map(|u| u.username.as_str())
+            .map(|u| u.keycloak.username.as_str())
             .collect::<Vec<_>>(),
         ["anne"]
     );
@@ -918,7 +926,7 @@ async fn the_sync_digest_holds_every_user_and_nothing_else() {
     let users: Vec<_> = (0..120)
         .map(|i| user(&format!("id{i}"), &format!("user{i:03}")))
         .collect();
-    let hash = users[7].keycloak_fields().content_key();
+    let hash = users[7].keycloak.clone().content_key();
     assert!(store
         .create_users_if_absent(users)
         .await
@@ -963,10 +971,16 @@ async fn creating_users_if_absent_never_overwrites_a_record_and_hands_back_only_
         "each user is its own conditional put: only the one with a record comes back"
     );
     let kept = store.get_user("id1").await.unwrap().unwrap();
-    assert_eq!(kept.username, "user001");
+    assert_eq!(kept.keycloak.username, "user001");
     assert_eq!(kept.attributes["plan"], "gold");
     assert_eq!(
-        store.get_user("id0").await.unwrap().unwrap().username,
+        store
+            .get_user("id0")
+            .await
+            .unwrap()
+            .unwrap()
+            .keycloak
+            .username,
         "user000"
     );
 }

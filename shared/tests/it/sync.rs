@@ -88,11 +88,11 @@ async fn a_first_sync_creates_every_user_with_roles_groups_and_attributes() {
     assert_eq!((count(&r, "seen"), count(&r, "created")), (3, 3));
     let alice = s.local("alice").await;
     assert_eq!(
-        alice.roles,
+        alice.keycloak.roles,
         vec!["admin", "user"],
         "effective roles, technical ones left out"
     );
-    assert_eq!(alice.groups, vec!["/engineering"]);
+    assert_eq!(alice.keycloak.groups, vec!["/engineering"]);
     assert_eq!(alice.attributes["organization"], "Acme");
     assert_eq!(alice.status, UserStatus::Active);
 }
@@ -237,6 +237,7 @@ async fn changed_disabled_and_deleted_users_are_brought_in_step() {
             .await
             .unwrap()
             .unwrap()
+            .keycloak
             .last_name
             .as_deref(),
         Some("Changed")
@@ -474,7 +475,7 @@ async fn a_user_first_stored_while_the_crawl_pages_is_not_overwritten_by_its_cre
     assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
     assert_eq!((r.counts.created, r.counts.skipped_newer), (2, 1));
     let local = services.store.get_user(&carol).await.unwrap().unwrap();
-    assert_eq!(local.first_name.as_deref(), Some("SignedIn"));
+    assert_eq!(local.keycloak.first_name.as_deref(), Some("SignedIn"));
     assert_eq!(local.login_count, 1);
     assert!(services
         .store
@@ -504,7 +505,7 @@ async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
         .await
         .unwrap();
     let services = &s.services;
-    let mut fields = s.local("carol").await.keycloak_fields();
+    let mut fields = s.local("carol").await.keycloak.clone();
     fields.first_name = Some("SignedIn".into());
     let sync = run(services, full());
     let login = sign_in_soon(services, &carol, fields, "s9");
@@ -512,7 +513,7 @@ async fn a_login_during_a_run_keeps_its_newer_identity_and_last_login() {
     assert_eq!(status(&r.unwrap()), "succeeded");
     let local = services.store.get_user(&carol).await.unwrap().unwrap();
     assert_eq!(
-        local.first_name.as_deref(),
+        local.keycloak.first_name.as_deref(),
         Some("SignedIn"),
         "the older crawl did not overwrite the login"
     );
@@ -562,7 +563,13 @@ async fn incremental_sync_picks_up_a_create_an_update_and_a_delete() {
     );
     let store = &s.services.store;
     assert_eq!(
-        store.get_user(&new_id).await.unwrap().unwrap().username,
+        store
+            .get_user(&new_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .keycloak
+            .username,
         "newbie"
     );
     assert_eq!(
@@ -571,6 +578,7 @@ async fn incremental_sync_picks_up_a_create_an_update_and_a_delete() {
             .await
             .unwrap()
             .unwrap()
+            .keycloak
             .first_name
             .as_deref(),
         Some("Carolyn")
@@ -892,10 +900,16 @@ async fn an_incremental_run_out_of_time_before_a_write_leaves_the_cursor_and_the
         Some(renamed_at - 1),
         "the cursor stopped just before carol's event"
     );
-    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("User"));
+    assert_eq!(
+        s.local("carol").await.keycloak.last_name.as_deref(),
+        Some("User")
+    );
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
-    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
+    assert_eq!(
+        s.local("carol").await.keycloak.last_name.as_deref(),
+        Some("Retried")
+    );
     assert!(s.cursor().await >= Some(renamed_at));
 }
 
@@ -912,7 +926,10 @@ async fn a_user_whose_record_cannot_be_read_or_written_is_listed_and_read_again_
     s.make_writable(&carol, version).await;
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
-    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
+    assert_eq!(
+        s.local("carol").await.keycloak.last_name.as_deref(),
+        Some("Retried")
+    );
 }
 
 #[tokio::test]
@@ -936,7 +953,10 @@ async fn a_full_run_with_a_failed_write_ends_partial_and_keeps_the_cursor_for_th
     s.make_writable(&carol, version).await;
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
-    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Retried"));
+    assert_eq!(
+        s.local("carol").await.keycloak.last_name.as_deref(),
+        Some("Retried")
+    );
 }
 
 #[tokio::test]
@@ -970,7 +990,7 @@ async fn a_single_404_in_an_incremental_run_leaves_the_user_active_and_their_ses
     );
     let local = s.local("carol").await;
     assert_eq!(
-        (local.status, local.last_name.as_deref()),
+        (local.status, local.keycloak.last_name.as_deref()),
         (UserStatus::Active, Some("StillHere"))
     );
     let open = s
@@ -1022,7 +1042,10 @@ async fn a_404_the_user_search_contradicts_leaves_the_user_as_they_were_and_is_r
     assert_eq!(s.cursor().await, Some(s.last_event_at(&carol).await - 1));
     let next = run(&s.services, incremental()).await.unwrap();
     assert_eq!(status(&next), "succeeded", "{:?}", next.errors);
-    assert_eq!(s.local("carol").await.last_name.as_deref(), Some("Later"));
+    assert_eq!(
+        s.local("carol").await.keycloak.last_name.as_deref(),
+        Some("Later")
+    );
 }
 
 #[tokio::test]
@@ -1126,7 +1149,7 @@ async fn an_own_write_the_store_does_not_hold_yet_is_read_and_applied() {
         r.errors
     );
     assert_eq!(
-        s.local("carol").await.last_name.as_deref(),
+        s.local("carol").await.keycloak.last_name.as_deref(),
         Some("NotYetStored")
     );
 }

@@ -277,7 +277,10 @@ pub async fn local_users_named(username: &str) -> usize {
         })
         .await
         .unwrap();
-    page.items.iter().filter(|u| u.username == username).count()
+    page.items
+        .iter()
+        .filter(|u| u.keycloak.username == username)
+        .count()
 }
 
 /// The Keycloak admin API, as the service account.

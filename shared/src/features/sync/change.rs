@@ -96,12 +96,12 @@ impl Named {
         if let Some(obj) = rep.as_object_mut() {
             for (key, value) in [
                 ("id", json!(stored.id)),
-                ("username", json!(stored.username)),
-                ("email", json!(stored.email)),
-                ("firstName", json!(stored.first_name)),
-                ("lastName", json!(stored.last_name)),
-                ("enabled", json!(stored.enabled)),
-                ("emailVerified", json!(stored.email_verified)),
+                ("username", json!(stored.keycloak.username)),
+                ("email", json!(stored.keycloak.email)),
+                ("firstName", json!(stored.keycloak.first_name)),
+                ("lastName", json!(stored.keycloak.last_name)),
+                ("enabled", json!(stored.keycloak.enabled)),
+                ("emailVerified", json!(stored.keycloak.email_verified)),
             ] {
                 obj.entry(key).or_insert(value);
             }
@@ -110,8 +110,8 @@ impl Named {
             return false;
         };
         let membership = (
-            stored.roles.iter().cloned().collect(),
-            stored.groups.clone(),
+            stored.keycloak.roles.iter().cloned().collect(),
+            stored.keycloak.groups.clone(),
         );
         let (fields, business) = fields_of(&rep, Some(&membership), names);
         stored.status != UserStatus::Deleted
@@ -231,7 +231,7 @@ pub async fn apply_user_change(
                 .await?,
         )),
         Verdict::Deactivate(d) => {
-            let username = stored.map(|u| u.username).unwrap_or_default();
+            let username = stored.map(|u| u.keycloak.username).unwrap_or_default();
             let (mut counts, mut errors) = (SyncCounts::default(), Vec::new());
             let plan = vec![(id.clone(), username, d)];
             let failed = deactivate(store, plan, &mut counts, &mut errors, now_ms()).await?;

@@ -146,7 +146,7 @@ async fn crawl_and_write(
         let refused = store.create_users_if_absent(new_users).await?;
         counts.created += tried - refused.len() as u64;
         changes.extend(refused.into_iter().map(|u| {
-            let fields = u.keycloak_fields();
+            let fields = u.keycloak.clone();
             (u.id, fields, u.attributes, u.kc_observed_at)
         }));
         if changes.len() >= CHANGES_PER_ROUND {
@@ -189,7 +189,11 @@ async fn confirm_suspects(
     for id in suspects {
         match kc.get_user(&id).await {
             Err(KeycloakError::NotFound) => {
-                let username = services.store.get_user(&id).await?.map(|u| u.username);
+                let username = services
+                    .store
+                    .get_user(&id)
+                    .await?
+                    .map(|u| u.keycloak.username);
                 let deleted = (id, username.unwrap_or_default(), Deactivation::Deleted);
                 crawled.deactivations.push(deleted);
             }

@@ -215,7 +215,7 @@ async fn decide(
                 changes.push((id.clone(), fields, business, at))
             }
             Verdict::Deactivate(d) => {
-                let username = stored.map(|u| u.username).unwrap_or_default();
+                let username = stored.map(|u| u.keycloak.username).unwrap_or_default();
                 deactivations.push((id.clone(), username, d));
             }
             Verdict::Nothing => {}

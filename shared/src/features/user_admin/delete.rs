@@ -6,7 +6,9 @@ use crate::base::clock::now_ms;
 use crate::error::Error;
 use crate::features::audit::{self, Actor, AuditAction};
 use crate::outside::keycloak::{KeycloakError, UserRepresentation, UserUpdate};
-use crate::outside::store::{SessionEnd, StoreError, User, UserStatus, DELETED_BY_ADMIN};
+use crate::outside::store::{
+    KeycloakFields, SessionEnd, StoreError, User, UserStatus, DELETED_BY_ADMIN,
+};
 use crate::rules::policy::Action;
 use crate::services::Services;
 
@@ -68,7 +70,10 @@ fn deleted(old: &User, hard: bool, by: &str, now: i64) -> User {
     }
     User {
         status: UserStatus::Deleted,
-        enabled: false,
+        keycloak: KeycloakFields {
+            enabled: false,
+            ..old.keycloak.clone()
+        },
         deleted_at: Some(now),
         deleted_reason: Some(DELETED_BY_ADMIN.into()),
         deleted_by: Some(by.to_owned()),
@@ -139,7 +144,9 @@ async fn delete_through(
 /// ends the user's sessions (here at once, in Keycloak now or through a repair).
 async fn finish(services: &Services, old: &User, hard: bool) -> Result<(), Error> {
     if hard {
-        let erased = services.store.erase_personal_data(&old.id, &old.username);
+        let erased = services
+            .store
+            .erase_personal_data(&old.id, &old.keycloak.username);
         let erased = crate::base::deadline::compensate(erased)
             .await
             .map_err(|_| Error::Unfinished {
@@ -190,21 +197,24 @@ mod tests {
         let old = user();
         let d = deleted(&old, false, "admin-1", 9_000);
         assert_eq!(
-            (d.status, d.enabled, d.deleted_at, d.version),
+            (d.status, d.keycloak.enabled, d.deleted_at, d.version),
             (UserStatus::Deleted, false, Some(9_000), old.version + 1)
         );
         assert_eq!(
             (d.deleted_by.as_deref(), d.deleted_reason.as_deref()),
             (Some("admin-1"), Some(DELETED_BY_ADMIN))
         );
-        assert_eq!((d.username, d.email), (old.username, old.email));
+        assert_eq!(
+            (d.keycloak.username, d.keycloak.email),
+            (old.keycloak.username, old.keycloak.email)
+        );
     }
 
     #[test]
     fn a_hard_delete_leaves_a_tombstone_with_no_personal_data() {
         let d = deleted(&user(), true, "admin-1", 9_000);
         assert!(d.is_tombstone());
-        assert_eq!((d.email, d.first_name), (None, None));
+        assert_eq!((d.keycloak.email, d.keycloak.first_name), (None, None));
         assert!(d.attributes.is_empty());
         assert_eq!(d.deleted_by.as_deref(), Some("admin-1"));
     }

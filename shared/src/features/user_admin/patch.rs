@@ -71,14 +71,14 @@ pub(super) fn apply_patch(
     let mut kc = UserUpdate::default();
     if let Some(e) = &req.email {
         match profile::email(e) {
-            Ok(e) if Some(&e) != old.email.as_ref() => changed_email(&mut new, &mut kc, e),
+            Ok(e) if Some(&e) != old.keycloak.email.as_ref() => changed_email(&mut new, &mut kc, e),
             Ok(_) => {}
             Err(err) => errors.push(err),
         }
     }
     if let Some(verified) = req.email_verified {
-        if verified != new.email_verified || kc.email_verified.is_some() {
-            new.email_verified = verified;
+        if verified != new.keycloak.email_verified || kc.email_verified.is_some() {
+            new.keycloak.email_verified = verified;
             kc.email_verified = Some(verified);
         }
     }
@@ -86,13 +86,13 @@ pub(super) fn apply_patch(
         (
             "firstName",
             &req.first_name,
-            &mut new.first_name,
+            &mut new.keycloak.first_name,
             &mut kc.first_name,
         ),
         (
             "lastName",
             &req.last_name,
-            &mut new.last_name,
+            &mut new.keycloak.last_name,
             &mut kc.last_name,
         ),
     ] {
@@ -111,8 +111,8 @@ pub(super) fn apply_patch(
         }
     }
     if let Some(enabled) = req.enabled {
-        if enabled != old.enabled {
-            new.enabled = enabled;
+        if enabled != old.keycloak.enabled {
+            new.keycloak.enabled = enabled;
             new.status = if enabled {
                 UserStatus::Active
             } else {
@@ -132,7 +132,7 @@ pub(super) fn apply_patch(
     if !kc.is_empty() {
         new.version = old.version + 1;
         new.updated_at = now;
-        new.kc_hash = new.keycloak_fields().content_hash();
+        new.kc_hash = new.keycloak.clone().content_hash();
         new.kc_observed_at = now;
     }
     Ok((new, kc))
@@ -140,9 +140,9 @@ pub(super) fn apply_patch(
 
 /// A new email, unverified until someone vouches for it.
 fn changed_email(new: &mut User, kc: &mut UserUpdate, email: String) {
-    new.email = Some(email.clone());
+    new.keycloak.email = Some(email.clone());
     kc.email = Some(email);
-    new.email_verified = false;
+    new.keycloak.email_verified = false;
     kc.email_verified = Some(false);
 }
 
@@ -297,7 +297,7 @@ mod tests {
             ..Default::default()
         };
         let (new, kc) = apply_patch(&old, &req, Some(&rules()), 9).unwrap();
-        assert_eq!(new.first_name.as_deref(), Some("Ann"));
+        assert_eq!(new.keycloak.first_name.as_deref(), Some("Ann"));
         assert_eq!(
             new.attributes,
             Attributes::from([("department".to_owned(), "Ops".to_owned())])
@@ -315,14 +315,14 @@ mod tests {
             ..Default::default()
         };
         let (new, kc) = apply_patch(&old, &req, None, 9).unwrap();
-        assert!(!new.email_verified);
+        assert!(!new.keycloak.email_verified);
         assert_eq!(kc.email_verified, Some(false));
         let vouched = PatchUserRequest {
             email_verified: Some(true),
             ..req
         };
         let (new, kc) = apply_patch(&old, &vouched, None, 9).unwrap();
-        assert!(new.email_verified);
+        assert!(new.keycloak.email_verified);
         assert_eq!(kc.email_verified, Some(true));
         assert!(vouched.actions().contains(&Action::VerifyEmail));
     }

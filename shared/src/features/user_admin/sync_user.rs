@@ -119,7 +119,7 @@ pub(super) async fn from_keycloak(
         version: local.version + 1,
         ..fresh
     };
-    if new.keycloak_fields() == local.keycloak_fields() && new.attributes == local.attributes {
+    if new.keycloak.clone() == local.keycloak.clone() && new.attributes == local.attributes {
         return Ok(false);
     }
     write_through(services, &local, &new, || async { Ok(()) }, UNDO).await?;
@@ -133,17 +133,17 @@ pub(super) async fn to_keycloak(
     kc_user: &crate::outside::keycloak::UserRepresentation,
 ) -> Result<bool, Error> {
     let mut update = UserUpdate::default();
-    if local.email != kc_user.email {
-        update.email = local.email.clone();
+    if local.keycloak.email != kc_user.email {
+        update.email = local.keycloak.email.clone();
     }
-    if local.first_name != kc_user.first_name {
-        update.first_name = local.first_name.clone();
+    if local.keycloak.first_name != kc_user.first_name {
+        update.first_name = local.keycloak.first_name.clone();
     }
-    if local.last_name != kc_user.last_name {
-        update.last_name = local.last_name.clone();
+    if local.keycloak.last_name != kc_user.last_name {
+        update.last_name = local.keycloak.last_name.clone();
     }
-    if local.enabled != kc_user.enabled && local.status != UserStatus::Deleted {
-        update.enabled = Some(local.enabled);
+    if local.keycloak.enabled != kc_user.enabled && local.status != UserStatus::Deleted {
+        update.enabled = Some(local.keycloak.enabled);
     }
     for name in &services.config.user_attributes {
         let want = local.attributes.get(name).cloned();

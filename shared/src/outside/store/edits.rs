@@ -217,8 +217,8 @@ mod tests {
         };
         let old = User::new("id-1", &fields, &Attributes::new(), 1000);
         let mut new = old.clone();
-        new.first_name = Some("Al".into());
-        new.email = None;
+        new.keycloak.first_name = Some("Al".into());
+        new.keycloak.email = None;
         let u = diff_update(&old.to_item().unwrap(), &new.to_item().unwrap());
         assert_eq!(
             u.expression(),

@@ -51,17 +51,42 @@ pub enum Pending {
     KeycloakWrite,
 }
 
-/// The fields Keycloak owns. The bulk sync compares their hash to skip unchanged users.
+/// A user's identity as Keycloak owns it: the one type the record (`User`), the API's view, the
+/// syncs' observations and a token's claims are built from. The bulk sync compares its hash to
+/// skip unchanged users. In a stored record these are top-level attributes (flattened).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct KeycloakFields {
+    /// Empty on the tombstone of a hard-deleted user, which keeps no personal data.
+    #[serde(default)]
     pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
+    #[serde(default)]
     pub enabled: bool,
+    #[serde(default)]
     pub email_verified: bool,
+    #[serde(default)]
     pub roles: Vec<String>,
+    #[serde(default)]
     pub groups: Vec<String>,
+}
+
+/// What the content hash is taken of: every field, an absent one as `null`, in this order (the
+/// hash every stored record holds; a spec pins it).
+#[derive(Serialize)]
+struct Canonical<'a> {
+    username: &'a str,
+    email: &'a Option<String>,
+    first_name: &'a Option<String>,
+    last_name: &'a Option<String>,
+    enabled: bool,
+    email_verified: bool,
+    roles: &'a [String],
+    groups: &'a [String],
 }
 
 impl KeycloakFields {
@@ -88,7 +113,18 @@ impl KeycloakFields {
     }
 
     fn content_digest(&self) -> digest::Digest {
-        let canonical = serde_json::to_vec(&self.clone().normalized()).unwrap_or_default();
+        let f = self.clone().normalized();
+        let canonical = serde_json::to_vec(&Canonical {
+            username: &f.username,
+            email: &f.email,
+            first_name: &f.first_name,
+            last_name: &f.last_name,
+            enabled: f.enabled,
+            email_verified: f.email_verified,
+            roles: &f.roles,
+            groups: &f.groups,
+        })
+        .unwrap_or_default();
         digest::digest(&digest::SHA256, &canonical)
     }
 
@@ -107,24 +143,10 @@ pub const UNREAD_HASH: &str = "unread";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
-    /// Empty on the tombstone of a hard-deleted user, which keeps no personal data.
-    #[serde(default)]
-    pub username: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default)]
-    pub email_verified: bool,
+    /// The identity as Keycloak last had it (all of it empty on a tombstone).
+    #[serde(flatten)]
+    pub keycloak: KeycloakFields,
     pub status: UserStatus,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
     /// Business attributes (`USER_ATTRIBUTES`), stored as top-level `attr_<name>` attributes so
     /// that each can be written on its own.
     #[serde(skip)]
@@ -184,14 +206,7 @@ impl User {
             kc_hash: f.content_hash(),
             pending_keycloak_logout: None,
             pending_keycloak_write: None,
-            username: f.username,
-            email: f.email,
-            first_name: f.first_name,
-            last_name: f.last_name,
-            enabled: f.enabled,
-            email_verified: f.email_verified,
-            roles: f.roles,
-            groups: f.groups,
+            keycloak: f,
             attributes: attributes.clone(),
             created_at: observed_at,
             updated_at: observed_at,
@@ -235,33 +250,13 @@ impl User {
         pending
     }
 
-    pub fn keycloak_fields(&self) -> KeycloakFields {
-        KeycloakFields {
-            username: self.username.clone(),
-            email: self.email.clone(),
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            enabled: self.enabled,
-            email_verified: self.email_verified,
-            roles: self.roles.clone(),
-            groups: self.groups.clone(),
-        }
-    }
-
     /// What is left of a user an admin deleted for good: the id, when and by whom. No personal
     /// data (name, email, attributes, roles) survives a hard delete.
     pub fn erased(&self, deleted_by: &str, now: i64) -> Self {
         User {
             id: self.id.clone(),
-            username: String::new(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            enabled: false,
-            email_verified: false,
+            keycloak: KeycloakFields::default(),
             status: UserStatus::Deleted,
-            roles: Vec::new(),
-            groups: Vec::new(),
             attributes: Attributes::new(),
             created_at: 0,
             updated_at: now,
@@ -282,7 +277,7 @@ impl User {
 
     /// Whether this is what a hard delete leaves: a tombstone with no personal data.
     pub fn is_tombstone(&self) -> bool {
-        self.status == UserStatus::Deleted && self.username.is_empty()
+        self.status == UserStatus::Deleted && self.keycloak.username.is_empty()
     }
 
     /// The stored item: the record plus its keys and index keys (none for a tombstone without a
@@ -292,8 +287,8 @@ impl User {
             serde_dynamo::to_item(self).map_err(|e| StoreError::Other(e.to_string()))?;
         item.insert("pk".into(), s(user_pk(&self.id)));
         item.insert("sk".into(), s(PROFILE));
-        if !self.username.is_empty() {
-            for (k, v) in index_keys(&self.username, self.email.as_deref()) {
+        if !self.keycloak.username.is_empty() {
+            for (k, v) in index_keys(&self.keycloak.username, self.keycloak.email.as_deref()) {
                 item.insert(k.into(), s(v));
             }
         }

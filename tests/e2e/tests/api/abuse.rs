@@ -616,7 +616,7 @@ async fn a_user_locked_by_keycloaks_brute_force_detection_stays_active_through_t
         );
         let local = local_user(&id).await.unwrap();
         assert_eq!(
-            (local.status, local.enabled),
+            (local.status, local.keycloak.enabled),
             (user_sync::outside::store::UserStatus::Active, true),
             "after {mode}: {run}"
         );

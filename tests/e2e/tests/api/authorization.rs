@@ -309,7 +309,7 @@ async fn an_email_change_is_unverified_in_keycloak_and_locally() {
         (kc["email"].as_str(), kc["emailVerified"].as_bool()),
         (Some("moved@example.org"), Some(false))
     );
-    assert!(!local_user(&id).await.unwrap().email_verified);
+    assert!(!local_user(&id).await.unwrap().keycloak.email_verified);
 }
 
 #[tokio::test]
@@ -492,7 +492,7 @@ async fn concurrent_patches_with_keycloak_slow_leave_keycloak_and_the_store_agre
     let (_, kc) = keycloak_admin(Method::GET, &format!("/users/{id}"), None).await;
     let local = local_user(&id).await.unwrap();
     assert_eq!(
-        (kc["lastName"].as_str(), local.last_name.as_deref()),
+        (kc["lastName"].as_str(), local.keycloak.last_name.as_deref()),
         (Some("First"), Some("First"))
     );
     // Once the first is done, the same ETag works.

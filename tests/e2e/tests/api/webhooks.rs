@@ -64,7 +64,7 @@ async fn warm() {
         )
         .await;
         let warm = local_within(&id, Duration::from_secs(60), |u| {
-            u.first_name.as_deref() == Some("Warm")
+            u.keycloak.first_name.as_deref() == Some("Warm")
         })
         .await;
         assert!(warm.is_some(), "the webhook path does not work at all");
@@ -89,7 +89,7 @@ async fn a_name_changed_in_keycloak_is_in_the_store_within_3_seconds_without_a_s
     .await;
     assert_eq!(status, 204);
     let local = local_within(&id, Duration::from_secs(3), |u| {
-        u.first_name.as_deref() == Some("Renamed")
+        u.keycloak.first_name.as_deref() == Some("Renamed")
     })
     .await;
     assert!(local.is_some(), "not applied within 3 s");
@@ -107,7 +107,7 @@ async fn a_user_disabled_in_keycloak_is_disabled_in_the_store_within_3_seconds()
     )
     .await;
     assert_eq!(status, 204);
-    let local = local_within(&id, Duration::from_secs(3), |u| !u.enabled).await;
+    let local = local_within(&id, Duration::from_secs(3), |u| !u.keycloak.enabled).await;
     assert_eq!(
         local.map(|u| u.status),
         Some(user_sync::outside::store::UserStatus::Disabled)
@@ -120,7 +120,7 @@ async fn a_role_granted_in_keycloak_is_in_the_store_within_3_seconds() {
     let id = registered("hook-role").await;
     grant_realm_role(&id, "manager").await;
     let local = local_within(&id, Duration::from_secs(3), |u| {
-        u.roles.iter().any(|r| r == "manager")
+        u.keycloak.roles.iter().any(|r| r == "manager")
     })
     .await;
     assert!(local.is_some(), "the role was not applied within 3 s");
@@ -248,7 +248,7 @@ async fn with_keycloak_failing_a_change_is_retried_lands_in_the_dlq_and_the_next
     assert_eq!(dead["kind"], "admin.USER-UPDATE");
     assert!(fault_hits(&failing).await >= 5, "read at each attempt");
     assert_ne!(
-        local_user(&id).await.unwrap().last_name.as_deref(),
+        local_user(&id).await.unwrap().keycloak.last_name.as_deref(),
         Some("AfterTheOutage")
     );
     clear_fault(&failing).await;
@@ -256,7 +256,7 @@ async fn with_keycloak_failing_a_change_is_retried_lands_in_the_dlq_and_the_next
     assert!(matches!(run["status"].as_str(), Some("succeeded")), "{run}");
     assert!(run["counts"]["drift"].as_u64().unwrap() >= 1, "{run}");
     assert_eq!(
-        local_user(&id).await.unwrap().last_name.as_deref(),
+        local_user(&id).await.unwrap().keycloak.last_name.as_deref(),
         Some("AfterTheOutage")
     );
 }
@@ -360,8 +360,8 @@ async fn a_signed_user_delete_for_a_live_user_changes_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = local_user(&id).await.unwrap();
     assert_eq!(
-        (after.status, after.enabled, after.version),
-        (before.status, before.enabled, before.version),
+        (after.status, after.keycloak.enabled, after.version),
+        (before.status, before.keycloak.enabled, before.version),
         "the consumer read Keycloak, which still has the user"
     );
 }

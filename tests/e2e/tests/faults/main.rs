@@ -204,7 +204,7 @@ async fn with_keycloaks_clock_behind_ours_a_change_after_a_full_run_is_read_by_t
     );
     assert_eq!(status, 204);
     assert_eq!(
-        local.last_name.as_deref(),
+        local.keycloak.last_name.as_deref(),
         Some("Skewed"),
         "the incremental run read the change: {incremental}"
     );
@@ -443,5 +443,9 @@ async fn with_dynamodb_hanging_after_a_hard_delete_the_answer_says_keycloaks_use
     let again = call(Method::DELETE, &path, Some(&alice), None).await;
     assert_eq!(again.status, 204, "{}", again.text);
     assert_eq!(store().list_sessions(&id).await.unwrap(), vec![], "erased");
-    assert_eq!(local_user(&id).await.unwrap().username, "", "a tombstone");
+    assert_eq!(
+        local_user(&id).await.unwrap().keycloak.username,
+        "",
+        "a tombstone"
+    );
 }

@@ -380,7 +380,7 @@ async fn register(row: &Row) {
         .collect();
     keycloak_roles.sort();
     assert_eq!(
-        local.roles, keycloak_roles,
+        local.keycloak.roles, keycloak_roles,
         "the store's roles are Keycloak's"
     );
     assert!(local.pending().is_empty(), "{:?}", local.pending());
@@ -498,22 +498,26 @@ async fn change(row: &Row) {
     }
     if let (Flow::HardDelete, true) = (row.flow, done) {
         assert_eq!(status, 404, "gone from Keycloak: {kc}");
-        assert_eq!(local.username, "", "a tombstone here");
+        assert_eq!(local.keycloak.username, "", "a tombstone here");
         return;
     }
     assert_eq!(status, 200, "{kc}");
-    assert_eq!(local.enabled, kc["enabled"].as_bool().unwrap(), "enabled");
     assert_eq!(
-        local.last_name.as_deref(),
+        local.keycloak.enabled,
+        kc["enabled"].as_bool().unwrap(),
+        "enabled"
+    );
+    assert_eq!(
+        local.keycloak.last_name.as_deref(),
         kc["lastName"].as_str(),
         "lastName"
     );
     match (row.flow, done) {
-        (Flow::Disable | Flow::SoftDelete, true) => assert!(!local.enabled),
-        (Flow::Patch, true) => assert_eq!(local.last_name.as_deref(), Some("Changed")),
-        (Flow::Patch, false) => assert_eq!(local.last_name.as_deref(), Some("User")),
+        (Flow::Disable | Flow::SoftDelete, true) => assert!(!local.keycloak.enabled),
+        (Flow::Patch, true) => assert_eq!(local.keycloak.last_name.as_deref(), Some("Changed")),
+        (Flow::Patch, false) => assert_eq!(local.keycloak.last_name.as_deref(), Some("User")),
         (Flow::SoftDelete | Flow::HardDelete, false) => assert_eq!(
-            (local.status, local.enabled),
+            (local.status, local.keycloak.enabled),
             (user_sync::outside::store::UserStatus::Active, true)
         ),
         _ => {}
