@@ -130,15 +130,31 @@ async fn remove_user(
         Err(e) => return Err(e),
     };
     let created_by_the_flow = user.created_timestamp >= repair.since - SKEW_MS;
+    if !created_by_the_flow {
+        return Ok(0);
+    }
+    let unreadable = |e: crate::outside::store::StoreError| KeycloakError::Unavailable {
+        reason: e.to_string(),
+    };
+    // A registration of the name in flight may have made this user and not recorded it yet. Read
+    // before the record: one that has ended wrote its record first, so one of the two shows it.
+    if services
+        .store
+        .is_registering(&user.username, now_ms(), None)
+        .await
+        .map_err(unreadable)?
+    {
+        return Err(KeycloakError::Unavailable {
+            reason: "a registration of this username is in flight; looked at again next run".into(),
+        });
+    }
     let known_here = services
         .store
         .get_user(user_id)
         .await
-        .map_err(|e| KeycloakError::Unavailable {
-            reason: e.to_string(),
-        })?
+        .map_err(unreadable)?
         .is_some();
-    if !created_by_the_flow || known_here {
+    if known_here {
         return Ok(0);
     }
     tracing::warn!(%user_id, "repair: deleting a Keycloak user a failed registration left");

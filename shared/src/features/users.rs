@@ -287,11 +287,41 @@ async fn run_claimed(
 /// Create the Keycloak user, then its local record; undo the first if the second fails.
 /// `earlier_attempt`: when an earlier attempt of this same request (same idempotency key and
 /// fingerprint) started, if one did; the Keycloak user it created is adopted, not refused.
+///
+/// The attempt is on record as in flight until it ends (`Store::begin_registering`), so the
+/// repair of an earlier failed registration of the name leaves the user it creates alone; if
+/// that record cannot be written, nothing is created.
 pub async fn create_account(
     services: &Services,
     password: &str,
     v: NewAccount,
     earlier_attempt: Option<i64>,
+) -> Result<UserView, Error> {
+    let attempt = uuid::Uuid::new_v4().to_string();
+    let left =
+        deadline::remaining().map_or(IN_FLIGHT_WITHOUT_DEADLINE_MS, |d| d.as_millis() as i64);
+    let username = v.username.clone();
+    services
+        .store
+        .begin_registering(&username, &attempt, now_ms() + left)
+        .await?;
+    let created = create_in_flight(services, password, v, earlier_attempt, &attempt).await;
+    let ended = deadline::compensate(services.store.end_registering(&username, &attempt)).await;
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "could not end the in-flight registration record; it lapses");
+    }
+    created
+}
+
+/// How long an attempt counts as in flight when the invocation has no deadline (local tools).
+const IN_FLIGHT_WITHOUT_DEADLINE_MS: i64 = 60_000;
+
+async fn create_in_flight(
+    services: &Services,
+    password: &str,
+    v: NewAccount,
+    earlier_attempt: Option<i64>,
+    attempt: &str,
 ) -> Result<UserView, Error> {
     let kc = &services.keycloak;
     let new_user = NewUser {
@@ -316,8 +346,14 @@ pub async fn create_account(
         Err(e) => {
             // An unknown outcome (timeout, 5xx): Keycloak may have created the user, or still will.
             if matches!(e, KeycloakError::Unavailable { .. }) {
-                deadline::compensate(forget_registration(services, &v.username, None, started))
-                    .await;
+                deadline::compensate(forget_registration(
+                    services,
+                    &v.username,
+                    None,
+                    started,
+                    attempt,
+                ))
+                .await;
             }
             return Err(e.into());
         }
@@ -354,6 +390,7 @@ pub async fn create_account(
                 &user.keycloak.username,
                 Some(&id),
                 started,
+                attempt,
             ))
             .await;
             return Err(Error::Store(local));
@@ -417,14 +454,35 @@ async fn adoptable(
 /// No Keycloak user without its local record: delete the user this registration created (by id,
 /// or found by username and creation time), or, when that cannot be done now, leave a repair for
 /// the next sync run.
-async fn forget_registration(services: &Services, username: &str, id: Option<&str>, since: i64) {
+async fn forget_registration(
+    services: &Services,
+    username: &str,
+    id: Option<&str>,
+    since: i64,
+    attempt: &str,
+) {
     let kc = &services.keycloak;
     let found = match id {
         Some(id) => Ok(Some(id.to_owned())),
-        None => kc.find_user_by_username(username).await.map(|u| {
-            u.filter(|u| u.created_timestamp >= since - CLOCK_SKEW_MS)
-                .map(|u| u.id)
-        }),
+        // Found by name, the user may be another registration's that is still in flight: it is
+        // left to the repair, which looks again once that one has ended. (Read after the user:
+        // one that made the user found had recorded itself before.)
+        None => match kc.find_user_by_username(username).await {
+            Ok(Some(u)) if u.created_timestamp >= since - CLOCK_SKEW_MS => {
+                match services
+                    .store
+                    .is_registering(username, now_ms(), Some(attempt))
+                    .await
+                {
+                    Ok(other) => Ok((!other).then_some(u.id)),
+                    Err(e) => Err(KeycloakError::Unavailable {
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        },
     };
     let deleted = match found {
         Ok(Some(id)) => match kc.delete_user(&id).await {

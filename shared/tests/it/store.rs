@@ -1021,3 +1021,32 @@ async fn a_user_marked_missing_is_reactivated_by_a_newer_observation() {
         (UserStatus::Active, None, None)
     );
 }
+
+#[tokio::test]
+async fn a_registration_is_in_flight_from_its_start_until_it_ends_or_lapses() {
+    let store = table().await;
+    assert!(!store.is_registering("Ada", 1_000, None).await.unwrap());
+    store.begin_registering("ada", "a-1", 10_000).await.unwrap();
+    assert!(
+        store.is_registering("ADA", 1_000, None).await.unwrap(),
+        "the name as Keycloak compares it"
+    );
+    assert!(
+        !store
+            .is_registering("ada", 1_000, Some("a-1"))
+            .await
+            .unwrap(),
+        "an attempt does not count itself"
+    );
+    assert!(
+        !store.is_registering("ada", 10_000, None).await.unwrap(),
+        "lapsed at its deadline"
+    );
+    store.end_registering("ada", "a-other").await.unwrap();
+    assert!(
+        store.is_registering("ada", 1_000, None).await.unwrap(),
+        "another attempt's end leaves it"
+    );
+    store.end_registering("ada", "a-1").await.unwrap();
+    assert!(!store.is_registering("ada", 1_000, None).await.unwrap());
+}

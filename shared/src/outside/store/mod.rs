@@ -24,6 +24,7 @@ mod events;
 mod idempotency;
 mod listing;
 mod logins;
+mod registering;
 mod repairs;
 mod sessions;
 mod sign_in;

@@ -866,3 +866,50 @@ async fn nobody_can_revoke_another_users_session() {
         "the victim's session lives on"
     );
 }
+
+#[tokio::test]
+async fn the_repair_of_a_failed_registration_leaves_a_later_registration_of_the_name_alone() {
+    let username = unique("relay");
+    run_sync("incremental").await; // warm: the repair below must run within seconds
+    let create = |extra: Value| {
+        let mut rule = json!({"method": "POST", "path": "/admin/realms/{realm}/users",
+                              "bodyContains": username, "times": 1});
+        for (k, v) in extra.as_object().unwrap() {
+            rule[k] = v.clone();
+        }
+        rule
+    };
+    // Keycloak refuses the first registration's create (500, nothing made): its outcome is
+    // unknown to the function, which leaves a repair for the name.
+    let refused = fault(create(json!({"status": 500}))).await;
+    let first = register_with(&unique("key"), &username).await;
+    clear_fault(&refused).await;
+    assert_eq!(first.status(), 503);
+    // A later registration's user is made in Keycloak, and its answer takes a while.
+    let slow = fault(create(json!({"after": true, "latencyMs": 6000}))).await;
+    let later = tokio::spawn({
+        let username = username.clone();
+        async move { register_with(&unique("key"), &username).await }
+    });
+    let made = Instant::now();
+    while keycloak_users_named(&username).await.is_empty() {
+        assert!(
+            made.elapsed() < Duration::from_secs(5),
+            "the create never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Before it has its local record, a sync runs the repairs.
+    run_sync("incremental").await;
+    let later = later.await.unwrap();
+    clear_fault(&slow).await;
+    assert_eq!(later.status(), 201);
+    let body: Value = later.json().await.unwrap();
+    let in_keycloak = keycloak_users_named(&username).await;
+    assert_eq!(
+        in_keycloak.len(),
+        1,
+        "the later registration's Keycloak user is kept: {in_keycloak:?}"
+    );
+    assert_eq!(in_keycloak[0]["id"], body["user"]["id"]);
+}
