@@ -36,11 +36,7 @@ pub fn of_invocation(deadline_ms: u64) -> Option<Instant> {
         let left = i64::try_from(deadline_ms).ok()? - crate::base::clock::now_ms();
         return (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64));
     }
-    let declared: u64 = std::env::var("FUNCTION_TIMEOUT_SECONDS")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let declared = crate::base::config::LambdaEnv::get().declared_timeout_s?;
     Some(Instant::now() + Duration::from_secs(declared))
 }
 

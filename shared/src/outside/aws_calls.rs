@@ -42,11 +42,11 @@ pub struct CallRecorder {
 impl CallRecorder {
     /// A recorder when `AWS_CALL_LOG_DIR` is set, else none (the default, and always in AWS).
     pub fn from_env() -> Option<Self> {
-        let dir = std::env::var_os("AWS_CALL_LOG_DIR")?;
-        let function =
-            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "unknown".into());
-        std::fs::create_dir_all(&dir).ok()?;
-        let path = std::path::Path::new(&dir).join(format!("{function}.calls"));
+        let env = crate::base::config::LambdaEnv::get();
+        let dir = env.call_log_dir.as_ref()?;
+        let function = env.function_name.as_deref().unwrap_or("unknown");
+        std::fs::create_dir_all(dir).ok()?;
+        let path = dir.join(format!("{function}.calls"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -114,8 +114,10 @@ async fn finish(services: &Services, req: &SyncRequest, run: &mut SyncRun) -> Re
 /// Hand the rest of a full run to a new invocation of this function. Writes are conditional and
 /// hash-based, so the follow-up skips everything already written and goes on from there.
 async fn continue_in_new_invocation(services: &Services, req: &SyncRequest) {
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-        .unwrap_or_else(|_| services.config.sync_function_name.clone());
+    let function = crate::base::config::LambdaEnv::get()
+        .function_name
+        .clone()
+        .unwrap_or_else(|| services.config.sync_function_name.clone());
     let follow_up = SyncRequest {
         mode: Mode::Full,
         dry_run: false,
