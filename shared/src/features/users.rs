@@ -316,15 +316,9 @@ pub async fn create_account(
 /// How long an attempt counts as in flight when the invocation has no deadline (local tools).
 const IN_FLIGHT_WITHOUT_DEADLINE_MS: i64 = 60_000;
 
-async fn create_in_flight(
-    services: &Services,
-    password: &str,
-    v: NewAccount,
-    earlier_attempt: Option<i64>,
-    attempt: &str,
-) -> Result<UserView, Error> {
-    let kc = &services.keycloak;
-    let new_user = NewUser {
+/// The Keycloak user a new account is created as.
+fn keycloak_user(v: &NewAccount, password: &str) -> NewUser {
+    NewUser {
         username: v.username.clone(),
         email: Some(v.email.clone()),
         first_name: v.first_name.clone(),
@@ -333,9 +327,19 @@ async fn create_in_flight(
         email_verified: None,
         attributes: keycloak_attributes(&v.attributes),
         credentials: vec![PasswordCredential::new(password, v.temporary_password)],
-    };
+    }
+}
+
+async fn create_in_flight(
+    services: &Services,
+    password: &str,
+    v: NewAccount,
+    earlier_attempt: Option<i64>,
+    attempt: &str,
+) -> Result<UserView, Error> {
+    let kc = &services.keycloak;
     let started = now_ms();
-    let id = match kc.create_user(&new_user).await {
+    let id = match kc.create_user(&keycloak_user(&v, password)).await {
         Ok(id) => id,
         Err(taken @ KeycloakError::UserExists { .. }) if earlier_attempt.is_some() => {
             let since = earlier_attempt.unwrap_or(started);
