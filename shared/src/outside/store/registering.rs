@@ -3,7 +3,11 @@
 //! earlier failed registration of the same username never deletes the Keycloak user that this
 //! one has just created and not yet recorded (`features::repair`). One item per username, keyed
 //! by its hash (it holds nothing of the person); an attempt that dies leaves it to lapse at its
-//! `until`, and the table's TTL removes it later.
+//! `until`, and the table's TTL removes it later. A known limit: a second attempt of the name
+//! writes over the first's item, so when two run at once and the second ends first (Keycloak
+//! gives the name to one of them), the first is no longer on record; a repair of a third,
+//! earlier failed registration of the same name that runs in that moment could still take the
+//! first one's user.
 
 use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
