@@ -1,6 +1,7 @@
 //! `HookConfig`: the webhook functions' environment.
 
 use super::error::ConfigError;
+use super::lookup;
 
 /// How old a webhook delivery may be by default (`HOOK_MAX_EVENT_AGE_SECONDS`).
 pub const DEFAULT_HOOK_MAX_EVENT_AGE_S: i64 = 20 * 60;
@@ -28,11 +29,7 @@ impl HookConfig {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let value = |name: &str| lookup::value(&get, name);
         let number = |name: &'static str, default: u64, max: u64| match value(name) {
             None => Ok(default),
             Some(v) => v

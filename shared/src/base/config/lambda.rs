@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use super::lookup;
+
 /// The runtime's part of the environment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LambdaEnv {
@@ -27,11 +29,7 @@ impl LambdaEnv {
 
     /// Unreadable values count as unset: none of them is required.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let value = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let value = |name: &str| lookup::value(&get, name);
         LambdaEnv {
             function_name: value("AWS_LAMBDA_FUNCTION_NAME"),
             declared_timeout_s: value("FUNCTION_TIMEOUT_SECONDS").and_then(|v| v.parse().ok()),

@@ -5,6 +5,7 @@
 mod error;
 mod hooks;
 mod lambda;
+mod lookup;
 mod service;
 
 pub use error::ConfigError;

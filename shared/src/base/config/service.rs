@@ -2,6 +2,7 @@
 //! cold start (DESIGN §3). A missing or malformed variable fails start-up with a message naming it.
 
 use super::error::ConfigError;
+use super::lookup;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -109,11 +110,7 @@ impl Config {
     /// Build from any variable source (the environment, or a map in tests). Table-like: one
     /// statement per variable, so it is longer than a function should be.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let value = |name: &str| lookup::value(&get, name);
         let required = |name: &'static str| {
             value(name).ok_or(ConfigError {
                 variable: name,

@@ -1,0 +1,8 @@
+//! How one variable is read: trimmed, and an empty one counts as unset.
+
+/// The variable `name` of the environment `get` looks into.
+pub(super) fn value(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
