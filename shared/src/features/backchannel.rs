@@ -11,8 +11,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::base::clock::now_ms;
-use crate::base::clock::EpochSecs;
+use crate::base::clock::{now_ms, EpochSecs};
 use crate::error::{Error, ProblemCode};
 use crate::outside::auth::{AuthError, LEEWAY_SECS};
 use crate::outside::store::SessionEnd;

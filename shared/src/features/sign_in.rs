@@ -29,8 +29,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::base::clock::now_ms;
-use crate::base::clock::EpochSecs;
+use crate::base::clock::{now_ms, EpochSecs};
 use crate::error::{Error, ProblemCode};
 use crate::outside::keycloak::KeycloakError;
 use crate::outside::store::token_hash;

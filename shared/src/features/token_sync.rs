@@ -16,8 +16,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::base::clock::now_ms;
-use crate::base::clock::EpochSecs;
+use crate::base::clock::{now_ms, EpochSecs};
 use crate::error::{Error, FieldError};
 use crate::features::users::UserView;
 use crate::outside::auth::Principal;

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::base::clock::EpochSecs;
-use crate::base::clock::{iso8601, now_ms};
+use crate::base::clock::{iso8601, now_ms, EpochSecs};
 use crate::base::deadline;
 use crate::error::{Error, ProblemCode};
 use crate::features::observe::is_technical_role;

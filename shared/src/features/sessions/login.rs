@@ -2,8 +2,7 @@
 //! password grant share it): the token verified, the user and the session in one transaction,
 //! and the new Keycloak session ended again when they cannot be recorded.
 
-use crate::base::clock::EpochSecs;
-use crate::base::clock::{iso8601, now_ms};
+use crate::base::clock::{iso8601, now_ms, EpochSecs};
 use crate::base::deadline;
 use crate::error::Error;
 use crate::features::throttle;

@@ -2,8 +2,7 @@
 
 use serde::Serialize;
 
-use crate::base::clock::EpochSecs;
-use crate::base::clock::{iso8601, now_ms};
+use crate::base::clock::{iso8601, now_ms, EpochSecs};
 use crate::error::Error;
 use crate::features::users::UserView;
 use crate::outside::auth::Principal;

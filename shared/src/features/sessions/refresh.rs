@@ -1,8 +1,7 @@
 //! Refresh, on proof: the presented token is the session's current one (a replaced one is
 //! reuse, and the session ends), and the answer rotates the hash kept here.
 
-use crate::base::clock::now_ms;
-use crate::base::clock::EpochSecs;
+use crate::base::clock::{now_ms, EpochSecs};
 use crate::error::Error;
 use crate::outside::keycloak::KeycloakError;
 use crate::outside::store::{token_hash, Session, SessionEnd, StoreError};

@@ -1,8 +1,7 @@
 //! One run: its lease, the repairs first, the mode's work, the run record written whatever
 //! happens, and the hand-over to a follow-up invocation when the time budget ran out.
 
-use crate::base::clock::now_ms;
-use crate::base::clock::EpochSecs;
+use crate::base::clock::{now_ms, EpochSecs};
 use crate::error::Error;
 use crate::outside::store::{RunCost, SyncCounts, SyncRun, SyncStatus};
 use crate::services::Services;
