@@ -21,7 +21,7 @@ CHROMIUM_VERSION := 148.0.7778.167-1~deb12u1
 CHROMIUM   := /usr/bin/chromium
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools browser-tools build dev up down status test test-suites test-compiled lint unit unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
+.PHONY: help tools browser-tools build dev up down status test lint unit unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
@@ -129,29 +129,20 @@ sam-validate: $(TOOLS)
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
 # stack-test: the template (IAM, routes), openapi.yaml and schemathesis against the local gateway.
 # artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
-# Three things run at once from the start: the tool installs (network and disk), the compile
-# chain (lint, build, the test binaries, then the suites, which mostly wait on timeouts and on
-# the stack) and, once cargo-lambda is installed, the arm64 compilation of the deployable
-# artifacts at the lowest CPU priority, in whatever the cores leave idle. The arm64 compilation
-# has its own build directory lock (profile artifact), so no `cargo` of the chain waits on it.
-# The checks that read what the suites recorded (stack-test's IAM check) start once both suites
+# The suites mostly wait (on timeouts, on the stack): while they run, the arm64 compilation of the
+# deployable artifacts runs beside them at the lowest CPU priority, in the cores' idle time. It
+# has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait on
+# it. The checks that read what the suites recorded (stack-test's IAM check) start once both
 # have ended; artifact-test once everything else has.
-test:
-	$(MAKE) --no-print-directory -j5 --output-sync=target test-suites lambda-artifacts-idle qemu
+test: tools lint build unit-build
+	$(MAKE) --no-print-directory -j3 --output-sync=target checks-after-unit lambda-artifacts-idle
 	$(MAKE) --no-print-directory artifact-test
-
-test-suites: test-compiled tools browser-tools
-	$(MAKE) --no-print-directory unit-build
-	$(MAKE) --no-print-directory --output-sync=target checks-after-unit
-
-test-compiled:
-	$(MAKE) --no-print-directory lint build
 
 checks-after-unit: unit-faults unit-others
 	$(MAKE) --no-print-directory -j1 compat stack-test sam-validate
 
-lambda-artifacts-idle: $(TOOLS)
-	nice -n 19 $(MAKE) --no-print-directory lambda-artifacts
+lambda-artifacts-idle:
+	nice -n 19 $(MAKE) --no-print-directory -j1 lambda-artifacts qemu
 
 # The bulk-sync benchmark (release build): 10 000 and 100 000 users; then the functions' cold
 # starts and login overhead (bench-lambda). Results in the README.
