@@ -1192,3 +1192,47 @@ async fn a_run_records_the_capacity_dynamodb_reported_and_its_keycloak_requests(
         changed.cost
     );
 }
+
+#[tokio::test]
+async fn every_member_of_a_role_with_more_members_than_a_membership_page_has_its_roles() {
+    // Every user holds the realm's default role (effective: `user`); 5 100 users are more than
+    // one page of its members (5 000), so the second page must be read too.
+    let s = setup(&[]).await;
+    s.realm
+        .http
+        .post(format!(
+            "{}/_emulator/realms/{}/users/bulk",
+            common::emulator(),
+            s.realm.name
+        ))
+        .json(&json!({"count": 5100, "prefix": "many"}))
+        .send()
+        .await
+        .unwrap();
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
+    let mut query = user_sync::outside::store::ListQuery {
+        limit: 200,
+        cursor: None,
+        prefix: Some("many".into()),
+        status: None,
+    };
+    let mut without_user_role = Vec::new();
+    let mut listed = 0;
+    loop {
+        let page = s.services.store.list_users(&query).await.unwrap();
+        listed += page.items.len();
+        without_user_role.extend(
+            page.items
+                .iter()
+                .filter(|u| !u.keycloak.roles.iter().any(|r| r == "user"))
+                .map(|u| u.keycloak.username.clone()),
+        );
+        match page.next_cursor {
+            Some(next) => query.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, 5100);
+    assert!(without_user_role.is_empty(), "{without_user_role:?}");
+}

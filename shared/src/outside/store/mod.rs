@@ -36,7 +36,7 @@ mod users;
 
 pub use audit::{AuditQuery, AuditRecord};
 pub use capacity::{Capacity, CapacityMeter};
-pub use digest::{Digest, StoredState, SYNC_INDEX};
+pub use digest::{digest_segments, Digest, StoredState, SYNC_INDEX};
 pub use edits::WriteLock;
 pub use erasure::Erased;
 pub use idempotency::Claim;
