@@ -74,6 +74,17 @@ impl Setup {
             .unwrap()
             .id
     }
+    /// `count` more users in Keycloak, named `prefix` and a number (the emulator's bulk import).
+    async fn add_users(&self, prefix: &str, count: usize) {
+        let url = format!(
+            "{}/_emulator/realms/{}/users/bulk",
+            common::emulator(),
+            self.realm.name
+        );
+        let body = json!({"count": count, "prefix": prefix});
+        let r = self.realm.http.post(url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
     async fn local(&self, username: &str) -> user_sync::outside::store::User {
         let id = self.id_of(username).await;
         self.services.store.get_user(&id).await.unwrap().unwrap()
@@ -695,17 +706,7 @@ async fn a_run_without_time_to_make_progress_fails_instead_of_handing_over_forev
 async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finishes() {
     // 1 200 more users: written in batches of 500, with the budget spent after the first ones.
     let s = setup(&[]).await;
-    s.realm
-        .http
-        .post(format!(
-            "{}/_emulator/realms/{}/users/bulk",
-            common::emulator(),
-            s.realm.name
-        ))
-        .json(&json!({"count": 1200, "prefix": "bulk"}))
-        .send()
-        .await
-        .unwrap();
+    s.add_users("bulk", 1200).await;
     // A budget of 1.5 s: on this machine the crawl and the first batches fit, the rest does not.
     let (services, invocations) =
         common::services_with_lambda(&s.realm, &[("SYNC_MAX_DEACTIVATIONS", "50,100%")]).await;
@@ -1198,17 +1199,7 @@ async fn every_member_of_a_role_with_more_members_than_a_membership_page_has_its
     // Every user holds the realm's default role (effective: `user`); 5 100 users are more than
     // one page of its members (5 000), so the second page must be read too.
     let s = setup(&[]).await;
-    s.realm
-        .http
-        .post(format!(
-            "{}/_emulator/realms/{}/users/bulk",
-            common::emulator(),
-            s.realm.name
-        ))
-        .json(&json!({"count": 5100, "prefix": "many"}))
-        .send()
-        .await
-        .unwrap();
+    s.add_users("many", 5100).await;
     let r = run(&s.services, full()).await.unwrap();
     assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
     let mut query = user_sync::outside::store::ListQuery {
