@@ -66,14 +66,7 @@ mod tests {
 
     #[test]
     fn the_hook_functions_read_their_own_variables_and_refuse_a_malformed_number() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = crate::base::config::lookup::fixed;
         let c =
             HookConfig::from_lookup(env(&[("HOOK_QUEUE_URL", "q"), ("TABLE_NAME", "t")])).unwrap();
         assert_eq!(

@@ -44,14 +44,7 @@ mod tests {
 
     #[test]
     fn the_runtimes_variables_are_read_and_a_malformed_timeout_counts_as_unset() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = crate::base::config::lookup::fixed;
         let e = LambdaEnv::from_lookup(env(&[
             ("AWS_LAMBDA_FUNCTION_NAME", "bulk-sync"),
             ("FUNCTION_TIMEOUT_SECONDS", " 30 "),
