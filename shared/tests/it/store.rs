@@ -1,8 +1,10 @@
-//! The DynamoDB store against moto: conditional writes, listing, sessions, lease, runs, idempotency.
+//! The DynamoDB store against DynamoDB Local: conditional writes, listing, sessions, lease, runs, idempotency.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::common::table;
 use user_sync::base::clock::EpochSecs;
@@ -1049,4 +1051,26 @@ async fn a_registration_is_in_flight_from_its_start_until_it_ends_or_lapses() {
     );
     store.end_registering("ada", "a-1").await.unwrap();
     assert!(!store.is_registering("ada", 1_000, None).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_registration_whose_deadline_cannot_be_read_counts_as_in_flight() {
+    let store = table().await;
+    store
+        .begin_registering("grace", "g-1", 10_000)
+        .await
+        .unwrap();
+    let pk = format!("REGISTERING#{}", token_hash("grace"));
+    crate::common::dynamodb()
+        .update_item()
+        .table_name(store.table_name())
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S("ATTEMPT".into()))
+        .update_expression("SET #u = :garbled")
+        .expression_attribute_names("#u", "until")
+        .expression_attribute_values(":garbled", AttributeValue::S("soon".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(store.is_registering("grace", 1_000, None).await.unwrap());
 }

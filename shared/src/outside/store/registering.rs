@@ -85,6 +85,8 @@ impl Store {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok());
         let attempt = item.get("attempt").and_then(|v| v.as_s().ok());
-        Ok(until.is_some_and(|until| until > now_ms) && attempt.map(String::as_str) != except)
+        // A deadline that cannot be read counts as in flight: the repair waits (the record's
+        // TTL still removes it) rather than delete a user a registration may be recording.
+        Ok(until.is_none_or(|until| until > now_ms) && attempt.map(String::as_str) != except)
     }
 }
