@@ -21,7 +21,7 @@ CHROMIUM_VERSION := 148.0.7778.167-1~deb12u1
 CHROMIUM   := /usr/bin/chromium
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools browser-tools build dev up down status test lint unit unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
+.PHONY: help tools tools-for-tests browser-tools build dev up down status test lint unit unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
@@ -74,7 +74,9 @@ browser-tools: $(BROWSER_TOOLS) $(DEMO_TOOLS) $(CHROMIUM)
 tools: $(TOOLS) $(NPM_TOOLS) $(DDB_LOCAL) $(DEMO_TOOLS)
 
 build:
+	@echo "[$$(date +%T)] $@ started"
 	cargo build --workspace
+	@echo "[$$(date +%T)] $@ ended"
 
 dev: $(TOOLS) $(DDB_LOCAL) $(DEMO_TOOLS) build
 	$(PY) infra/local/stack.py dev
@@ -89,8 +91,10 @@ status:
 	python3 infra/local/stack.py status
 
 lint:
+	@echo "[$$(date +%T)] $@ started"
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "[$$(date +%T)] $@ ended"
 
 # The e2e suites record every AWS call each function makes; tests/stack/test_iam.py reads them.
 AWS_CALLS := $(CURDIR)/.dev/aws-calls
@@ -107,21 +111,31 @@ unit: unit-build
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-faults unit-others
 
 unit-build: $(TOOLS) $(DDB_LOCAL) browser-tools
+	@echo "[$$(date +%T)] $@ started"
 	rm -rf $(AWS_CALLS)
 	cargo test --workspace --no-run
+	@echo "[$$(date +%T)] $@ ended"
 
 unit-faults:
+	@echo "[$$(date +%T)] $@ started"
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --test faults
+	@echo "[$$(date +%T)] $@ ended"
 
 unit-others:
+	@echo "[$$(date +%T)] $@ started"
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --lib --bins $(OTHER_SUITES)
 	cargo test --workspace --doc
+	@echo "[$$(date +%T)] $@ ended"
 
 compat: $(NPM_TOOLS) build
+	@echo "[$$(date +%T)] $@ started"
 	cd $(COMPAT) && KEYCLOAK_EMULATOR_BIN=$(CURDIR)/$(EMULATOR) node --test --test-concurrency=2
+	@echo "[$$(date +%T)] $@ ended"
 
 stack-test: $(TOOLS) $(DDB_LOCAL) $(DEMO_TOOLS) build
+	@echo "[$$(date +%T)] $@ started"
 	AWS_CALL_LOG_DIR=$(AWS_CALLS) AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m "not artifacts" tests/stack
+	@echo "[$$(date +%T)] $@ ended"
 
 sam-validate: $(TOOLS)
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
@@ -134,9 +148,20 @@ sam-validate: $(TOOLS)
 # has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait on
 # it. The checks that read what the suites recorded (stack-test's IAM check) start once both
 # have ended; artifact-test once everything else has.
-test: tools lint build unit-build
+# The tool installs mostly wait on downloads and disks, so they run beside `lint` (which needs
+# none of them). Each part prints when it started and ended (`[hh:mm:ss]`), for the README's table.
+test:
+	@echo "[$$(date +%T)] make test started"
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint tools-for-tests
+	$(MAKE) --no-print-directory build unit-build
 	$(MAKE) --no-print-directory -j3 --output-sync=target checks-after-unit lambda-artifacts-idle
 	$(MAKE) --no-print-directory artifact-test
+	@echo "[$$(date +%T)] make test ended"
+
+tools-for-tests:
+	@echo "[$$(date +%T)] $@ started"
+	$(MAKE) --no-print-directory tools browser-tools
+	@echo "[$$(date +%T)] $@ ended"
 
 checks-after-unit: unit-faults unit-others
 	$(MAKE) --no-print-directory -j1 compat stack-test sam-validate
@@ -171,8 +196,10 @@ bench-emulator:
 LAMBDA_FUNCTIONS := $(notdir $(wildcard functions/*))
 
 lambda-artifacts: $(TOOLS)
+	@echo "[$$(date +%T)] $@ started"
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --profile artifact --arm64 $(addprefix -p ,$(LAMBDA_FUNCTIONS))
+	@echo "[$$(date +%T)] $@ ended"
 
 # LoginSyncFunction -> target/lambda/login-sync/bootstrap (the logical id in kebab case).
 build-%Function: lambda-artifacts
@@ -222,7 +249,9 @@ deploy-function: $(TOOLS) lambda-artifacts
 
 # Every built bootstrap, under qemu, against a local Runtime API with moto and the emulator.
 artifact-test: sam-build qemu build
+	@echo "[$$(date +%T)] $@ started"
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/pytest -q -m artifacts tests/stack
+	@echo "[$$(date +%T)] $@ ended"
 
 clean:
 	rm -rf target $(VENV) $(COMPAT)/node_modules $(DYNAMODB)/node_modules $(DEMO)/node_modules $(BROWSER)/node_modules .dev .aws-sam .tools

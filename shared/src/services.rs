@@ -12,9 +12,11 @@ use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use crate::base::config::{ClientConfig, Config, ConfigError};
 use crate::error::Error;
 use crate::outside::auth::BearerValidator;
+use crate::outside::aws_calls::CallRecorder;
 use crate::outside::keycloak::{
     ClientCredentials, ClientSecret, KeycloakClient, KeycloakError, RetryPolicy,
 };
+use crate::outside::lambda::LambdaClient;
 use crate::outside::secrets::{ClientSecretCache, DEFAULT_TTL};
 use crate::outside::store::Store;
 use crate::rules::policy::Policy;
@@ -26,7 +28,7 @@ pub struct Services {
     pub bearer: BearerValidator,
     pub store: Store,
     /// For starting bulk-sync runs (asynchronous invoke of `SYNC_FUNCTION_NAME`).
-    pub lambda: aws_sdk_lambda::Client,
+    pub lambda: LambdaClient,
     pub policy: Policy,
     /// Who may write which business attribute, read from the realm's user profile once per cold
     /// start (on first use, or during INIT by `warm_up_attribute_rules`).
@@ -58,7 +60,14 @@ pub(crate) use sdk_client;
 /// itself; throttling and transient errors get the standard retry mode with a few more attempts
 /// than the default.
 pub(crate) async fn aws_setup() -> (aws_config::SdkConfig, Vec<SharedInterceptor>) {
-    static LOADED: tokio::sync::OnceCell<(aws_config::SdkConfig, Vec<SharedInterceptor>)> =
+    let (aws, recorder) = aws_loaded().await;
+    let interceptors = recorder.map(SharedInterceptor::new).into_iter().collect();
+    (aws, interceptors)
+}
+
+/// The shared AWS configuration and the call recorder, loaded once per process.
+async fn aws_loaded() -> (aws_config::SdkConfig, Option<CallRecorder>) {
+    static LOADED: tokio::sync::OnceCell<(aws_config::SdkConfig, Option<CallRecorder>)> =
         tokio::sync::OnceCell::const_new();
     LOADED
         .get_or_init(|| async {
@@ -67,11 +76,7 @@ pub(crate) async fn aws_setup() -> (aws_config::SdkConfig, Vec<SharedInterceptor
                 .load()
                 .await;
             // Test stacks record every AWS call (crate::outside::aws_calls); a deployment never does.
-            let recorder = crate::outside::aws_calls::CallRecorder::from_env()
-                .map(SharedInterceptor::new)
-                .into_iter()
-                .collect();
-            (aws, recorder)
+            (aws, CallRecorder::from_env())
         })
         .await
         .clone()
@@ -119,7 +124,7 @@ impl Services {
         let secret = key_source.get().await?;
         let dynamodb = sdk_client!(aws_sdk_dynamodb, &aws, &recorder);
         let store = Store::new(dynamodb, &config.table_name, &cursor_key(secret.expose()));
-        let lambda = sdk_client!(aws_sdk_lambda, &aws, &recorder);
+        let lambda = LambdaClient::from_config(&aws, aws_loaded().await.1);
         Ok(Self::from_parts(config, Arc::new(keycloak), store, lambda))
     }
 
@@ -128,7 +133,7 @@ impl Services {
         config: Config,
         keycloak: Arc<KeycloakClient>,
         store: Store,
-        lambda: aws_sdk_lambda::Client,
+        lambda: LambdaClient,
     ) -> Self {
         Services {
             bearer: BearerValidator::new(Arc::clone(&keycloak), &config),

@@ -8,7 +8,7 @@
 //! proves the code calls nothing the table leaves out, and that every declared action is used.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -22,21 +22,16 @@ pub fn iam_action(service: &str, operation: &str) -> String {
     let prefix = match service {
         "DynamoDB" => "dynamodb",
         "Secrets Manager" => "secretsmanager",
-        "Lambda" => "lambda",
         other => return format!("{}:{operation}", other.to_lowercase().replace(' ', "")),
     };
-    // Lambda's Invoke API is authorized as `lambda:InvokeFunction`.
-    let action = match (prefix, operation) {
-        ("lambda", "Invoke") => "InvokeFunction",
-        _ => operation,
-    };
-    format!("{prefix}:{action}")
+    format!("{prefix}:{operation}")
 }
 
 /// Appends the action of every call to the function's log file (each action once per process).
-#[derive(Debug)]
+/// Clones share the file.
+#[derive(Clone, Debug)]
 pub struct CallRecorder {
-    file: Mutex<(std::fs::File, std::collections::HashSet<String>)>,
+    file: Arc<Mutex<(std::fs::File, std::collections::HashSet<String>)>>,
 }
 
 impl CallRecorder {
@@ -53,8 +48,21 @@ impl CallRecorder {
             .open(path)
             .ok()?;
         Some(CallRecorder {
-            file: Mutex::new((file, Default::default())),
+            file: Arc::new(Mutex::new((file, Default::default()))),
         })
+    }
+}
+
+impl CallRecorder {
+    /// Record `action` (an IAM action) for a call made without an SDK client (`outside::lambda`).
+    pub fn record(&self, action: &str) {
+        if let Ok(mut guard) = self.file.lock() {
+            let (file, seen) = &mut *guard;
+            // One write of the whole line: appends from several processes never interleave.
+            if seen.insert(action.to_owned()) {
+                let _ = file.write_all(format!("{action}\n").as_bytes());
+            }
+        }
     }
 }
 
@@ -91,13 +99,7 @@ impl Intercept for CallRecorder {
             if on_index(context) {
                 line.push_str("@index");
             }
-            if let Ok(mut guard) = self.file.lock() {
-                let (file, seen) = &mut *guard;
-                // One write of the whole line: appends from several processes never interleave.
-                if seen.insert(line.clone()) {
-                    let _ = file.write_all(format!("{line}\n").as_bytes());
-                }
-            }
+            self.record(&line);
         }
         Ok(())
     }
@@ -114,6 +116,5 @@ mod tests {
             iam_action("Secrets Manager", "GetSecretValue"),
             "secretsmanager:GetSecretValue"
         );
-        assert_eq!(iam_action("Lambda", "Invoke"), "lambda:InvokeFunction");
     }
 }

@@ -8,6 +8,7 @@ mod common;
 
 mod auth;
 mod keycloak;
+mod lambda;
 mod profiles;
 mod secrets;
 mod services;

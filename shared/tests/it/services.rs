@@ -38,11 +38,15 @@ async fn services_built_from_config_reach_keycloak_secrets_manager_and_dynamodb_
     let login_secret = common::secret(common::SECRET).await;
     let admin_secret = common::secret(common::ADMIN_SECRET).await;
     let table = common::table().await.table_name().to_owned();
-    // The SDK reads these from the environment, as in Lambda: DynamoDB at its service-specific
-    // endpoint (DynamoDB Local), every other service at AWS_ENDPOINT_URL (moto).
+    // The SDK reads these from the environment, as in Lambda: DynamoDB (DynamoDB Local) and
+    // Lambda at their service-specific endpoints, every other service at AWS_ENDPOINT_URL (moto).
     for (k, v) in [
         ("AWS_ENDPOINT_URL", common::moto()),
         ("AWS_ENDPOINT_URL_DYNAMODB", common::dynamodb_local()),
+        (
+            "AWS_ENDPOINT_URL_LAMBDA",
+            "http://127.0.0.1:9/lambda-of-the-test",
+        ),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
@@ -63,6 +67,11 @@ async fn services_built_from_config_reach_keycloak_secrets_manager_and_dynamodb_
     .await
     .unwrap();
     public.warm_up().await;
+    assert_eq!(
+        public.lambda.endpoint(),
+        "http://127.0.0.1:9/lambda-of-the-test",
+        "Lambda at its service-specific endpoint, as an SDK client would be"
+    );
     let tokens = public
         .keycloak
         .password_grant("alice", "alice-dev-password")

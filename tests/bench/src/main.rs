@@ -349,15 +349,12 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
             .unwrap();
             // The hand-over's own invoke goes nowhere (a closed loopback port); this process
             // starts the follow-up itself, as Lambda would.
-            let aws_lambda = aws_sdk_lambda::Client::from_conf(
-                aws_sdk_lambda::Config::builder()
-                    .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-                    .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-                    .endpoint_url("http://127.0.0.1:9")
-                    .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-                        "local", "local", None, None, "bench",
-                    ))
-                    .build(),
+            let aws_lambda = user_sync::outside::lambda::LambdaClient::new(
+                "http://127.0.0.1:9",
+                "us-east-1",
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new("local", "local", None, None, "bench"),
+                ),
             );
             let services = Services::from_parts(config, kc, store, aws_lambda);
             // Each invocation gets Lambda's 15 minutes, and stops writing where the function

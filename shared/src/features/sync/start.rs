@@ -17,16 +17,12 @@ pub async fn start_run(
     let payload = serde_json::to_string(req).map_err(|e| e.to_string())?;
     let sent = services
         .lambda
-        .invoke()
-        .function_name(function)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-        .send()
+        .invoke_event(function, payload.into_bytes())
         .within_deadline()
         .await;
     match sent {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(aws_sdk_lambda::error::DisplayErrorContext(&e).to_string()),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer before the invocation's deadline".into()),
     }
 }

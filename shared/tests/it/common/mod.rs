@@ -371,15 +371,12 @@ pub async fn services_with_lambda(
     })
     .unwrap();
     let (endpoint, invocations) = lambda_api().await;
-    let lambda = aws_sdk_lambda::Client::from_conf(
-        aws_sdk_lambda::Config::builder()
-            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-                "local", "local", None, None, "tests",
-            ))
-            .build(),
+    let lambda = user_sync::outside::lambda::LambdaClient::new(
+        &endpoint,
+        "us-east-1",
+        aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("local", "local", None, None, "tests"),
+        ),
     );
     let services = user_sync::services::Services::from_parts(config, realm.client(), store, lambda);
     (services, invocations)
