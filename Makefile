@@ -21,7 +21,7 @@ CHROMIUM_VERSION := 148.0.7778.167-1~deb12u1
 CHROMIUM   := /usr/bin/chromium
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools tools-for-tests browser-tools build dev up down status test lint unit unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
+.PHONY: help tools tools-for-tests browser-tools build dev up down status test lint unit builds unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
@@ -107,10 +107,10 @@ TEST_TARGETS = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'impo
   print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]))')
 OTHER_SUITES = $$(for t in $(TEST_TARGETS); do [ "$$t" = faults ] || echo "--test $$t"; done)
 
-unit: unit-build
+unit:
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-faults unit-others
 
-unit-build: $(TOOLS) $(DDB_LOCAL) browser-tools
+unit-build:
 	@echo "[$$(date +%T)] $@ started"
 	rm -rf $(AWS_CALLS)
 	cargo test --workspace --no-run
@@ -143,30 +143,46 @@ sam-validate: $(TOOLS)
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
 # stack-test: the template (IAM, routes), openapi.yaml and schemathesis against the local gateway.
 # artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
-# The suites mostly wait (on timeouts, on the stack): while they run, the arm64 compilation of the
-# deployable artifacts runs beside them at the lowest CPU priority, in the cores' idle time. It
-# has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait on
-# it. The checks that read what the suites recorded (stack-test's IAM check) start once both
+# The arm64 compilation of the deployable artifacts starts with the workspace's build and runs
+# beside it and the suites at the lowest CPU priority, in the cores' idle time (the build's
+# one-crate stretches, the installs' downloads, the suites' waits on timeouts and on the stack).
+# It has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait
+# on it. The checks that read what the suites recorded (stack-test's IAM check) start once both
 # have ended; artifact-test once everything else has.
-# The tool installs mostly wait on downloads and disks, so they run beside `lint` (which needs
+# make test lints as it builds: every cargo call of the run compiles the workspace's own crates
+# through clippy's driver with -D warnings (RUSTC_WORKSPACE_WRAPPER, as `cargo clippy` runs it
+# under `cargo check`), so the build and the test build are the lint of all targets, and the
+# dependencies are compiled once instead of once more in check mode (`make lint` stays the same
+# lint on its own). The dependencies' fingerprints leave the wrapper out, so only the workspace's
+# crates differ from a plain `cargo build`'s.
+# The tool installs mostly wait on downloads and disks, so they run beside the build (which needs
 # none of them). Each part prints when it started and ended (`[hh:mm:ss]`), for the README's table.
+CLIPPY_DRIVER = $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+test: export RUSTC_WORKSPACE_WRAPPER = $(CLIPPY_DRIVER)
+test: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 test:
 	@echo "[$$(date +%T)] make test started"
-	$(MAKE) --no-print-directory -j2 --output-sync=target lint tools-for-tests
-	$(MAKE) --no-print-directory build unit-build
+	@[ -x "$(CLIPPY_DRIVER)" ] || { echo "make test: clippy-driver is missing (rustup component add clippy)" >&2; exit 1; }
+	cargo fmt --all -- --check
 	$(MAKE) --no-print-directory -j3 --output-sync=target checks-after-unit lambda-artifacts-idle
 	$(MAKE) --no-print-directory artifact-test
 	@echo "[$$(date +%T)] make test ended"
 
-tools-for-tests:
+builds:
+	$(MAKE) --no-print-directory build unit-build
+
+tools-for-tests: $(TOOLS)
 	@echo "[$$(date +%T)] $@ started"
 	$(MAKE) --no-print-directory tools browser-tools
 	@echo "[$$(date +%T)] $@ ended"
 
+# The suites start once the workspace is built and the tools are installed.
+unit-faults unit-others: builds tools-for-tests
+
 checks-after-unit: unit-faults unit-others
 	$(MAKE) --no-print-directory -j1 compat stack-test sam-validate
 
-lambda-artifacts-idle:
+lambda-artifacts-idle: $(TOOLS)
 	nice -n 19 $(MAKE) --no-print-directory -j1 lambda-artifacts qemu
 
 # The bulk-sync benchmark (release build): 10 000 and 100 000 users; then the functions' cold
@@ -198,7 +214,8 @@ LAMBDA_FUNCTIONS := $(notdir $(wildcard functions/*))
 lambda-artifacts: $(TOOLS)
 	@echo "[$$(date +%T)] $@ started"
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --profile artifact --arm64 $(addprefix -p ,$(LAMBDA_FUNCTIONS))
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+		cargo lambda build --profile artifact --arm64 $(addprefix -p ,$(LAMBDA_FUNCTIONS))
 	@echo "[$$(date +%T)] $@ ended"
 
 # LoginSyncFunction -> target/lambda/login-sync/bootstrap (the logical id in kebab case).
