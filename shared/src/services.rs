@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use crate::base::config::{ClientConfig, Config, ConfigError};
 use crate::error::Error;
 use crate::outside::auth::BearerValidator;
+use crate::outside::aws_api::{AwsApi, Service, LAMBDA, SECRETS_MANAGER};
 use crate::outside::aws_calls::CallRecorder;
 use crate::outside::keycloak::{
     ClientCredentials, ClientSecret, KeycloakClient, KeycloakError, RetryPolicy,
@@ -45,38 +46,43 @@ pub enum StartError {
     Secret(#[from] crate::outside::secrets::SecretError),
 }
 
-/// An SDK client from the shared configuration, with the call recorder if there is one.
-macro_rules! sdk_client {
-    ($sdk:ident, $aws:expr, $interceptors:expr) => {{
-        let mut config = $sdk::config::Builder::from($aws);
-        config.set_interceptors($interceptors.iter().cloned());
-        $sdk::Client::from_conf(config.build())
-    }};
-}
-pub(crate) use sdk_client;
-
 /// The AWS configuration every function's clients share, and the call recorder if there is one,
-/// loaded once per process (a cold start) by whoever asks first. The SDK reads AWS_ENDPOINT_URL
-/// itself; throttling and transient errors get the standard retry mode with a few more attempts
-/// than the default.
-pub(crate) async fn aws_setup() -> (aws_config::SdkConfig, Vec<SharedInterceptor>) {
-    let (aws, recorder) = aws_loaded().await;
-    let interceptors = recorder.map(SharedInterceptor::new).into_iter().collect();
-    (aws, interceptors)
+/// loaded once per process (a cold start) by whoever asks first (`aws_setup`). The SDK reads
+/// AWS_ENDPOINT_URL itself, as `AwsApi` does; throttling and transient errors get the standard
+/// retry mode with a few more attempts than the default.
+#[derive(Clone)]
+pub(crate) struct AwsSetup {
+    aws: aws_config::SdkConfig,
+    /// Test stacks record every AWS call (crate::outside::aws_calls); a deployment never does.
+    recorder: Option<CallRecorder>,
 }
 
-/// The shared AWS configuration and the call recorder, loaded once per process.
-async fn aws_loaded() -> (aws_config::SdkConfig, Option<CallRecorder>) {
-    static LOADED: tokio::sync::OnceCell<(aws_config::SdkConfig, Option<CallRecorder>)> =
-        tokio::sync::OnceCell::const_new();
+impl AwsSetup {
+    /// The DynamoDB client, with the call recorder if there is one.
+    pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let mut config = aws_sdk_dynamodb::config::Builder::from(&self.aws);
+        config.set_interceptors(self.recorder.clone().map(SharedInterceptor::new));
+        aws_sdk_dynamodb::Client::from_conf(config.build())
+    }
+
+    /// Another service's API (`outside::aws_api`), with the call recorder if there is one.
+    pub(crate) fn api(&self, service: &'static Service) -> AwsApi {
+        AwsApi::from_config(service, &self.aws, self.recorder.clone())
+    }
+}
+
+pub(crate) async fn aws_setup() -> AwsSetup {
+    static LOADED: tokio::sync::OnceCell<AwsSetup> = tokio::sync::OnceCell::const_new();
     LOADED
         .get_or_init(|| async {
             let aws = aws_config::defaults(BehaviorVersion::latest())
                 .retry_config(RetryConfig::standard().with_max_attempts(5))
                 .load()
                 .await;
-            // Test stacks record every AWS call (crate::outside::aws_calls); a deployment never does.
-            (aws, CallRecorder::from_env())
+            AwsSetup {
+                aws,
+                recorder: CallRecorder::from_env(),
+            }
         })
         .await
         .clone()
@@ -88,8 +94,8 @@ impl Services {
     }
 
     pub async fn new(config: Config) -> Result<Self, StartError> {
-        let (aws, recorder) = aws_setup().await;
-        let secretsmanager = sdk_client!(aws_sdk_secretsmanager, &aws, &recorder);
+        let aws = aws_setup().await;
+        let secretsmanager = aws.api(&SECRETS_MANAGER);
         let cache = |c: &ClientConfig| {
             Arc::new(ClientSecretCache::new(
                 secretsmanager.clone(),
@@ -122,9 +128,9 @@ impl Services {
             return Err(StartError::Config(ConfigError::no_client()));
         };
         let secret = key_source.get().await?;
-        let dynamodb = sdk_client!(aws_sdk_dynamodb, &aws, &recorder);
+        let dynamodb = aws.dynamodb();
         let store = Store::new(dynamodb, &config.table_name, &cursor_key(secret.expose()));
-        let lambda = LambdaClient::from_config(&aws, aws_loaded().await.1);
+        let lambda = LambdaClient::new_from(aws.api(&LAMBDA));
         Ok(Self::from_parts(config, Arc::new(keycloak), store, lambda))
     }
 

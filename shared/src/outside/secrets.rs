@@ -4,13 +4,16 @@
 //!
 //! Why not `aws_secretsmanager_caching`: it depends on `aws-config` with its default features (the
 //! SSO SDKs and credentials-process), which every function binary would then compile and carry,
-//! for what is here one value, a TTL and a forced refresh. The secret value never reaches a log.
+//! for what is here one value, a TTL and a forced refresh. The read is Secrets Manager's
+//! `GetSecretValue`, signed and sent by `outside::aws_api`. The secret value never reaches a log.
 
 use crate::base::deadline::Bounded;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, RwLock};
+
+use super::aws_api::AwsApi;
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
@@ -45,7 +48,8 @@ pub enum SecretError {
 }
 
 pub struct ClientSecretCache {
-    client: aws_sdk_secretsmanager::Client,
+    /// Secrets Manager's API (`aws_api::SECRETS_MANAGER`).
+    client: AwsApi,
     secret_id: String,
     /// The JSON key holding the value.
     key: &'static str,
@@ -59,17 +63,13 @@ pub struct ClientSecretCache {
 }
 
 impl ClientSecretCache {
-    pub fn new(
-        client: aws_sdk_secretsmanager::Client,
-        secret_id: impl Into<String>,
-        ttl: Duration,
-    ) -> Self {
+    pub fn new(client: AwsApi, secret_id: impl Into<String>, ttl: Duration) -> Self {
         Self::with_key(client, secret_id, "client_secret", ttl)
     }
 
     /// A cache of another secret of the same shape, `{"<key>": "..."}` (the webhook secret).
     pub fn with_key(
-        client: aws_sdk_secretsmanager::Client,
+        client: AwsApi,
         secret_id: impl Into<String>,
         key: &'static str,
         ttl: Duration,
@@ -129,12 +129,13 @@ impl ClientSecretCache {
     }
 
     async fn read(&self) -> Result<Secret, SecretError> {
+        let mut input = serde_json::json!({ "SecretId": self.secret_id });
+        if let Some(stage) = self.stage {
+            input["VersionStage"] = stage.into();
+        }
         let out = self
             .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .set_version_stage(self.stage.map(str::to_owned))
-            .send()
+            .call("GetSecretValue", &input)
             .within_deadline()
             .await
             .map_err(|_| SecretError::Unavailable {
@@ -142,9 +143,7 @@ impl ClientSecretCache {
                 reason: "no answer before the invocation's deadline".into(),
             })?
             .map_err(|e| {
-                let no_version = e
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception());
+                let no_version = e.code() == Some("ResourceNotFoundException");
                 if no_version && self.stage.is_some() {
                     return SecretError::NoSuchVersion {
                         id: self.secret_id.clone(),
@@ -152,14 +151,14 @@ impl ClientSecretCache {
                 }
                 SecretError::Unavailable {
                     id: self.secret_id.clone(),
-                    reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+                    reason: e.to_string(),
                 }
             })?;
         let malformed = || SecretError::Malformed {
             id: self.secret_id.clone(),
             key: self.key,
         };
-        let text = out.secret_string().ok_or_else(malformed)?;
+        let text = out["SecretString"].as_str().ok_or_else(malformed)?;
         let value: serde_json::Value = serde_json::from_str(text).map_err(|_| malformed())?;
         let secret = value
             .get(self.key)

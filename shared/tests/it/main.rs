@@ -7,8 +7,8 @@
 mod common;
 
 mod auth;
+mod aws_api;
 mod keycloak;
-mod lambda;
 mod profiles;
 mod secrets;
 mod services;

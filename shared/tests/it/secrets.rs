@@ -43,13 +43,7 @@ async fn a_missing_or_malformed_secret_is_an_error() {
         SecretError::Unavailable { .. }
     ));
     let id = common::unique("bad");
-    secretsmanager()
-        .create_secret()
-        .name(&id)
-        .secret_string("not json")
-        .send()
-        .await
-        .unwrap();
+    common::create_secret(&id, "not json").await;
     let cache = ClientSecretCache::new(secretsmanager(), &id, Duration::from_secs(1));
     assert!(matches!(
         cache.get().await.unwrap_err(),

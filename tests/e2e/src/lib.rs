@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use user_sync::outside::aws_api::{AwsApi, Service, SECRETS_MANAGER, SQS};
 use user_sync::outside::store::{Store, User};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -416,54 +417,52 @@ pub async fn raw_items(
     out.items.unwrap_or_default()
 }
 
-/// A client of one AWS SDK crate for this stack: moto, or the endpoint given.
-macro_rules! aws_client {
-    ($sdk:ident) => {
-        aws_client!($sdk, &stack().moto)
-    };
-    ($sdk:ident, $endpoint:expr) => {
-        $sdk::Client::from_conf(
-            $sdk::Config::builder()
-                .behavior_version($sdk::config::BehaviorVersion::latest())
-                .endpoint_url($endpoint)
-                .region($sdk::config::Region::new("us-east-1"))
-                .credentials_provider($sdk::config::Credentials::new(
-                    "local", "local", None, None, "e2e",
-                ))
-                .build(),
-        )
-    };
+fn local_credentials() -> aws_sdk_dynamodb::config::Credentials {
+    aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "e2e")
 }
 
 /// A DynamoDB client for the stack's DynamoDB Local.
 pub fn dynamodb() -> aws_sdk_dynamodb::Client {
-    aws_client!(aws_sdk_dynamodb, &stack().dynamodb)
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(&stack().dynamodb)
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(local_credentials())
+            .build(),
+    )
+}
+
+/// One of moto's APIs (SQS, Secrets Manager), called as the functions call it
+/// (`outside::aws_api`).
+fn moto(service: &'static Service) -> AwsApi {
+    AwsApi::new(
+        service,
+        &stack().moto,
+        "us-east-1",
+        aws_credential_types::provider::SharedCredentialsProvider::new(local_credentials()),
+    )
+}
+
+/// The URL of a moto SQS queue named after its logical id in template.yaml.
+async fn queue_url(queue: &str) -> String {
+    let answer = moto(&SQS)
+        .call("GetQueueUrl", &json!({ "QueueName": queue }))
+        .await
+        .unwrap();
+    answer["QueueUrl"].as_str().unwrap().to_owned()
 }
 
 /// The messages waiting in a moto SQS queue (named after its logical id in template.yaml),
 /// taken off the queue.
 pub async fn queue_messages(queue: &str) -> Vec<Value> {
-    let sqs: aws_sdk_sqs::Client = aws_client!(aws_sdk_sqs);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let received = sqs
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    received
-        .messages
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok())
+    let input = json!({ "QueueUrl": queue_url(queue).await, "MaxNumberOfMessages": 10 });
+    let received = moto(&SQS).call("ReceiveMessage", &input).await.unwrap();
+    received["Messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| serde_json::from_str(m["Body"].as_str()?).ok())
         .collect()
 }
 
@@ -594,14 +593,12 @@ pub async fn set_webhooks(enabled: bool) {
 
 /// The webhook secret the stack generated (what an operator gives Keycloak's events extension).
 pub async fn webhook_secret() -> String {
-    let sm: aws_sdk_secretsmanager::Client = aws_client!(aws_sdk_secretsmanager);
-    let value = sm
-        .get_secret_value()
-        .secret_id("keycloak-user-sync/webhook")
-        .send()
+    let input = json!({ "SecretId": "keycloak-user-sync/webhook" });
+    let value = moto(&SECRETS_MANAGER)
+        .call("GetSecretValue", &input)
         .await
         .unwrap();
-    let v: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    let v: Value = serde_json::from_str(value["SecretString"].as_str().unwrap()).unwrap();
     v["webhook_secret"].as_str().unwrap().to_owned()
 }
 
@@ -620,11 +617,12 @@ pub async fn deliver_webhook(body: &str, signature: Option<&str>) -> Resp {
 /// Rotate the webhook secret as Secrets Manager's rotation does: `value` becomes the current
 /// version (`AWSCURRENT`), the one it replaces `AWSPREVIOUS`.
 pub async fn rotate_webhook_secret(value: &str) {
-    let sm: aws_sdk_secretsmanager::Client = aws_client!(aws_sdk_secretsmanager);
-    sm.put_secret_value()
-        .secret_id("keycloak-user-sync/webhook")
-        .secret_string(json!({ "webhook_secret": value }).to_string())
-        .send()
+    let input = json!({
+        "SecretId": "keycloak-user-sync/webhook",
+        "SecretString": json!({ "webhook_secret": value }).to_string(),
+    });
+    moto(&SECRETS_MANAGER)
+        .call("PutSecretValue", &input)
         .await
         .unwrap();
 }
@@ -632,24 +630,11 @@ pub async fn rotate_webhook_secret(value: &str) {
 /// Set the hook queue's largest message (SQS refuses a message above it): a way to make the
 /// hook's `SendMessage` fail for big events only.
 pub async fn set_hook_queue_max_message_size(bytes: u32) {
-    let sqs: aws_sdk_sqs::Client = aws_client!(aws_sdk_sqs);
-    let url = sqs
-        .get_queue_url()
-        .queue_name("HookQueue.fifo")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    sqs.set_queue_attributes()
-        .queue_url(url)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
-            bytes.to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let input = json!({
+        "QueueUrl": queue_url("HookQueue.fifo").await,
+        "Attributes": { "MaximumMessageSize": bytes.to_string() },
+    });
+    moto(&SQS).call("SetQueueAttributes", &input).await.unwrap();
 }
 
 /// A browser for Keycloak's pages and the standard flow: cookies kept by hand, redirects not

@@ -21,7 +21,8 @@ pub struct Queued {
 /// (at most 15 minutes), so a failing user is retried later rather than at once; the queue's
 /// redrive policy moves it to the dead-letter queue after its last attempt.
 pub struct Backoff {
-    sqs: aws_sdk_sqs::Client,
+    /// SQS's API (`aws_api::SQS`).
+    sqs: crate::outside::aws_api::AwsApi,
     queue_url: String,
     base_seconds: u32,
 }
@@ -34,9 +35,9 @@ impl Backoff {
         let Some(queue_url) = c.queue_url else {
             return Ok(None);
         };
-        let (aws, recorder) = crate::services::aws_setup().await;
+        let aws = crate::services::aws_setup().await;
         Ok(Some(Backoff {
-            sqs: crate::services::sdk_client!(aws_sdk_sqs, &aws, &recorder),
+            sqs: aws.api(&crate::outside::aws_api::SQS),
             queue_url,
             base_seconds: c.retry_base_s,
         }))
@@ -49,13 +50,14 @@ impl Backoff {
 
     async fn postpone(&self, m: &Queued) {
         let seconds = self.delay_seconds(m.receive_count);
+        let input = serde_json::json!({
+            "QueueUrl": self.queue_url,
+            "ReceiptHandle": m.receipt_handle,
+            "VisibilityTimeout": seconds,
+        });
         let result = self
             .sqs
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(&m.receipt_handle)
-            .visibility_timeout(seconds)
-            .send()
+            .call("ChangeMessageVisibility", &input)
             .within_deadline()
             .await;
         if !matches!(result, Ok(Ok(_))) {

@@ -8,6 +8,7 @@ use crate::base::clock::EpochSecs;
 use crate::base::deadline::Bounded;
 use crate::error::{Error, ProblemCode};
 use crate::features::sync::UserChange;
+use crate::outside::aws_api::{AwsApi, SECRETS_MANAGER, SQS};
 use crate::outside::secrets::{ClientSecretCache, DEFAULT_TTL};
 
 use super::phase_two::{EventFormat, PhaseTwo};
@@ -30,7 +31,8 @@ pub struct Intake {
     /// When the secret was last read again because a signature failed (epoch ms): at most once
     /// a minute, so forged deliveries cannot turn into a Secrets Manager call each.
     last_refresh: Arc<std::sync::atomic::AtomicI64>,
-    sqs: aws_sdk_sqs::Client,
+    /// SQS's API (`aws_api::SQS`).
+    sqs: AwsApi,
     queue_url: String,
     store: crate::outside::store::Store,
     max_age_ms: i64,
@@ -76,22 +78,22 @@ impl Intake {
         let queue_url = HookConfig::required(&c.queue_url, "HOOK_QUEUE_URL")?;
         let table = HookConfig::required(&c.table_name, "TABLE_NAME")?;
         let max_age_s = c.max_event_age_s;
-        let (aws, recorder) = crate::services::aws_setup().await;
-        let dynamodb = crate::services::sdk_client!(aws_sdk_dynamodb, &aws, &recorder);
+        let aws = crate::services::aws_setup().await;
         Ok(Self::new(
-            crate::services::sdk_client!(aws_sdk_secretsmanager, &aws, &recorder),
+            aws.api(&SECRETS_MANAGER),
             &secret_id,
-            crate::services::sdk_client!(aws_sdk_sqs, &aws, &recorder),
+            aws.api(&SQS),
             &queue_url,
-            crate::outside::store::Store::new(dynamodb, &table, b"hook"),
+            crate::outside::store::Store::new(aws.dynamodb(), &table, b"hook"),
         )
         .max_event_age(max_age_s))
     }
 
+    /// Over Secrets Manager's and SQS's APIs (`aws_api::SECRETS_MANAGER`, `aws_api::SQS`).
     pub fn new(
-        secretsmanager: aws_sdk_secretsmanager::Client,
+        secretsmanager: AwsApi,
         secret_id: &str,
-        sqs: aws_sdk_sqs::Client,
+        sqs: AwsApi,
         queue_url: &str,
         store: crate::outside::store::Store,
     ) -> Self {
@@ -212,15 +214,16 @@ impl Intake {
 
     async fn enqueue(&self, change: &UserChange, dedup: &str) -> Result<(), Error> {
         let message = serde_json::to_string(change).map_err(|e| Error::Internal(e.to_string()))?;
+        // One user's changes in order (the group); users in parallel. The queue drops a
+        // redelivery within its five-minute window too (the deduplication id).
+        let input = serde_json::json!({
+            "QueueUrl": self.queue_url,
+            "MessageBody": message,
+            "MessageGroupId": change.user_id,
+            "MessageDeduplicationId": dedup,
+        });
         self.sqs
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(message)
-            // One user's changes in order; users in parallel. The queue drops a redelivery within
-            // its five-minute window too.
-            .message_group_id(&change.user_id)
-            .message_deduplication_id(dedup)
-            .send()
+            .call("SendMessage", &input)
             .within_deadline()
             .await
             .map_err(|_| Error::Unavailable {
@@ -229,10 +232,7 @@ impl Intake {
             })?
             .map_err(|e| Error::Unavailable {
                 code: ProblemCode::QueueUnavailable,
-                detail: format!(
-                    "event not queued: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                ),
+                detail: format!("event not queued: {e}"),
             })?;
         Ok(())
     }
@@ -264,18 +264,20 @@ mod tests {
 
     #[test]
     fn failed_signatures_read_the_secret_again_at_most_once_a_minute() {
+        let nowhere = |service| {
+            AwsApi::new(
+                service,
+                "http://127.0.0.1:9",
+                "us-east-1",
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new("test", "test", None, None, "test"),
+                ),
+            )
+        };
         let intake = Intake::new(
-            aws_sdk_secretsmanager::Client::from_conf(
-                aws_sdk_secretsmanager::Config::builder()
-                    .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-                    .build(),
-            ),
+            nowhere(&SECRETS_MANAGER),
             "secret",
-            aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::Config::builder()
-                    .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-                    .build(),
-            ),
+            nowhere(&SQS),
             "queue",
             crate::outside::store::Store::new(
                 aws_sdk_dynamodb::Client::from_conf(

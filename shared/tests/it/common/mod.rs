@@ -9,8 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{json, Value};
+use user_sync::outside::aws_api::{AwsApi, SECRETS_MANAGER};
 use user_sync::outside::keycloak::{ClientCredentials, ClientSecret, KeycloakClient, RetryPolicy};
 use user_sync::outside::secrets::{ClientSecretCache, Secret};
 use user_sync::outside::store::Store;
@@ -90,17 +92,22 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     )
 }
 
-pub fn secretsmanager() -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .endpoint_url(moto())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "local", "local", None, None, "tests",
-            ))
-            .build(),
+/// Secrets Manager's API in moto, as the functions call it (`outside::aws_api`).
+pub fn secretsmanager() -> AwsApi {
+    AwsApi::new(
+        &SECRETS_MANAGER,
+        moto(),
+        "us-east-1",
+        SharedCredentialsProvider::new(credentials()),
     )
+}
+
+/// A secret `id` holding `text` in moto.
+pub async fn create_secret(id: &str, text: &str) {
+    secretsmanager()
+        .call("CreateSecret", &json!({ "Name": id, "SecretString": text }))
+        .await
+        .unwrap();
 }
 
 /// A new table with the definition of `infra/local/table.json`.
@@ -120,22 +127,17 @@ pub async fn table() -> Store {
 /// A secret `{"client_secret": value}` in moto; returns its id.
 pub async fn secret(value: &str) -> String {
     let id = unique("kc-secret");
-    secretsmanager()
-        .create_secret()
-        .name(&id)
-        .secret_string(json!({"client_secret": value}).to_string())
-        .send()
-        .await
-        .unwrap();
+    create_secret(&id, &json!({"client_secret": value}).to_string()).await;
     id
 }
 
 pub async fn set_secret(id: &str, value: &str) {
+    let text = json!({"client_secret": value}).to_string();
     secretsmanager()
-        .put_secret_value()
-        .secret_id(id)
-        .secret_string(json!({"client_secret": value}).to_string())
-        .send()
+        .call(
+            "PutSecretValue",
+            &json!({ "SecretId": id, "SecretString": text }),
+        )
         .await
         .unwrap();
 }
