@@ -147,8 +147,8 @@ sam-validate: $(TOOLS)
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
 # stack-test: the template (IAM, routes), openapi.yaml and schemathesis against the local gateway.
 # artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
-# The arm64 compilation of the deployable artifacts starts with the workspace's build and runs
-# beside it and the suites at the lowest CPU priority, in the cores' idle time (the build's
+# The arm64 compilation of the deployable artifacts starts once the Python tools (cargo-lambda)
+# are installed, and runs beside the workspace's build and the suites at the lowest CPU priority, in the cores' idle time (the build's
 # one-crate stretches, the installs' downloads, the suites' waits on timeouts and on the stack).
 # It has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait
 # on it. The checks that read what the suites recorded (stack-test's IAM check) start once both
