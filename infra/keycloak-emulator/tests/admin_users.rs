@@ -438,6 +438,69 @@ async fn username_search_is_substring_unless_exact() {
 }
 
 #[tokio::test]
+async fn an_exact_username_lookup_still_applies_every_other_criterion() {
+    let kc = realm().await;
+    assert_eq!(
+        usernames(
+            &kc.get("/users?username=carol&exact=true&lastName=nobody")
+                .await
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        usernames(
+            &kc.get("/users?username=carol&exact=true&enabled=false")
+                .await
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        usernames(
+            &kc.get("/users?username=carol&exact=true&enabled=true")
+                .await
+        ),
+        vec!["carol"]
+    );
+    assert_eq!(
+        kc.get("/users/count?username=CAROL&exact=true").await,
+        json!(1)
+    );
+    assert_eq!(
+        kc.get("/users/count?username=carol&exact=true&first=1")
+            .await,
+        json!(1)
+    );
+    assert_eq!(
+        usernames(
+            &kc.get("/users?username=service-account-user-sync-admin&exact=true")
+                .await
+        ),
+        vec!["service-account-user-sync-admin"]
+    );
+    assert_eq!(
+        kc.get("/users?username=carol&exact=true&first=1").await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn ids_searched_together_answer_once_each_in_username_order() {
+    let kc = realm().await;
+    let (alice, carol) = (kc.user_id("alice").await, kc.user_id("carol").await);
+    let found = kc
+        .get(&format!(
+            "/users?search=id:{carol}%20{alice}%20{carol}%20no-such-id"
+        ))
+        .await;
+    assert_eq!(usernames(&found), vec!["alice", "carol"]);
+    assert_eq!(
+        kc.get(&format!("/users/count?search=id:{carol}%20{alice}"))
+            .await,
+        json!(2)
+    );
+}
+
+#[tokio::test]
 async fn field_criteria_include_service_accounts_but_search_does_not() {
     let kc = realm().await;
     assert_eq!(

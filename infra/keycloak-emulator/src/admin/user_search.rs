@@ -115,7 +115,43 @@ impl UserFilter {
             && !self.include_service_accounts
     }
 
-    pub(super) fn matches(&self, u: &User) -> bool {
+    /// The users this filter matches, in username order. A lookup by id or by exact username
+    /// reads those users alone, as Keycloak's indexed columns let its query do; every other
+    /// filter walks the realm's users (at a million users a walk costs ~0.3 s).
+    pub(super) fn matching<'r>(
+        &'r self,
+        realm: &'r Realm,
+    ) -> Box<dyn Iterator<Item = &'r User> + 'r> {
+        let named: Option<Vec<&str>> = match &self.ids {
+            Some(ids) => {
+                let mut names: Vec<&str> = ids
+                    .iter()
+                    .filter_map(|id| realm.ids.get(id))
+                    .map(String::as_str)
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                Some(names)
+            }
+            None if self.fields_exact => self
+                .fields
+                .iter()
+                .find(|(name, _)| *name == "username")
+                .map(|(_, wanted)| vec![wanted.as_str()]),
+            None => None,
+        };
+        match named {
+            Some(names) => Box::new(
+                names
+                    .into_iter()
+                    .filter_map(|name| realm.users.get(name))
+                    .filter(|u| self.matches(u)),
+            ),
+            None => Box::new(realm.users.values().filter(|u| self.matches(u))),
+        }
+    }
+
+    fn matches(&self, u: &User) -> bool {
         if self.enabled.is_some_and(|e| e != u.enabled)
             || self.email_verified.is_some_and(|e| e != u.email_verified)
         {
@@ -230,14 +266,7 @@ pub(super) fn list_users(realm: &Realm, req: &Req, caller: &Caller) -> Result<Re
             }
         }
     } else {
-        for (i, u) in realm
-            .users
-            .values()
-            .filter(|u| filter.matches(u))
-            .skip(first)
-            .take(max)
-            .enumerate()
-        {
+        for (i, u) in filter.matching(realm).skip(first).take(max).enumerate() {
             write(i, u);
         }
     }

@@ -49,7 +49,7 @@ async fn count(a: Admin) -> Response {
         } else if filter.is_unfiltered() {
             realm.listing_order().len()
         } else {
-            realm.users.values().filter(|u| filter.matches(u)).count()
+            filter.matching(realm).count()
         };
         Ok(json_response(200, &json!(n)))
     })
