@@ -939,15 +939,15 @@ async fn the_sync_digest_holds_every_user_and_nothing_else() {
         .await
         .unwrap();
     store.mark_missing("id3", 10_000).await.unwrap();
-    let mut digest = user_sync::base::ids::IdMap::default();
+    let mut digest = user_sync::base::ids::IdMap::<Option<Digest>>::default();
     store
-        .scan_digest(120, &mut digest, |v: &mut Option<Digest>, d| *v = Some(d))
+        .scan_digest(120, |id, d| *digest.entry(id) = Some(d))
         .await
         .unwrap();
     // Sized for a million users (200 segments, 4 at a time): the same users, each once.
     let mut counted = user_sync::base::ids::IdMap::<u32>::default();
     store
-        .scan_digest(1_000_000, &mut counted, |v, _| *v += 1)
+        .scan_digest(1_000_000, |id, _| *counted.entry(id) += 1)
         .await
         .unwrap();
     assert_eq!(counted.len(), 120);

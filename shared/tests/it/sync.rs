@@ -297,6 +297,45 @@ async fn a_page_failing_mid_crawl_deactivates_nobody_and_marks_the_run_incomplet
 }
 
 #[tokio::test]
+async fn a_membership_read_failing_while_the_digest_is_read_fails_the_run_and_writes_nothing() {
+    // The role members and the store's digest are read at the same time: Keycloak failing on
+    // the members ends the run before the crawl, whatever the digest's scan had read by then.
+    let s = setup(&[]).await;
+    run(&s.services, full()).await.unwrap();
+    let (carol, alice) = (s.id_of("carol").await, s.id_of("alice").await);
+    let kc = &s.services.keycloak;
+    kc.update_user(
+        &carol,
+        &UserUpdate {
+            last_name: Some("Changed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    kc.delete_user(&alice).await.unwrap();
+    let rule = s
+        .realm
+        .fault(
+            json!({"method": "GET", "path": "/admin/realms/{realm}/roles/*/users", "status": 503}),
+        )
+        .await;
+    let r = run(&s.services, full()).await;
+    assert!(s.realm.hits(&rule).await > 0, "the members were asked for");
+    assert!(
+        matches!(r, Err(user_sync::Error::Keycloak(_))),
+        "the run fails on Keycloak's answer: {r:?}"
+    );
+    let store = &s.services.store;
+    let carol = store.get_user(&carol).await.unwrap().unwrap();
+    assert_ne!(carol.keycloak.last_name.as_deref(), Some("Changed"));
+    assert_eq!(
+        store.get_user(&alice).await.unwrap().unwrap().status,
+        UserStatus::Active
+    );
+}
+
+#[tokio::test]
 async fn a_user_the_crawl_misses_but_keycloak_has_is_not_deactivated() {
     // Offset drift (someone earlier in the order deleted while the crawl runs) or a user registered
     // during the run: the store has them, the pages do not. Page 1 answers as if shifted by one.
@@ -405,7 +444,7 @@ async fn a_dry_run_writes_nothing_but_its_run_record() {
     let mut stored = user_sync::base::ids::IdMap::<u8>::default();
     s.services
         .store
-        .scan_digest(0, &mut stored, |v, _| *v += 1)
+        .scan_digest(0, |id, _| *stored.entry(id) += 1)
         .await
         .unwrap();
     assert!(stored.is_empty());

@@ -316,11 +316,9 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
             let crawled = started.elapsed().as_secs_f64();
             let mut digest = user_sync::base::ids::IdMap::with_capacity(paged);
             store
-                .scan_digest(
-                    paged as u64,
-                    &mut digest,
-                    |v: &mut Option<user_sync::outside::store::Digest>, d| *v = Some(d),
-                )
+                .scan_digest(paged as u64, |id, d| {
+                    *digest.entry(id) = Some::<user_sync::outside::store::Digest>(d)
+                })
                 .await
                 .unwrap();
             assert!(digest.len() >= n, "the digest has every user");
@@ -335,6 +333,12 @@ async fn measured_run(kind: Kind, n: usize, endpoint: &str, emulator: &str) {
             (0, used.read_units, used.write_units, None)
         }
         Kind::Sync => {
+            // The run's own log lines (each read's and the crawl's time) on stderr.
+            tracing_subscriber::fmt()
+                .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init();
             let config = Config::from_lookup(|k| {
                 Some(match k {
                     "KEYCLOAK_URL" => emulator.to_owned(),

@@ -1,10 +1,14 @@
-//! A full run: the store's digest and every user's memberships are read first, then Keycloak's
+//! A full run: the store's digest and every user's memberships are read first (at the same
+//! time: the store and Keycloak answer in parallel), then Keycloak's
 //! users a group of pages at a time, each group diffed and its new users created before the next
 //! is read, changed users written once `CHANGES_PER_ROUND` have gathered, so memory holds one
 //! group of users, at most that many changes, and a few dozen bytes per user (README "Bulk
 //! sync"). Changes still gathered when the time budget runs out are left to the follow-up. Then
 //! the users the crawl did not see are asked about one by one, and only those confirmed gone or
 //! disabled are deactivated.
+
+use std::cell::RefCell;
+use std::time::Instant;
 
 use serde_json::json;
 
@@ -58,20 +62,41 @@ pub(super) async fn full(
     let cfg = &services.config;
     let kc = &services.keycloak;
     let mut crawl = Crawl::start(kc, cfg.sync_page_size, cfg.sync_concurrency).await;
-    // One map for everything held per user, its vector sized once from Keycloak's count.
-    let mut known: IdMap<Known> = IdMap::with_capacity(crawl.counted as usize);
-    let members = Memberships::read(kc, &mut known, |k| &mut k.combination).await?;
-    services
-        .store
-        .scan_digest(crawl.counted, &mut known, |k, d| k.stored = Some(d))
-        .await?;
+    // One map for everything held per user, its vector sized once from Keycloak's count, filled
+    // by both reads at once (each applies a page between its awaits; both run on this task).
+    let known: RefCell<IdMap<Known>> = RefCell::new(IdMap::with_capacity(crawl.counted as usize));
+    let started = Instant::now();
+    let memberships = async {
+        let read = Memberships::read(kc, &known, |k| &mut k.combination).await;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "memberships read"
+        );
+        read.map_err(Error::from)
+    };
+    let digest = async {
+        let read = services
+            .store
+            .scan_digest(crawl.counted, |id, d| {
+                known.borrow_mut().entry(id).stored = Some(d)
+            })
+            .await;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "digest read");
+        read.map_err(Error::from)
+    };
+    let (members, ()) = tokio::try_join!(memberships, digest)?;
+    let mut known = known.into_inner();
     let active = known
         .values()
         .filter(|k| k.stored.is_some_and(|d| d.state == StoredState::Active))
         .count() as u64;
-    let Some((to_create, to_update)) =
-        crawl_and_write(services, req, run, counts, &mut crawl, &mut known, &members).await?
-    else {
+    let crawled =
+        crawl_and_write(services, req, run, counts, &mut crawl, &mut known, &members).await?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "users crawled and written"
+    );
+    let Some((to_create, to_update)) = crawled else {
         hand_over(run);
         return Ok(());
     };

@@ -3,6 +3,7 @@
 //! membership combinations, each held once here; a user's entry in the caller's map holds the
 //! 4-byte number of theirs.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 
@@ -79,10 +80,10 @@ impl Memberships {
     }
 
     /// Every member of `source`, a page at a time, until a short page; each member's
-    /// combination (`set` of their entry in `map`) updated.
+    /// combination (`set` of their entry in `map`) updated, the map borrowed between awaits only.
     async fn add_members<V, F, Fut>(
         &mut self,
-        map: &mut IdMap<V>,
+        map: &RefCell<IdMap<V>>,
         set: fn(&mut V) -> &mut Combination,
         source: u32,
         mut page: F,
@@ -95,10 +96,12 @@ impl Memberships {
         let mut first = 0;
         loop {
             let members = page(first).await?;
+            let mut map = map.borrow_mut();
             for member in &members {
                 let combination = set(map.entry(&member.id));
                 *combination = self.with(combination.number(), source).into();
             }
+            drop(map);
             if (members.len() as u32) < MEMBER_PAGE {
                 return Ok(());
             }
@@ -125,10 +128,11 @@ impl Memberships {
 
     /// Read from Keycloak: each realm role's members (the role standing for its composites'
     /// closure) and each group's members; each member's combination is `set` of their entry in
-    /// `map`.
+    /// `map`, which the caller may fill from elsewhere meanwhile (it is borrowed between awaits
+    /// only).
     pub async fn read<V: Copy + Default>(
         kc: &KeycloakClient,
-        map: &mut IdMap<V>,
+        map: &RefCell<IdMap<V>>,
         set: fn(&mut V) -> &mut Combination,
     ) -> Result<Self, KeycloakError> {
         let mut m = Memberships::default();

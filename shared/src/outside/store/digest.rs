@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 use super::table::{sdk_error, Item, Store, StoreError};
 use super::user_record::MISSING_IN_KEYCLOAK;
 use crate::base::deadline::Bounded;
-use crate::base::ids::IdMap;
 
 pub const SYNC_INDEX: &str = "SyncDigest";
 
@@ -74,14 +73,12 @@ fn hex8(text: &str) -> Option<[u8; 8]> {
 impl Store {
     /// Every stored user's digest, read by a parallel scan of the `SyncDigest` index in segments
     /// of about `SEGMENT_ITEMS` users for the `expected_users` (`digest_segments`), at most
-    /// `SCANS_IN_FLIGHT` at a time, and put into `map` page by page (no page outlives its
-    /// conversion, and at most one converted page per scan in flight waits): `apply` sets it on
-    /// the user's entry, created if the map has none yet.
-    pub async fn scan_digest<V: Copy + Default>(
+    /// `SCANS_IN_FLIGHT` at a time, and handed to `apply` page by page as (user id, digest) (no
+    /// page outlives its conversion, and at most one converted page per scan in flight waits).
+    pub async fn scan_digest(
         &self,
         expected_users: u64,
-        map: &mut IdMap<V>,
-        apply: impl Fn(&mut V, Digest),
+        mut apply: impl FnMut(&str, Digest),
     ) -> Result<(), StoreError> {
         let segments = digest_segments(expected_users);
         let next = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
@@ -101,7 +98,7 @@ impl Store {
         drop(tx);
         while let Some(rows) = rx.recv().await {
             for (id, d) in rows? {
-                apply(map.entry(&id), d);
+                apply(&id, d);
             }
         }
         Ok(())
