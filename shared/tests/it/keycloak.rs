@@ -201,13 +201,12 @@ async fn listing_counting_roles_groups_sessions_and_events() {
     let carol = kc.find_user_by_username("carol").await.unwrap().unwrap();
     r.role_mapping(reqwest::Method::POST, &carol.id, &manager)
         .await;
+    let bob = kc.find_user_by_username("bob").await.unwrap().unwrap();
     let members = kc.role_members("manager", 0, 100).await.unwrap();
     assert_eq!(
-        members
-            .iter()
-            .map(|u| u.username.as_str())
-            .collect::<Vec<_>>(),
-        ["bob", "carol"]
+        members.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        [bob.id.as_str(), carol.id.as_str()],
+        "in username order"
     );
     r.role_mapping(reqwest::Method::DELETE, &carol.id, &manager)
         .await;

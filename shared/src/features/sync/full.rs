@@ -67,7 +67,7 @@ pub(super) async fn full(
     let known: RefCell<IdMap<Known>> = RefCell::new(IdMap::with_capacity(crawl.counted as usize));
     let started = Instant::now();
     let memberships = async {
-        let read = Memberships::read(kc, &known, |k| &mut k.combination).await;
+        let read = Memberships::read(kc, crawl.counted, &known, |k| &mut k.combination).await;
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "memberships read"

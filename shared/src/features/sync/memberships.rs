@@ -9,15 +9,19 @@ use std::future::Future;
 
 use crate::base::ids::IdMap;
 use crate::features::observe::is_technical_role;
-use crate::outside::keycloak::{KeycloakClient, KeycloakError, UserRepresentation};
+use crate::outside::keycloak::{KeycloakClient, KeycloakError, Member};
 
-/// Members read a request. Keycloak answers a member page at offset `first` by walking the
-/// `first` members before it (JPA's `usersInRole` and `getGroupMembersStream`: ORDER BY username,
-/// OFFSET), so a listing costs members² / page; the realm's default role has every user as a
-/// member. At a million users the default role's members read from the emulator in 152 s at
-/// 500 a page (2 001 requests, 67 ms a page at the middle) and in 24 s at 5 000 (README).
-/// A page of 5 000 brief representations is ~1.6 MB.
-const MEMBER_PAGE: u32 = 5_000;
+/// Members read a request, for a realm of `users`: 5 000, or a 40th of the realm when that is
+/// more, up to 50 000. Keycloak answers a member page at offset `first` by walking the `first`
+/// members before it (JPA's `usersInRole` and `getGroupMembersStream`: ORDER BY username,
+/// OFFSET), so a listing costs members² / page, and the realm's default role has every user as
+/// a member: with a page that grows with the realm, a listing is at most 40 pages and its cost
+/// grows with the realm, not its square, up to 2 000 000 users. At a million users the default
+/// role's members read from the emulator in 152 s at 500 a page and 24–36 s at 5 000 (README).
+/// A page of 5 000 brief representations is ~1.6 MB of JSON, of which only the ids are kept.
+pub(super) fn member_page(users: u64) -> u32 {
+    (users / 40).clamp(5_000, 50_000) as u32
+}
 
 /// One thing a user can be a member of: a realm role (standing for its effective roles) or a group.
 enum Source {
@@ -86,12 +90,13 @@ impl Memberships {
         map: &RefCell<IdMap<V>>,
         set: fn(&mut V) -> &mut Combination,
         source: u32,
+        page_size: u32,
         mut page: F,
     ) -> Result<(), KeycloakError>
     where
         V: Copy + Default,
         F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<Vec<UserRepresentation>, KeycloakError>>,
+        Fut: Future<Output = Result<Vec<Member>, KeycloakError>>,
     {
         let mut first = 0;
         loop {
@@ -102,10 +107,10 @@ impl Memberships {
                 *combination = self.with(combination.number(), source).into();
             }
             drop(map);
-            if (members.len() as u32) < MEMBER_PAGE {
+            if (members.len() as u32) < page_size {
                 return Ok(());
             }
-            first += MEMBER_PAGE;
+            first += page_size;
         }
     }
 
@@ -129,12 +134,14 @@ impl Memberships {
     /// Read from Keycloak: each realm role's members (the role standing for its composites'
     /// closure) and each group's members; each member's combination is `set` of their entry in
     /// `map`, which the caller may fill from elsewhere meanwhile (it is borrowed between awaits
-    /// only).
+    /// only). `users`: the realm's user count, which sizes the member pages.
     pub async fn read<V: Copy + Default>(
         kc: &KeycloakClient,
+        users: u64,
         map: &RefCell<IdMap<V>>,
         set: fn(&mut V) -> &mut Combination,
     ) -> Result<Self, KeycloakError> {
+        let page = member_page(users);
         let mut m = Memberships::default();
         let roles = kc.realm_roles().await?;
         let mut contains: HashMap<String, Vec<String>> = HashMap::new();
@@ -162,15 +169,15 @@ impl Memberships {
                 continue; // its members gain nothing the record shows: no need to read them
             }
             let source = m.add_source(Source::Role(effective.into_iter().collect()));
-            m.add_members(map, set, source, |first| {
-                kc.role_members(&role.name, first, MEMBER_PAGE)
+            m.add_members(map, set, source, page, |first| {
+                kc.role_members(&role.name, first, page)
             })
             .await?;
         }
         for group in kc.groups().await? {
             let source = m.add_source(Source::Group(group.path.clone()));
-            m.add_members(map, set, source, |first| {
-                kc.group_members(&group.id, first, MEMBER_PAGE)
+            m.add_members(map, set, source, page, |first| {
+                kc.group_members(&group.id, first, page)
             })
             .await?;
         }
@@ -181,6 +188,15 @@ impl Memberships {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_page_is_a_fortieth_of_the_realm_between_5_000_and_50_000() {
+        assert_eq!(member_page(0), 5_000);
+        assert_eq!(member_page(100_000), 5_000);
+        assert_eq!(member_page(1_000_000), 25_000);
+        assert_eq!(member_page(2_000_000), 50_000);
+        assert_eq!(member_page(u64::MAX), 50_000);
+    }
 
     #[test]
     fn users_with_the_same_roles_and_groups_share_one_set() {

@@ -323,7 +323,7 @@ impl KeycloakClient {
         role: &str,
         first: u32,
         max: u32,
-    ) -> Result<Vec<UserRepresentation>, KeycloakError> {
+    ) -> Result<Vec<Member>, KeycloakError> {
         self.admin_get(
             &format!("/roles/{}/users", encode(role)),
             &[
@@ -345,7 +345,7 @@ impl KeycloakClient {
         group_id: &str,
         first: u32,
         max: u32,
-    ) -> Result<Vec<UserRepresentation>, KeycloakError> {
+    ) -> Result<Vec<Member>, KeycloakError> {
         self.admin_get(
             &format!("/groups/{}/members", encode(group_id)),
             &[

@@ -35,6 +35,13 @@ impl std::fmt::Debug for TokenSet {
     }
 }
 
+/// A member of a role or a group as the sync reads them: the id alone (a member page's other
+/// fields are not kept, so a page of 25 000 holds 25 000 ids, not their representations).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Member {
+    pub id: String,
+}
+
 /// A user as the admin API returns it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
