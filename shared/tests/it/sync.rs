@@ -65,6 +65,19 @@ fn mode(run: &user_sync::outside::store::SyncRun) -> &'static str {
 }
 
 impl Setup {
+    /// Keycloak changes the user's last name (an admin's update).
+    async fn set_last_name(&self, id: &str, last_name: &str) {
+        let change = UserUpdate {
+            last_name: Some(last_name.into()),
+            ..Default::default()
+        };
+        self.services
+            .keycloak
+            .update_user(id, &change)
+            .await
+            .unwrap();
+    }
+
     async fn id_of(&self, username: &str) -> String {
         self.services
             .keycloak
@@ -209,15 +222,7 @@ async fn changed_disabled_and_deleted_users_are_brought_in_step() {
         s.id_of("bob").await,
         s.id_of("alice").await,
     );
-    kc.update_user(
-        &carol,
-        &UserUpdate {
-            last_name: Some("Changed".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    s.set_last_name(&carol, "Changed").await;
     kc.update_user(
         &bob,
         &UserUpdate {
@@ -304,15 +309,7 @@ async fn a_membership_read_failing_while_the_digest_is_read_fails_the_run_and_wr
     run(&s.services, full()).await.unwrap();
     let (carol, alice) = (s.id_of("carol").await, s.id_of("alice").await);
     let kc = &s.services.keycloak;
-    kc.update_user(
-        &carol,
-        &UserUpdate {
-            last_name: Some("Changed".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    s.set_last_name(&carol, "Changed").await;
     kc.delete_user(&alice).await.unwrap();
     let rule = s
         .realm
