@@ -6,6 +6,7 @@ SHELL := /bin/bash
 VENV       := .venv
 PY         := $(VENV)/bin/python
 TOOLS      := $(VENV)/.installed
+LAMBDA_TOOLS := $(VENV)/.cargo-lambda
 COMPAT     := tests/compat
 NPM_TOOLS  := $(COMPAT)/node_modules/.installed
 DYNAMODB   := infra/local/dynamodb-local
@@ -39,11 +40,18 @@ help:
 # constraints.txt is the whole pinned closure, so pip installs exactly it without resolving
 # (--no-deps; `pip check` then proves nothing is missing or at odds) and leaves the bytecode to
 # the first import (--no-compile): 1 min 14 s instead of 3 min 16 s, 57 s of CPU instead of 99 s.
-$(TOOLS): infra/local/requirements.txt infra/local/constraints.txt
-	python3 -m venv $(VENV)
+$(TOOLS): $(LAMBDA_TOOLS) infra/local/requirements.txt infra/local/constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-compile \
 		-r infra/local/requirements.txt -r infra/local/constraints.txt
 	$(VENV)/bin/pip check
+	touch $@
+
+# cargo-lambda and the zig it cross-links with, at their pins, first and on their own (16 s), so
+# the arm64 compilation can start while the other tools install (make test).
+$(LAMBDA_TOOLS): infra/local/requirements.txt infra/local/constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-compile \
+		$$(grep -E '^(cargo-lambda|ziglang)==' infra/local/constraints.txt)
 	touch $@
 
 # Pinned npm packages of the compatibility suite (Keycloak's official admin client).
@@ -147,9 +155,10 @@ sam-validate: $(TOOLS)
 # unit: every crate's tests, including tests/e2e, which start the whole stack per test binary.
 # stack-test: the template (IAM, routes), openapi.yaml and schemathesis against the local gateway.
 # artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
-# The arm64 compilation of the deployable artifacts starts once the Python tools (cargo-lambda)
-# are installed, and runs beside the workspace's build and the suites at the lowest CPU priority, in the cores' idle time (the build's
-# one-crate stretches, the installs' downloads, the suites' waits on timeouts and on the stack).
+# The arm64 compilation of the deployable artifacts starts once cargo-lambda is installed (the
+# first of the Python tools), and runs beside the workspace's build and the suites at the lowest
+# CPU priority, in the cores' idle time (the build's one-crate stretches, the installs'
+# downloads, the suites' waits on timeouts and on the stack). qemu is fetched with the tools.
 # It has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait
 # on it. The checks that read what the suites recorded (stack-test's IAM check) start once both
 # have ended; artifact-test once everything else has.
@@ -177,7 +186,7 @@ builds:
 
 tools-for-tests: $(TOOLS)
 	@echo "[$$(date +%T)] $@ started"
-	$(MAKE) --no-print-directory tools browser-tools
+	$(MAKE) --no-print-directory tools browser-tools qemu
 	@echo "[$$(date +%T)] $@ ended"
 
 # The suites start once the workspace is built and the tools are installed.
@@ -186,8 +195,8 @@ unit-faults unit-others: builds tools-for-tests
 checks-after-unit: unit-faults unit-others
 	$(MAKE) --no-print-directory -j1 compat stack-test sam-validate
 
-lambda-artifacts-idle: $(TOOLS)
-	nice -n 19 $(MAKE) --no-print-directory -j1 lambda-artifacts qemu
+lambda-artifacts-idle: $(LAMBDA_TOOLS)
+	nice -n 19 $(MAKE) --no-print-directory -j1 lambda-artifacts
 
 # The bulk-sync benchmark (release build): 10 000 and 100 000 users; then the functions' cold
 # starts and login overhead (bench-lambda). Results in the README.
@@ -215,7 +224,7 @@ bench-emulator:
 # for each function, which only copies that function's bootstrap out of it.
 LAMBDA_FUNCTIONS := $(notdir $(wildcard functions/*))
 
-lambda-artifacts: $(TOOLS)
+lambda-artifacts: $(LAMBDA_TOOLS)
 	@echo "[$$(date +%T)] $@ started"
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
