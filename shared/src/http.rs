@@ -44,17 +44,18 @@ pub async fn run<S: Clone + Send + Sync + 'static>(
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         use lambda_http::tower::ServiceExt;
         use tracing::Instrument;
-        let deadline = req
-            .extensions()
-            .get::<lambda_http::Context>()
-            .and_then(|c| crate::base::deadline::of_invocation(c.deadline));
-        let (route, request_id) = match req.extensions().get::<RequestContext>() {
+        let (route, request_id, received_ms) = match req.extensions().get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV2(ctx)) => (
                 ctx.route_key.clone().unwrap_or_default(),
                 ctx.request_id.clone().unwrap_or_default(),
+                Some(ctx.time_epoch),
             ),
             _ => Default::default(),
         };
+        let deadline = req
+            .extensions()
+            .get::<lambda_http::Context>()
+            .and_then(|c| crate::base::deadline::of_invocation(c.deadline, received_ms));
         let span = tracing::info_span!("request", %route, %request_id);
         let app = app.clone();
         async move {

@@ -12,7 +12,7 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     let mut request: SyncRequest = serde_json::from_value(event.payload)
         .map_err(|e| format!("expected {{\"mode\": \"full\" | \"incremental\", ...}}: {e}"))?;
-    let deadline = user_sync::base::deadline::of_invocation(event.context.deadline);
+    let deadline = user_sync::base::deadline::of_invocation(event.context.deadline, None);
     request.deadline_ms = match deadline {
         Some(d) => {
             let now = user_sync::base::clock::now_ms();

@@ -27,17 +27,37 @@ pub struct Expired;
 /// Epoch milliseconds before this (2001) cannot be a deadline.
 const PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
 
-/// The deadline of an invocation whose runtime says `deadline_ms`. Lambda gives the epoch time by
-/// which the invocation must end. `cargo lambda watch` sends a fixed `600000` instead; for local
-/// runs each function declares its real timeout in `FUNCTION_TIMEOUT_SECONDS` (its Cargo.toml's
-/// `[package.metadata.lambda.watch.env]`, kept equal to template.yaml's `Timeout` by a test).
-pub fn of_invocation(deadline_ms: u64) -> Option<Instant> {
+/// The deadline of an invocation whose runtime says `deadline_ms`, for a request API Gateway took
+/// at `received_ms` (epoch milliseconds, its `requestContext.timeEpoch`; `None` for an event that
+/// is not a request). Lambda gives the epoch time by which the invocation must end, and that is
+/// the deadline. `cargo lambda watch` sends a fixed `600000` instead; for local runs each function
+/// declares its real timeout in `FUNCTION_TIMEOUT_SECONDS` (its Cargo.toml's
+/// `[package.metadata.lambda.watch.env]`, kept equal to template.yaml's `Timeout` by a test),
+/// counted from when the local gateway took the request: the gateway's own timeout (the
+/// function's) runs from then, and a request may wait before the function sees it (for one of
+/// `cargo lambda watch`'s instances to be free, or to start).
+pub fn of_invocation(deadline_ms: u64, received_ms: Option<i64>) -> Option<Instant> {
     if deadline_ms >= PLAUSIBLE_EPOCH_MS {
         let left = i64::try_from(deadline_ms).ok()? - crate::base::clock::now_ms();
         return (left > 0).then(|| Instant::now() + Duration::from_millis(left as u64));
     }
     let declared = crate::base::config::LambdaEnv::get().declared_timeout_s?;
-    Some(Instant::now() + Duration::from_secs(declared))
+    Some(declared_deadline(
+        declared,
+        received_ms,
+        crate::base::clock::now_ms(),
+    ))
+}
+
+/// A local run's deadline: `declared_s` after the request was taken at `received_ms` (now when
+/// unknown, or if the gateway's clock says a time to come); a request that waited longer than
+/// that has none left.
+fn declared_deadline(declared_s: u64, received_ms: Option<i64>, now_ms: i64) -> Instant {
+    let declared = Duration::from_secs(declared_s);
+    let waited = received_ms
+        .and_then(|r| u64::try_from(now_ms.saturating_sub(r)).ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
+    Instant::now() + declared.saturating_sub(waited)
 }
 
 /// Run `f` (one invocation) under `deadline`.
@@ -120,8 +140,38 @@ mod tests {
 
     #[test]
     fn a_deadline_in_the_past_is_no_deadline() {
-        assert!(of_invocation(crate::base::clock::now_ms() as u64 - 1).is_none());
-        let d = of_invocation(crate::base::clock::now_ms() as u64 + 10_000).unwrap();
+        let now = crate::base::clock::now_ms();
+        assert!(of_invocation(now as u64 - 1, None).is_none());
+        let d = of_invocation(now as u64 + 10_000, Some(now - 60_000)).unwrap();
         assert!(d > Instant::now() + Duration::from_secs(9));
+    }
+
+    #[test]
+    fn locally_the_time_a_request_waited_before_the_function_saw_it_counts_against_its_timeout() {
+        let now = crate::base::clock::now_ms();
+        let d = declared_deadline(10, Some(now - 4_000), now);
+        let left = d.saturating_duration_since(Instant::now());
+        assert!(left <= Duration::from_secs(6), "{left:?}");
+        assert!(left > Duration::from_secs(5), "{left:?}");
+    }
+
+    #[test]
+    fn locally_a_request_that_waited_past_its_timeout_has_no_time_left() {
+        let now = crate::base::clock::now_ms();
+        let d = declared_deadline(10, Some(now - 12_000), now);
+        assert!(d <= Instant::now());
+    }
+
+    #[test]
+    fn locally_a_request_time_to_come_or_unknown_gives_the_whole_timeout() {
+        let now = crate::base::clock::now_ms();
+        for received in [Some(now + 60_000), None] {
+            let left =
+                declared_deadline(10, received, now).saturating_duration_since(Instant::now());
+            assert!(
+                left > Duration::from_millis(9_900),
+                "{received:?}: {left:?}"
+            );
+        }
     }
 }

@@ -449,3 +449,45 @@ async fn with_dynamodb_hanging_after_a_hard_delete_the_answer_says_keycloaks_use
         "a tombstone"
     );
 }
+
+/// `cargo lambda watch`'s instances of each function (`--concurrency` in infra/local/stack.py).
+const INSTANCES: usize = 4;
+
+#[tokio::test]
+async fn a_request_that_waited_for_a_free_instance_is_answered_by_the_function_before_the_gateway_gives_up(
+) {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Keycloak never handles these registrations' creates: each one holds an instance of the
+    // register function until its deadline, and the last two wait for an instance to be free.
+    let marker = unique("queued");
+    let rule = fault(
+        json!({"method": "POST", "path": "/admin/realms/{realm}/users",
+                            "bodyContains": marker, "status": 504, "latencyMs": 25_000}),
+    )
+    .await;
+    let started = Instant::now();
+    let requests: Vec<_> = (0..INSTANCES + 2)
+        .map(|i| {
+            let body = registration(&format!("{marker}n{i}"));
+            tokio::spawn(async move {
+                let r = post("/auth/register", body).await;
+                (r, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    clear_fault(&rule).await;
+    for (r, took) in &answers {
+        assert_eq!(
+            (r.status, r.header("content-type").as_deref()),
+            (503, Some("application/problem+json")),
+            "the function's own answer, not the gateway's, after {took:?}: {}",
+            r.text
+        );
+        assert!(r.header("retry-after").is_some(), "{}", r.text);
+        assert!(*took < PUBLIC_TIMEOUT, "answered after {took:?}");
+    }
+}
