@@ -118,6 +118,10 @@ AWS_CALLS := $(CURDIR)/.dev/aws-calls
 TEST_TARGETS = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; \
   print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]))')
 OTHER_SUITES = $$(for t in $(TEST_TARGETS); do [ "$$t" = faults ] || echo "--test $$t"; done)
+# `--bins` would build a test harness for every binary, `test = false` or not (an explicit target
+# selection overrides it): only when a binary has tests of its own.
+TESTED_BINS = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; \
+  print("--bins" if any(t["test"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]) else "")')
 
 unit:
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-faults unit-others
@@ -135,7 +139,7 @@ unit-faults:
 
 unit-others:
 	@echo "[$$(date +%T)] $@ started"
-	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --lib --bins $(OTHER_SUITES)
+	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --lib $(TESTED_BINS) $(OTHER_SUITES)
 	cargo test --workspace --doc
 	@echo "[$$(date +%T)] $@ ended"
 
