@@ -22,7 +22,7 @@ CHROMIUM_VERSION := 148.0.7778.167-1~deb12u1
 CHROMIUM   := /usr/bin/chromium
 EMULATOR   := target/debug/keycloak-emulator
 
-.PHONY: help tools tools-for-tests browser-tools arm64-beside-suites build dev up down status test lint unit builds unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
+.PHONY: help tools tools-for-tests browser-tools build dev up down status test lint unit builds unit-build unit-faults unit-others checks-after-unit lambda-artifacts-idle compat stack-test sam-validate sam-build lambda-artifacts deploy-function qemu artifact-test bench bench-lambda bench-webhooks bench-emulator clean
 
 help:
 	@echo "make dev     run the whole stack locally: DynamoDB Local, moto, Keycloak emulator, functions,"
@@ -194,16 +194,7 @@ tools-for-tests: $(TOOLS)
 	@echo "[$$(date +%T)] $@ ended"
 
 # The suites start once the workspace is built and the tools are installed.
-unit-faults unit-others: builds tools-for-tests arm64-beside-suites
-
-# Once the workspace is built, the arm64 compilation gets the suites' priority (they mostly wait):
-# at nice 19 throughout, it had done about half its work when they and the stack tests ended, and
-# then ran 2 min 40 s alone. Its cargo and rustc processes are found by their target; lowering
-# a niceness needs root (CI's machine is), and without it the compilation stays at nice 19.
-arm64-beside-suites: builds
-	@pids=$$(pgrep -f -- '--target aarch64-unknown-linux-gnu'); \
-	  [ -z "$$pids" ] || renice -n 0 $$pids >/dev/null 2>&1 \
-	  || echo "make: the arm64 compilation stays at nice 19 (renice needs root)"
+unit-faults unit-others: builds tools-for-tests
 
 checks-after-unit: unit-faults unit-others
 	$(MAKE) --no-print-directory -j1 compat stack-test sam-validate
