@@ -161,8 +161,10 @@ sam-validate: $(TOOLS)
 # artifact-test: `sam build` (one arm64 compilation) and every bootstrap started under qemu.
 # The arm64 compilation of the deployable artifacts starts once cargo-lambda is installed (the
 # first of the Python tools), and runs beside the workspace's build and the suites at the lowest
-# CPU priority, in the cores' idle time (the build's one-crate stretches, the installs'
-# downloads, the suites' waits on timeouts and on the stack). qemu is fetched with the tools.
+# CPU priority, in what the rest leaves of the cores (the build's one-crate stretches, the
+# installs' downloads, the suites' waits on timeouts and on the stack; the machine is then hardly
+# ever idle, and giving it the suites' priority made the whole run slower: README "Tests").
+# qemu is fetched with the tools.
 # It has its own build directory lock (profile artifact), so the suites' `cargo run`s never wait
 # on it. The checks that read what the suites recorded (stack-test's IAM check) start once both
 # have ended; artifact-test once everything else has.
