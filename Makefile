@@ -115,13 +115,13 @@ AWS_CALLS := $(CURDIR)/.dev/aws-calls
 # CPU time is a sixth of its run), so it runs beside the other suites once everything is built,
 # each on a stack of its own; make prints each one's output whole when it ends. Every cargo call
 # selects the whole workspace, so all of them build with the same features (a `-p` would rebuild).
-TEST_TARGETS = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; \
-  print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "test" in t["kind"]))')
-OTHER_SUITES = $$(for t in $(TEST_TARGETS); do [ "$$t" = faults ] || echo "--test $$t"; done)
-# `--bins` would build a test harness for every binary, `test = false` or not (an explicit target
-# selection overrides it): only when a binary has tests of its own.
-TESTED_BINS = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; \
-  print("--bins" if any(t["test"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]) else "")')
+# What unit-others runs besides the libraries: every test target but the fault suite, and the
+# binaries only if one has tests of its own (`--bins` builds a test harness for every binary,
+# `test = false` or not: an explicit selection overrides it).
+OTHER_SUITES = $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; \
+  ts = [t for p in json.load(sys.stdin)["packages"] for t in p["targets"]]; \
+  print(" ".join(["--test " + t["name"] for t in ts if "test" in t["kind"] and t["name"] != "faults"] \
+                 + ["--bins"] * any(t["test"] for t in ts if "bin" in t["kind"])))')
 
 unit:
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-faults unit-others
@@ -139,7 +139,7 @@ unit-faults:
 
 unit-others:
 	@echo "[$$(date +%T)] $@ started"
-	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --lib $(TESTED_BINS) $(OTHER_SUITES)
+	AWS_CALL_LOG_DIR=$(AWS_CALLS) cargo test --workspace --no-fail-fast --lib $(OTHER_SUITES)
 	cargo test --workspace --doc
 	@echo "[$$(date +%T)] $@ ended"
 
