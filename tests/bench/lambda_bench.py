@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "stack"))
-from runtime_api import RuntimeApi, http_event  # noqa: E402
+from runtime_api import RuntimeApi, function_environment, http_event  # noqa: E402
 
 STARTS = int(os.environ.get("BENCH_STARTS", "11"))
 LOGINS = int(os.environ.get("BENCH_LOGINS", "200"))
@@ -79,19 +78,7 @@ class Stack:
         self.dynamodb = f"http://127.0.0.1:{self.env['DYNAMODB_PORT']}"
 
     def function_env(self, binary):
-        manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-        own = manifest["package"]["metadata"]["lambda"]["watch"]["env"]
-        return {
-            "PATH": os.environ.get("PATH", ""),
-            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local", "AWS_ENDPOINT_URL": self.moto,
-            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb,
-            "KEYCLOAK_URL": self.keycloak, "KEYCLOAK_REALM": "demo",
-            "TABLE_NAME": "bench-lambda", "JWT_AUDIENCE": "user-sync",
-            # As template.yaml sets it (there Amazon Linux's bundle): one CA file, no directory scan.
-            "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
-            **{k: v for k, v in own.items() if k.startswith("KEYCLOAK_")},
-        }
+        return {"PATH": os.environ.get("PATH", ""), **function_environment(self.env, binary)}
 
     def down(self):
         subprocess.run([sys.executable, str(ROOT / "infra/local/stack.py"), "down"], env=self.env,

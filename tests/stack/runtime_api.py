@@ -12,10 +12,36 @@ import json
 import queue
 import threading
 import time
+import tomllib
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 PREFIX = "/2018-06-01/runtime"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manifest_env(binary):
+    """The environment a function's Cargo.toml gives it under `cargo lambda watch`."""
+    manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
+    return manifest["package"]["metadata"]["lambda"]["watch"]["env"]
+
+
+def function_environment(stack, binary):
+    """The variables template.yaml gives the function, with the values of a local stack that
+    `make up` started with `stack`'s ports and table name (the CA bundle as one file, as the
+    template points at Amazon Linux's)."""
+    moto = f"http://127.0.0.1:{stack['MOTO_PORT']}"
+    return {
+        "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{stack['DYNAMODB_PORT']}",
+        "KEYCLOAK_URL": f"http://127.0.0.1:{stack['KEYCLOAK_PORT']}", "KEYCLOAK_REALM": "demo",
+        "TABLE_NAME": stack["TABLE_NAME"], "JWT_AUDIENCE": "user-sync",
+        "HOOK_QUEUE_URL": f"{moto}/123456789012/HookQueue.fifo",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        **{k: v for k, v in manifest_env(binary).items() if k.startswith(("KEYCLOAK_", "HOOK_"))},
+    }
 
 
 class RuntimeApi:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from conftest import ROOT, keycloak
-from test_template import binary_of, manifest_env
-from runtime_api import RuntimeApi, http_event
+from conftest import ROOT
+from test_template import binary_of
+from runtime_api import RuntimeApi, function_environment, http_event
 
 pytestmark = pytest.mark.artifacts
 
@@ -36,21 +36,6 @@ def first_route(function):
         if event["Type"] == "HttpApi":
             return event["Properties"]["Method"], event["Properties"]["Path"]
     return None
-
-
-def function_environment(stack, logical_id):
-    """The variables template.yaml gives the function, with the local stack's values."""
-    binary = binary_of(logical_id)
-    own = manifest_env(binary)
-    return {
-        "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}",
-        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{stack['DYNAMODB_PORT']}",
-        "KEYCLOAK_URL": keycloak(stack), "KEYCLOAK_REALM": "demo",
-        "TABLE_NAME": stack["TABLE_NAME"], "JWT_AUDIENCE": "user-sync",
-        "HOOK_QUEUE_URL": f"http://127.0.0.1:{stack['MOTO_PORT']}/123456789012/HookQueue.fifo",
-        **{k: v for k, v in own.items() if k.startswith(("KEYCLOAK_", "HOOK_"))},
-    }
 
 
 def sqs_consumer(logical_id):
@@ -76,7 +61,7 @@ def test_each_built_bootstrap_finishes_init_and_answers_one_invocation(stack, lo
     assert "ARM aarch64" in architecture and "stripped" in architecture, architecture
     api = RuntimeApi(invocation_timeout_s=120)
     env = {"PATH": os.environ["PATH"], **api.environment(binary_of(logical_id)),
-           **function_environment(stack, logical_id)}
+           **function_environment(stack, binary_of(logical_id))}
     proc = subprocess.Popen([str(QEMU), "-L", str(SYSROOT), str(bootstrap)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -9,7 +9,8 @@ import json
 from samtranslator.yaml_helper import yaml_parse
 
 from conftest import ROOT
-from test_template import binary_of, manifest_env
+from runtime_api import manifest_env
+from test_template import binary_of
 
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
 ENV_FILE = json.loads((ROOT / "infra" / "sam-local" / "env.json").read_text())

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from runtime_api import manifest_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,13 +49,6 @@ def functions():
     doc = template()
     return {binary_of(k): r for k, r in doc["Resources"].items()
             if r["Type"] == "AWS::Serverless::Function"}
-
-
-def manifest_env(binary):
-    import tomllib
-
-    manifest = tomllib.loads((ROOT / "functions" / binary / "Cargo.toml").read_text())
-    return manifest["package"]["metadata"]["lambda"]["watch"]["env"]
 
 
 def test_every_function_is_a_workspace_binary_built_by_the_makefile():
