@@ -91,6 +91,21 @@ pub async fn compensate<F: Future>(f: F) -> F::Output {
     COMPENSATING.scope((), f).await
 }
 
+/// `f` under the deadline (and the compensation, if any) of the task that calls this, for a task
+/// of its own: a task-local does not follow `tokio::spawn`, and a spawned call would otherwise
+/// run unbounded (the sync's crawl pages, digest segments and writes did).
+pub fn carried<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    let deadline = DEADLINE.try_with(|d| *d).ok();
+    let compensating = COMPENSATING.try_with(|_| ()).is_ok();
+    async move {
+        if compensating {
+            within(deadline, compensate(f)).await
+        } else {
+            within(deadline, f).await
+        }
+    }
+}
+
 /// Extension for the futures of outbound calls.
 pub trait Bounded: Future + Sized {
     /// Bounded by the invocation's deadline, less the margin kept for compensating and answering.
@@ -109,6 +124,36 @@ impl<F: Future> Bounded for F {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_spawned_task_keeps_the_deadline_only_when_carried() {
+        let deadline = Instant::now() + MARGIN + Duration::from_millis(100);
+        let slow = || tokio::time::sleep(Duration::from_secs(5)).within_deadline();
+        let started = Instant::now();
+        let carried = within(Some(deadline), async {
+            tokio::spawn(carried(slow())).await.unwrap()
+        })
+        .await;
+        assert_eq!(carried, Err(Expired));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let bare = within(Some(deadline), async {
+            tokio::spawn(async { budget() }).await.unwrap()
+        })
+        .await;
+        assert_eq!(bare, None, "a bare task has no deadline");
+    }
+
+    #[tokio::test]
+    async fn a_carried_compensation_keeps_the_answer_margin_only() {
+        let deadline = Instant::now() + MARGIN + Duration::from_secs(10);
+        let left = within(
+            Some(deadline),
+            compensate(async { tokio::spawn(carried(async { budget() })).await.unwrap() }),
+        )
+        .await
+        .unwrap();
+        assert!(left > Duration::from_secs(10), "{left:?}");
+    }
 
     #[tokio::test]
     async fn calls_are_cut_at_the_deadline_minus_the_margin() {

@@ -1,4 +1,4 @@
-//! The bulk sync against the Keycloak emulator and moto: full and incremental reconcile, and every
+//! The bulk sync against the Keycloak emulator and DynamoDB Local: full and incremental reconcile, and every
 //! way it must refuse to deactivate someone by mistake.
 
 #![allow(clippy::unwrap_used)]
@@ -530,6 +530,45 @@ async fn a_user_first_stored_while_the_crawl_pages_is_not_overwritten_by_its_cre
         .await
         .unwrap()
         .is_some());
+}
+
+/// A task does not inherit the invocation's deadline by itself: the crawl's pages (and the
+/// digest's segments and the writes) run in tasks of their own, and a page that hung held the
+/// run past the deadline, until the Keycloak client's own timeouts gave up.
+#[tokio::test]
+async fn a_crawl_page_that_hangs_is_cut_at_the_invocations_deadline_and_the_run_recorded() {
+    use std::time::{Duration, Instant};
+    use user_sync::base::deadline;
+    let s = setup(&[]).await;
+    s.realm
+        .fault(json!({"method": "GET", "path": "/admin/realms/{realm}/users", "latencyMs": 30000}))
+        .await;
+    let started = Instant::now();
+    let at = started + deadline::MARGIN + Duration::from_secs(2);
+    let r = deadline::within(Some(at), run(&s.services, full())).await;
+    assert!(
+        Instant::now() < at,
+        "answered {:?} after the start, past the deadline",
+        started.elapsed()
+    );
+    let e = r.expect_err("a run cut off at its deadline fails");
+    assert!(e.to_string().contains("deadline"), "{e}");
+    let store = &s.services.store;
+    let recorded = store.recent_runs(1).await.unwrap();
+    assert_eq!(
+        recorded.iter().map(status).collect::<Vec<_>>(),
+        ["failed"],
+        "the run record says how it ended"
+    );
+    assert_eq!(count(&recorded[0], "deactivated"), 0);
+    let now = user_sync::base::clock::now_ms();
+    assert!(
+        store
+            .acquire_lease("next-run", now + 1000, now)
+            .await
+            .unwrap(),
+        "the lease was released: the next run need not wait for it to expire"
+    );
 }
 
 #[tokio::test]

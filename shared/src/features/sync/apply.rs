@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::base::clock::now_ms;
+use crate::base::deadline;
 use crate::error::Error;
 use crate::outside::store::{ApplyOutcome, KeycloakFields, SessionEnd, Store, SyncCounts};
 use crate::rules::profile::Attributes;
@@ -55,11 +56,11 @@ pub(super) async fn apply_changes(
             };
             let store = store.clone();
             let task_id = id.clone();
-            let handle = set.spawn(async move {
+            let handle = set.spawn(deadline::carried(async move {
                 store
                     .apply_keycloak_fields(&task_id, &fields, &business, at, now_ms())
                     .await
-            });
+            }));
             running.insert(handle.id(), id);
         }
         let Some(done) = set.join_next_with_id().await else {

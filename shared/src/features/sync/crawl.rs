@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::base::clock::now_ms;
+use crate::base::deadline;
 use crate::outside::keycloak::{KeycloakClient, KeycloakError, UserRepresentation};
 
 /// One Keycloak user as the sync sees it: identity, business attributes, when it was read.
@@ -65,10 +66,10 @@ impl Crawl {
             let (offset, page) = (self.first + i * self.page, self.page);
             // Stamped when asked: Keycloak's answer is at least this new, and a login that
             // lands while the page is in flight must not lose to it.
-            set.spawn(async move {
+            set.spawn(deadline::carried(async move {
                 let asked = now_ms();
                 (offset, kc.list_users(offset, page, false).await, asked)
-            });
+            }));
         }
         let mut results = Vec::new();
         while let Some(joined) = set.join_next().await {

@@ -2,6 +2,7 @@
 //! happens, and the hand-over to a follow-up invocation when the time budget ran out.
 
 use crate::base::clock::{now_ms, EpochSecs};
+use crate::base::deadline;
 use crate::error::Error;
 use crate::outside::store::{RunCost, SyncCounts, SyncRun, SyncStatus};
 use crate::services::Services;
@@ -83,7 +84,9 @@ pub async fn run(services: &Services, req: SyncRequest) -> Result<SyncRun, Error
         write_capacity_units: capacity.write_units,
         keycloak_requests: services.keycloak.requests_sent() - requests_before,
     };
-    let recorded = finish(services, &req, &mut run).await;
+    // In the time kept back for compensating: a run cut off at its deadline is still recorded,
+    // and its lease released, instead of leaving "running" behind for the lease to expire.
+    let recorded = deadline::compensate(finish(services, &req, &mut run)).await;
     recorded?;
     outcome.map(|_| run)
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::table::{sdk_error, Item, Store, StoreError};
 use super::user_record::MISSING_IN_KEYCLOAK;
-use crate::base::deadline::Bounded;
+use crate::base::deadline::{self, Bounded};
 
 pub const SYNC_INDEX: &str = "SyncDigest";
 
@@ -86,14 +86,14 @@ impl Store {
             mpsc::channel::<Result<Vec<(String, Digest)>, StoreError>>(SCANS_IN_FLIGHT);
         for _ in 0..SCANS_IN_FLIGHT.min(segments as usize) {
             let (store, tx, next) = (self.clone(), tx.clone(), next.clone());
-            tokio::spawn(async move {
+            tokio::spawn(deadline::carried(async move {
                 loop {
                     let segment = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if segment >= segments || !store.scan_segment(segment, segments, &tx).await {
                         return;
                     }
                 }
-            });
+            }));
         }
         drop(tx);
         while let Some(rows) = rx.recv().await {

@@ -2,7 +2,7 @@
 //! newer observation of Keycloak (`apply_keycloak_fields`), marked missing, and a first sync's
 //! records created if absent.
 
-use crate::base::deadline::Bounded;
+use crate::base::deadline::{self, Bounded};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
@@ -234,10 +234,10 @@ impl Store {
             while set.len() < CREATE_CONCURRENCY && failure.is_none() {
                 let Some(user) = pending.next() else { break };
                 let store = self.clone();
-                set.spawn(async move {
+                set.spawn(deadline::carried(async move {
                     let created = store.create_user(&user).await;
                     (user, created)
-                });
+                }));
             }
             let Some(done) = set.join_next().await else {
                 break;
