@@ -777,6 +777,40 @@ async fn a_run_without_time_to_make_progress_fails_instead_of_handing_over_forev
     );
 }
 
+/// More changed users than a round of writes takes (64): the rounds are written in a task of
+/// their own while the crawl reads on, and every change is written, and counted, once.
+#[tokio::test]
+async fn changes_beyond_one_round_of_writes_are_all_written_and_counted_once() {
+    let s = setup(&[]).await;
+    s.add_users("round", 300).await;
+    run(&s.services, full()).await.unwrap();
+    let users = s.services.keycloak.list_users(0, 400, false).await.unwrap();
+    let changed: Vec<String> = users
+        .iter()
+        .filter(|u| u.username.starts_with("round"))
+        .take(200)
+        .map(|u| u.id.clone())
+        .collect();
+    assert_eq!(changed.len(), 200);
+    for id in &changed {
+        s.set_last_name(id, "Rounds").await;
+    }
+    let r = run(&s.services, full()).await.unwrap();
+    assert_eq!(status(&r), "succeeded", "{:?}", r.errors);
+    assert_eq!(
+        [
+            count(&r, "updated"),
+            count(&r, "unchanged"),
+            count(&r, "failed")
+        ],
+        [200, users.len() as u64 - 200, 0]
+    );
+    for id in &changed {
+        let local = s.services.store.get_user(id).await.unwrap().unwrap();
+        assert_eq!(local.keycloak.last_name.as_deref(), Some("Rounds"));
+    }
+}
+
 #[tokio::test]
 async fn a_run_out_of_time_after_some_writes_hands_over_and_the_follow_up_finishes() {
     // 1 200 more users: written in batches of 500, with the budget spent after the first ones.

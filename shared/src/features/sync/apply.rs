@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::base::clock::now_ms;
 use crate::base::deadline;
@@ -90,6 +90,73 @@ pub(super) async fn apply_changes(
     }
     applied.not_applied.extend(pending.map(|(id, ..)| id));
     applied
+}
+
+/// A round of changed users written in a task of its own while the crawl reads on, so that the
+/// writes (which DynamoDB Local applies one at a time, 2.7 ms each) overlap Keycloak's pages
+/// instead of following them. One round in flight at a time: the next waits for it, so at most
+/// two rounds of changes are held. Its counts and errors join the run's when it is awaited.
+#[derive(Default)]
+pub(super) struct Writer {
+    /// The round in flight: how many users it writes, and its task.
+    round: Option<(usize, JoinHandle<Round>)>,
+}
+
+/// What a round's task answers: what it got through, its counts, its errors.
+type Round = (Applied, SyncCounts, Vec<String>);
+
+impl Writer {
+    /// Start writing `changes` once the round before has ended; false (nothing started) if that
+    /// one ran out of time.
+    pub(super) async fn start(
+        &mut self,
+        store: &Store,
+        changes: Vec<Change>,
+        req: &SyncRequest,
+        counts: &mut SyncCounts,
+        errors: &mut Vec<String>,
+    ) -> bool {
+        if !self.finish(counts, errors).await {
+            return false;
+        }
+        let (store, req, size) = (store.clone(), req.clone(), changes.len());
+        let round = tokio::spawn(deadline::carried(async move {
+            let (mut counts, mut errors) = (SyncCounts::default(), Vec::new());
+            let applied = apply_changes(&store, changes, &mut counts, &mut errors, &req).await;
+            (applied, counts, errors)
+        }));
+        self.round = Some((size, round));
+        true
+    }
+
+    /// Wait for the round in flight, if any; false if it ran out of time. A round whose task
+    /// failed counts its users as failed.
+    pub(super) async fn finish(
+        &mut self,
+        counts: &mut SyncCounts,
+        errors: &mut Vec<String>,
+    ) -> bool {
+        let Some((size, round)) = self.round.take() else {
+            return true;
+        };
+        match round.await {
+            Ok((applied, written, round_errors)) => {
+                counts.created += written.created;
+                counts.updated += written.updated;
+                counts.reactivated += written.reactivated;
+                counts.unchanged += written.unchanged;
+                counts.skipped_newer += written.skipped_newer;
+                counts.failed += written.failed;
+                errors.extend(round_errors);
+                applied.finished
+            }
+            Err(e) => {
+                counts.failed += size as u64;
+                errors.push(format!("a round of {size} writes failed: {e}"));
+                true
+            }
+        }
+    }
 }
 
 pub(super) enum Deactivation {

@@ -1,9 +1,9 @@
 //! A full run: the store's digest and every user's memberships are read first (at the same
 //! time: the store and Keycloak answer in parallel), then Keycloak's
 //! users a group of pages at a time, each group diffed and its new users created before the next
-//! is read, changed users written once `CHANGES_PER_ROUND` have gathered, so memory holds one
-//! group of users, at most that many changes, and a few dozen bytes per user (README "Bulk
-//! sync"). Changes still gathered when the time budget runs out are left to the follow-up. Then
+//! is read, changed users written once `CHANGES_PER_ROUND` have gathered (a round at a time, in
+//! a task of its own while the next groups are read), so memory holds one group of users, at most
+//! two rounds of changes, and a few dozen bytes per user (README "Bulk sync"). Changes still gathered when the time budget runs out are left to the follow-up. Then
 //! the users the crawl did not see are asked about one by one, and only those confirmed gone or
 //! disabled are deactivated.
 
@@ -21,7 +21,8 @@ use crate::outside::store::{Digest, StoredState, SyncCounts, SyncRun, SyncStatus
 use crate::services::Services;
 
 use super::apply::{
-    apply_changes, deactivate, deactivation_plan, Change, Deactivation, Planned, WRITE_CONCURRENCY,
+    apply_changes, deactivate, deactivation_plan, Change, Deactivation, Planned, Writer,
+    WRITE_CONCURRENCY,
 };
 use super::crawl::Crawl;
 use super::memberships::{Combination, Memberships};
@@ -135,6 +136,8 @@ async fn crawl_and_write(
     // changes when few users changed, and writing each group's few alone made every group wait
     // for one write's latency (a 1 %-changed resync took twice its no-change time).
     let mut changes = Vec::new();
+    // Each round is written while the next groups are read; every way out of the loop awaits it.
+    let mut writer = Writer::default();
     while let Some(group) = crawl.next(&mut run.errors).await {
         let mut new_users = Vec::new();
         // Keycloak's listing leaves service accounts out (contract §4.3, §14).
@@ -163,12 +166,19 @@ async fn crawl_and_write(
             continue;
         }
         if out_of_time(req) {
+            writer.finish(counts, &mut run.errors).await;
             return Ok(None);
         }
         let tried = new_users.len() as u64;
         // A user the digest did not have but the store does (written since the index was read)
         // is written the careful way.
-        let refused = store.create_users_if_absent(new_users).await?;
+        let refused = match store.create_users_if_absent(new_users).await {
+            Ok(refused) => refused,
+            Err(e) => {
+                writer.finish(counts, &mut run.errors).await;
+                return Err(e.into());
+            }
+        };
         counts.created += tried - refused.len() as u64;
         changes.extend(refused.into_iter().map(|u| {
             let fields = u.keycloak.clone();
@@ -176,13 +186,16 @@ async fn crawl_and_write(
         }));
         if changes.len() >= CHANGES_PER_ROUND {
             let round = std::mem::take(&mut changes);
-            if !apply_changes(store, round, counts, &mut run.errors, req)
+            if !writer
+                .start(store, round, req, counts, &mut run.errors)
                 .await
-                .finished
             {
                 return Ok(None);
             }
         }
+    }
+    if !writer.finish(counts, &mut run.errors).await {
+        return Ok(None);
     }
     let finished = apply_changes(store, changes, counts, &mut run.errors, req)
         .await
