@@ -3,9 +3,9 @@
 //! users a group of pages at a time, each group diffed and its new users created before the next
 //! is read, changed users written once `CHANGES_PER_ROUND` have gathered (a round at a time, in
 //! a task of its own while the next groups are read), so memory holds one group of users, at most
-//! two rounds of changes, and a few dozen bytes per user (README "Bulk sync"). Changes still gathered when the time budget runs out are left to the follow-up. Then
-//! the users the crawl did not see are asked about one by one, and only those confirmed gone or
-//! disabled are deactivated.
+//! two rounds of changes, and a few dozen bytes per user (README "Bulk sync"). Changes still
+//! gathered when the time budget runs out are left to the follow-up. Then the users the crawl did
+//! not see are asked about one by one, and only those confirmed gone or disabled are deactivated.
 
 use std::cell::RefCell;
 use std::time::Instant;
