@@ -74,7 +74,6 @@ class Stack:
         subprocess.run([sys.executable, str(ROOT / "infra/local/stack.py"), "up"], env=self.env,
                        check=True, stdout=subprocess.DEVNULL)
         self.keycloak = f"http://127.0.0.1:{self.env['KEYCLOAK_PORT']}"
-        self.moto = f"http://127.0.0.1:{self.env['MOTO_PORT']}"
         self.dynamodb = f"http://127.0.0.1:{self.env['DYNAMODB_PORT']}"
 
     def function_env(self, binary):

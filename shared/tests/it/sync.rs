@@ -1,5 +1,5 @@
-//! The bulk sync against the Keycloak emulator and DynamoDB Local: full and incremental reconcile, and every
-//! way it must refuse to deactivate someone by mistake.
+//! The bulk sync against the Keycloak emulator and DynamoDB Local: full and incremental
+//! reconcile, and every way it must refuse to deactivate someone by mistake.
 
 #![allow(clippy::unwrap_used)]
 

@@ -141,12 +141,7 @@ impl Writer {
         };
         match round.await {
             Ok((applied, written, round_errors)) => {
-                counts.created += written.created;
-                counts.updated += written.updated;
-                counts.reactivated += written.reactivated;
-                counts.unchanged += written.unchanged;
-                counts.skipped_newer += written.skipped_newer;
-                counts.failed += written.failed;
+                *counts += written;
                 errors.extend(round_errors);
                 applied.finished
             }

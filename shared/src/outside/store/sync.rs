@@ -114,6 +114,53 @@ impl SyncCounts {
     }
 }
 
+/// Another part of the same run's counts (a round of writes counted in a task of its own) added
+/// in: every field, so a counter added to the struct cannot be left out here.
+impl std::ops::AddAssign for SyncCounts {
+    fn add_assign(&mut self, other: SyncCounts) {
+        let SyncCounts {
+            seen,
+            created,
+            updated,
+            unchanged,
+            deactivated,
+            reactivated,
+            failed,
+            skipped_newer,
+            skipped_deleted,
+            missed_by_paging,
+            only_in_keycloak,
+            only_local,
+            events,
+            echoes,
+            unconfirmed,
+            drift,
+            repaired,
+            repairs_open,
+            duration_ms,
+        } = other;
+        self.seen += seen;
+        self.created += created;
+        self.updated += updated;
+        self.unchanged += unchanged;
+        self.deactivated += deactivated;
+        self.reactivated += reactivated;
+        self.failed += failed;
+        self.skipped_newer += skipped_newer;
+        self.skipped_deleted += skipped_deleted;
+        self.missed_by_paging += missed_by_paging;
+        self.only_in_keycloak += only_in_keycloak;
+        self.only_local += only_local;
+        self.events += events;
+        self.echoes += echoes;
+        self.unconfirmed += unconfirmed;
+        self.drift += drift;
+        self.repaired += repaired;
+        self.repairs_open += repairs_open;
+        self.duration_ms += duration_ms;
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncRun {
     /// `<start ms>-<random>`: sortable, and names the record directly.
