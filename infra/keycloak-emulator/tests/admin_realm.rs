@@ -311,6 +311,21 @@ async fn groups_members_and_membership_changes() {
     );
 }
 
+/// Keycloak's `JpaUserProvider#addUser`: a user created through the admin API joins the
+/// realm's default groups besides the ones the request names; users of the export do not.
+#[tokio::test]
+async fn a_created_user_joins_the_realms_default_groups() {
+    let kc = realm_with(json!({"defaultGroups": ["/support"]})).await;
+    let mut rep = new_user("dora");
+    rep["groups"] = json!(["/engineering"]);
+    let id = kc.create_user(rep).await;
+    let groups = kc.get(&format!("/users/{id}/groups")).await;
+    assert_eq!(names(&groups, "path"), vec!["/engineering", "/support"]);
+    let alice = kc.user_id("alice").await;
+    let groups = kc.get(&format!("/users/{alice}/groups")).await;
+    assert_eq!(names(&groups, "path"), vec!["/engineering"]);
+}
+
 #[tokio::test]
 async fn user_sessions_are_listed_and_can_be_deleted() {
     let kc = realm().await;

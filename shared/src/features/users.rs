@@ -169,9 +169,10 @@ pub async fn validate_new_account(
     }
 }
 
-/// The most a new user's role read may take: a Keycloak hanging there must leave the
-/// registration its time to write the record (marked unread) and answer.
-const ROLE_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The most a new user's membership reads (roles and groups, side by side) may take: a Keycloak
+/// hanging there must leave the registration its time to write the record (marked unread) and
+/// answer.
+const MEMBERSHIP_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a claim holds when the invocation's deadline is unknown.
 const CLAIM_WITHOUT_DEADLINE_MS: i64 = 60_000;
@@ -361,7 +362,9 @@ async fn create_in_flight(
             return Err(e.into());
         }
     };
-    let roles = roles_of_new_user(kc, &id).await;
+    let memberships = memberships_of_new_user(kc, &id).await;
+    let read = memberships.is_some();
+    let (roles, groups) = memberships.unwrap_or_default();
     let fields = KeycloakFields {
         username: v.username,
         email: Some(v.email),
@@ -369,13 +372,13 @@ async fn create_in_flight(
         last_name: v.last_name,
         enabled: v.enabled,
         email_verified: false,
-        roles: roles.clone().unwrap_or_default(),
-        groups: Vec::new(),
+        roles,
+        groups,
     };
     let now = now_ms();
     let mut user = User::new(&id, &fields, &v.attributes, now);
     user.registered_at = Some(now);
-    if roles.is_none() {
+    if !read {
         user.mark_unread();
     }
     match services.store.create_user(&user).await {
@@ -402,26 +405,33 @@ async fn create_in_flight(
     Ok(UserView::from(&user))
 }
 
-/// The memberships Keycloak gave the new user (default roles); a failed read leaves them
-/// unknown, not empty: the record is marked unread, so the next webhook, incremental or full
-/// sync reads the user again (the echo check never vouches for an unread record).
-async fn roles_of_new_user(kc: &KeycloakClient, id: &str) -> Option<Vec<String>> {
-    let read = tokio::time::timeout(ROLE_READ_LIMIT, kc.user_effective_realm_roles(id)).await;
+/// The memberships Keycloak gave the new user: its realm roles (the default roles, without the
+/// technical ones) and its group paths (the realm's default groups), read side by side. A failed
+/// read of either leaves both unknown, not empty: the record is marked unread, so the next
+/// webhook, incremental or full sync reads the user again (the echo check never vouches for an
+/// unread record).
+async fn memberships_of_new_user(
+    kc: &KeycloakClient,
+    id: &str,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let reads = async { tokio::try_join!(kc.user_effective_realm_roles(id), kc.user_groups(id)) };
+    let read = tokio::time::timeout(MEMBERSHIP_READ_LIMIT, reads).await;
     let read = read.unwrap_or_else(|_| {
         Err(KeycloakError::Unavailable {
-            reason: "the role read took too long".into(),
+            reason: "the membership reads took too long".into(),
         })
     });
     match read {
-        Ok(roles) => Some(
+        Ok((roles, groups)) => Some((
             roles
                 .into_iter()
                 .map(|r| r.name)
                 .filter(|r| !is_technical_role(r))
                 .collect(),
-        ),
+            groups.into_iter().map(|g| g.path).collect(),
+        )),
         Err(e) => {
-            tracing::warn!(error = %e, "roles of the new user unknown; marked for a re-read");
+            tracing::warn!(error = %e, "memberships of the new user unknown; marked for a re-read");
             None
         }
     }

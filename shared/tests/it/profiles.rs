@@ -1,5 +1,6 @@
-//! Configuration that changes behaviour, against moto and the emulator: a business attribute added
-//! by configuration alone, and whether a login may reveal that an account is disabled.
+//! Configuration that changes behaviour, against DynamoDB Local and the emulator: a business
+//! attribute added by configuration alone, whether a login may reveal that an account is
+//! disabled, and the groups a realm gives every new user.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +11,7 @@ use user_sync::features::sessions::{self, LoginRequest};
 use user_sync::features::users::{self, RegisterRequest};
 use user_sync::http::Origin;
 use user_sync::outside::keycloak::UserUpdate;
+use user_sync::outside::store::Pending;
 use user_sync::Error;
 
 /// A clone of the demo realm whose user profile also declares `costCenter`, editable by users
@@ -116,6 +118,56 @@ async fn an_attribute_the_deployment_does_not_keep_is_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A realm whose new users all join `/support`, as an operator sets in Keycloak's "User
+/// registration" settings (the export's `defaultGroups`).
+async fn realm_with_a_default_group() -> common::Realm {
+    common::realm_with(json!({"defaultGroups": ["/support"]})).await
+}
+
+#[tokio::test]
+async fn a_new_account_is_stored_with_the_groups_keycloak_gave_it() {
+    let realm = realm_with_a_default_group().await;
+    let services = common::services(&realm, &[]).await;
+    let user = users::register(
+        &services,
+        &registration(&common::unique("gina"), &[]),
+        None,
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(user.groups, vec!["/support"]);
+    let local = services.store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(local.keycloak.groups, vec!["/support"]);
+    assert!(local.pending().is_empty(), "{:?}", local.pending());
+}
+
+#[tokio::test]
+async fn a_new_account_whose_groups_cannot_be_read_is_kept_marked_for_a_re_read() {
+    let realm = realm_with_a_default_group().await;
+    let services = common::services(&realm, &[]).await;
+    realm
+        .fault(
+            json!({"method": "GET", "path": "/admin/realms/{realm}/users/*/groups", "status": 500}),
+        )
+        .await;
+    let user = users::register(
+        &services,
+        &registration(&common::unique("gina"), &[]),
+        None,
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    let local = services.store.get_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(local.pending(), vec![Pending::KeycloakRead]);
+    assert!(
+        local.keycloak.groups.is_empty(),
+        "unknown, not guessed: {:?}",
+        local.keycloak.groups
+    );
 }
 
 async fn disabled_carol(vars: &[(&str, &str)]) -> user_sync::services::Services {

@@ -226,7 +226,7 @@ pub(super) fn create_user(
     if email_taken(realm, email.as_deref(), "") {
         return Err(error_message(409, "User exists with same email"));
     }
-    let mut groups = BTreeSet::new();
+    let mut groups: BTreeSet<String> = realm.settings.default_groups.iter().cloned().collect();
     for path in rep.groups.iter().flatten() {
         let g = realm
             .group_by_path(path)

@@ -140,6 +140,7 @@ impl Realm {
             admin_events_details_enabled: b(source, "adminEventsDetailsEnabled", false),
             admin_events_expiration: i(&attrs, "adminEventsExpiration"),
             default_role: default_role.clone(),
+            default_groups: Vec::new(),
             brute_force: crate::brute_force::Settings::from_export(source),
             access_code_lifespan: i(source, "accessCodeLifespan").unwrap_or(60),
             access_code_lifespan_login: i(source, "accessCodeLifespanLogin").unwrap_or(1800),
@@ -173,6 +174,15 @@ impl Realm {
         realm.import_clients(source);
         realm.import_roles(source, &default_role);
         realm.import_groups(source.get("groups"), None, "");
+        realm.settings.default_groups = strings(source.get("defaultGroups"))
+            .iter()
+            .map(|p| {
+                realm
+                    .group_by_path(p)
+                    .map(|g| g.id.clone())
+                    .ok_or_else(|| format!("the default group {p} is not a group of the realm"))
+            })
+            .collect::<Result<_, _>>()?;
         for u in source
             .get("users")
             .and_then(Value::as_array)

@@ -157,6 +157,9 @@ pub struct Settings {
     pub admin_events_details_enabled: bool,
     pub admin_events_expiration: Option<i64>,
     pub default_role: String,
+    /// Ids of the realm's default groups (the export's `defaultGroups`, paths): every user
+    /// created through the admin API joins them, as Keycloak's `JpaUserProvider#addUser` does.
+    pub default_groups: Vec<String>,
     pub brute_force: crate::brute_force::Settings,
     /// `accessCodeLifespan`: how long an authorization code may be exchanged (seconds).
     pub access_code_lifespan: i64,
