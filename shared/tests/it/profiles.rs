@@ -8,7 +8,7 @@ use crate::common;
 
 use serde_json::{json, Value};
 use user_sync::features::sessions::{self, LoginRequest};
-use user_sync::features::users::{self, RegisterRequest};
+use user_sync::features::users::{self, RegisterRequest, UserView};
 use user_sync::http::Origin;
 use user_sync::outside::keycloak::UserUpdate;
 use user_sync::outside::store::Pending;
@@ -52,14 +52,9 @@ async fn a_fifth_attribute_is_a_configuration_change() {
     let realm = realm_with_cost_center().await;
     let services = common::services(&realm, &[FIVE]).await;
     let username = common::unique("cora");
-    let user = users::register(
-        &services,
-        &registration(&username, &[("costCenter", "CC-42")]),
-        None,
-        &Origin::default(),
-    )
-    .await
-    .unwrap();
+    let user = register(&services, &username, &[("costCenter", "CC-42")])
+        .await
+        .unwrap();
     assert_eq!(user.attributes["costCenter"], "CC-42");
     let kc = services.keycloak.get_user(&user.id).await.unwrap();
     assert_eq!(kc.attribute("costCenter"), Some("CC-42"));
@@ -103,11 +98,10 @@ async fn a_fifth_attribute_is_a_configuration_change() {
 async fn an_attribute_the_deployment_does_not_keep_is_refused() {
     let realm = realm_with_cost_center().await;
     let services = common::services(&realm, &[]).await;
-    let err = users::register(
+    let err = register(
         &services,
-        &registration(&common::unique("cora"), &[("costCenter", "CC-42")]),
-        None,
-        &Origin::default(),
+        &common::unique("cora"),
+        &[("costCenter", "CC-42")],
     )
     .await
     .unwrap_err();
@@ -130,14 +124,9 @@ async fn realm_with_a_default_group() -> common::Realm {
 async fn a_new_account_is_stored_with_the_groups_keycloak_gave_it() {
     let realm = realm_with_a_default_group().await;
     let services = common::services(&realm, &[]).await;
-    let user = users::register(
-        &services,
-        &registration(&common::unique("gina"), &[]),
-        None,
-        &Origin::default(),
-    )
-    .await
-    .unwrap();
+    let user = register(&services, &common::unique("gina"), &[])
+        .await
+        .unwrap();
     assert_eq!(user.groups, vec!["/support"]);
     let local = services.store.get_user(&user.id).await.unwrap().unwrap();
     assert_eq!(local.keycloak.groups, vec!["/support"]);
@@ -153,14 +142,9 @@ async fn a_new_account_whose_groups_cannot_be_read_is_kept_marked_for_a_re_read(
             json!({"method": "GET", "path": "/admin/realms/{realm}/users/*/groups", "status": 500}),
         )
         .await;
-    let user = users::register(
-        &services,
-        &registration(&common::unique("gina"), &[]),
-        None,
-        &Origin::default(),
-    )
-    .await
-    .unwrap();
+    let user = register(&services, &common::unique("gina"), &[])
+        .await
+        .unwrap();
     let local = services.store.get_user(&user.id).await.unwrap().unwrap();
     assert_eq!(local.pending(), vec![Pending::KeycloakRead]);
     assert!(
@@ -216,6 +200,16 @@ async fn reveal_account_state_tells_a_disabled_account_apart() {
         .err()
         .unwrap();
     assert_eq!(err.to_problem().code, "account_disabled");
+}
+
+/// A registration of `username` with these business attributes, as the API would make it.
+async fn register(
+    services: &user_sync::services::Services,
+    username: &str,
+    attributes: &[(&str, &str)],
+) -> Result<UserView, Error> {
+    let req = registration(username, attributes);
+    users::register(services, &req, None, &Origin::default()).await
 }
 
 fn registration(username: &str, attributes: &[(&str, &str)]) -> RegisterRequest {
